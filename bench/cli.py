@@ -1,0 +1,254 @@
+"""adaptbench command line (also ``python -m bench``). Heavy libraries load only in the commands that need them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+EPILOG = """examples:
+  adaptbench ls
+  adaptbench run --task pneumonia-mnist --method lora --budget 256 --seed 0 --set r=16
+  adaptbench grid --suite default                  # resumes: cells with an ok record are skipped
+  adaptbench grid --suite default --filter 'glue-sst2/*'
+  adaptbench report --suite default                # -> reports/default/index.html
+  adaptbench data verify
+"""
+
+
+def _parse_sets(items: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: use key=value, e.g. --set lr=1e-4")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from bench.backbones import BACKBONES
+    from bench.registry import METHODS, TASKS, load_all
+    from bench.suite import suite_names
+
+    load_all()
+    if args.matrix:
+        return _print_matrix()
+    print("tasks:")
+    for name in TASKS:
+        spec = TASKS.get(name).spec
+        budgets = ",".join(str(b) for b in spec.budgets)
+        print(
+            f"  {name:20s} {spec.modality:6s} {spec.primary_metric:9s} backbone={spec.backbone:18s} "
+            f"budgets={budgets:12s} {spec.description}"
+        )
+    print("methods:")
+    for name in METHODS:
+        print(f"  {name:20s} {METHODS.get(name).description}")
+    print("backbones:")
+    for name, b in BACKBONES.items():
+        print(f"  {name:20s} {b.modality:6s} probe={b.probe:14s} {b.description}")
+    print("suites:")
+    for name in suite_names():
+        print(f"  {name}")
+    return 0
+
+
+def _print_matrix() -> int:
+    import dataclasses
+
+    from bench.backbones import BACKBONES
+    from bench.registry import METHODS, TASKS
+
+    methods = METHODS.names()
+    print("task".ljust(20) + "".join(m[:10].ljust(11) for m in methods))
+    notes = []
+    for t in TASKS:
+        spec = TASKS.get(t).spec
+        row = t.ljust(20)
+        for m in methods:
+            cls = METHODS.get(m)
+            method = cls(
+                **{k: v for k, v in cls.defaults_for(spec).items() if k in {f.name for f in dataclasses.fields(cls)}}
+            )
+            reason = method.unsupported_reason(spec, BACKBONES[spec.backbone])
+            if reason:
+                notes.append(f"  [{len(notes) + 1}] {t} x {m}: {reason}")
+                row += f"- [{len(notes)}]".ljust(11)
+            else:
+                row += "ok".ljust(11)
+        print(row)
+    print("\n".join(notes))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.api import Cell
+    from bench.harness import run_cell
+    from bench.store import Store
+
+    cell = Cell(args.task, args.method, args.budget, args.seed, _parse_sets(args.set), suite=args.suite)
+    record = run_cell(
+        cell, store=Store(args.results), data_root=args.data_root, device=args.device, timeout_s=args.timeout
+    )
+    print(format_record(record))
+    return 0 if record["status"] in ("ok", "unsupported") else 1
+
+
+def format_record(r: dict[str, Any]) -> str:
+    lines = [
+        f"{r['task']} x {r['method']} @ budget {r['budget'] or 'all'}, seed {r['seed']}: {r['status'].upper()}",
+        f"  key      {r['key']}  (suite {r['suite']})",
+    ]
+    if r["status"] != "ok":
+        lines.append("  error    " + (r.get("error") or "").strip().replace("\n", "\n           ")[-1500:])
+        return "\n".join(lines)
+    m, c, p, f = r["metrics"], r["cost"], r["params"], r["forgetting"]
+    lines.append("  metrics  " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(m.items())))
+    lines.append(
+        f"  params   trainable {p['trainable']:,} of {p['total']:,} "
+        f"({100 * p['trainable'] / p['total']:.2f}%), without head {p['trainable_no_head']:,}, "
+        f"saved {p['adapter_bytes'] / 2**20:.2f} MiB"
+    )
+    if f.get("after") is not None:
+        lines.append(f"  forget   {f['probe']}: {f['before']:.4f} -> {f['after']:.4f} (drop {f['drop']:+.4f})")
+    else:
+        lines.append(f"  forget   {f['probe']}: {f.get('note', 'n/a')}")
+    train_rate = c["train_samples_per_s"]
+    lines.append(
+        f"  cost     {c['device']} peak mem {c['peak_mem_bytes'] / 2**20:.0f} MiB "
+        f"(+{c['peak_mem_delta_bytes'] / 2**20:.0f} MiB in cell), train "
+        f"{'n/a' if train_rate is None else f'{train_rate:.1f}'} ex/s, eval {c['eval_samples_per_s']:.1f} ex/s"
+    )
+    lines.append(
+        f"  time     train {c['train_time_s']:.1f} s ({c['steps']} steps, {c['epochs']:.1f} epochs), "
+        f"cell {c['wall_time_s']:.1f} s; threads {r['env']['threads']}"
+    )
+    sel = r["selection"]
+    lines.append(f"  select   best {sel['on']} at step {sel['best_step']} of {c['steps']}")
+    return "\n".join(lines)
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    from bench.store import Store
+    from bench.suite import load_suite, run_grid
+
+    suite = load_suite(args.suite)
+    records = run_grid(suite, Store(args.results), args.filter, args.jobs, args.data_root, args.device)
+    bad = [r for r in records if r["status"] not in ("ok", "unsupported")]
+    for r in bad:
+        print(f"  {r['status']}: {r['task']} x {r['method']} @ {r['budget']} seed {r['seed']} ({r['key']})")
+    return 1 if bad else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import write_report
+    from bench.store import Store
+
+    path = write_report(args.suite, Store(args.results), args.out)
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from bench.data import DataRoot
+
+    root = DataRoot.resolve(args.data_root)
+    rows = root.verify_all()
+    print(f"data root: {root.path}")
+    for rel, status in rows:
+        print(f"  {status:8s} {rel}")
+    bad = [r for r in rows if r[1] == "MISMATCH"]
+    print(f"{sum(s == 'ok' for _, s in rows)} ok, {sum(s == 'missing' for _, s in rows)} missing, {len(bad)} corrupt")
+    return 1 if bad else 0
+
+
+def cmd_cell(args: argparse.Namespace) -> int:
+    from bench.harness import child_main
+
+    return child_main(args.cell_file, args.done_file, args.device, args.results, args.data_root)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-root",
+        default=None,
+        help="data folder (default: $ADAPTBENCH_DATA, else ../shared/data, else ~/.cache/adaptbench)",
+    )
+    common.add_argument("--results", default=None, help="records folder (default: results/ in the checkout)")
+    parser = argparse.ArgumentParser(
+        prog="adaptbench",
+        description="Benchmark adaptation strategies: tasks x methods x budgets x seeds.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ls", parents=[common], help="list tasks, methods, backbones, suites")
+    p.add_argument("--matrix", action="store_true", help="task x method grid with the reason for every gap")
+    p.set_defaults(fn=cmd_ls)
+
+    p = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run one cell and print its record",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--task", required=True)
+    p.add_argument("--method", required=True)
+    p.add_argument("--budget", type=int, required=True, help="labelled training examples (0 = all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a task, method or training setting (repeatable), e.g. --set lr=1e-4",
+    )
+    p.add_argument("--suite", default="adhoc", help="where the record is filed (results/<suite>/)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds before the cell is killed")
+    p.set_defaults(fn=cmd_run)
+
+    p = sub.add_parser("grid", parents=[common], help="run every cell of a suite (resumes)")
+    p.add_argument("--suite", required=True, help="a name from `adaptbench ls` or a path to a .toml file")
+    p.add_argument("--filter", default=None, help="glob or substring over task/method/budget/seed")
+    p.add_argument("--jobs", type=int, default=1, help="cells at once (each in its own process)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(fn=cmd_grid)
+
+    p = sub.add_parser("report", parents=[common], help="write reports/<suite>/index.html from the records")
+    p.add_argument("--suite", required=True)
+    p.add_argument("--out", default=None, help="output folder (default reports/<suite>)")
+    p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("data", parents=[common], help="data root: verify checksums")
+    p.add_argument("action", choices=["verify"])
+    p.set_defaults(fn=cmd_data)
+
+    p = sub.add_parser("_cell", parents=[common], help=argparse.SUPPRESS)
+    p.add_argument("cell_file")
+    p.add_argument("done_file")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(fn=cmd_cell)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.data import DataError
+    from bench.registry import UnknownNameError
+
+    args = build_parser().parse_args(argv)
+    if args.data_root:
+        os.environ["ADAPTBENCH_DATA"] = args.data_root
+    try:
+        return args.fn(args)
+    except (UnknownNameError, ValueError, DataError) as e:
+        print(f"adaptbench: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

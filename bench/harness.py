@@ -1,0 +1,269 @@
+"""run_cell: the only place that seeds, times, measures memory and turns errors into statuses.
+
+Each cell runs in its own Python process (``python -m bench _cell``): a crash, a kill or an out-of-memory cannot
+take the matrix down, and peak memory is the cell's own. The child writes the record; if it dies without doing
+so, the parent writes a ``failed`` (or ``timeout``) record with the exit code and the end of its stderr, so a
+failed cell is a record, never a silent gap. Inside the child, in this order: seed everything and fix the thread
+count; load the pretrained backbone; probe the untouched base model (forgetting baseline); prepare the method;
+count parameters; train with validation-based selection inside the memory window; evaluate test once; probe the
+adapted backbone; write the record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.api import Cell, Resolved, resolve_hparams
+from bench.data import DataRoot
+from bench.store import SCHEMA_VERSION, Store
+
+DEFAULT_TIMEOUT_S = 3600
+ERROR_TAIL = 4000
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def base_record(res: Resolved, status: str, error: str | None = None) -> dict[str, Any]:
+    cell = res.cell
+    return {
+        "schema": SCHEMA_VERSION,
+        "key": res.key,
+        "suite": cell.suite,
+        "created_at": now_iso(),
+        "status": status,
+        "error": error,
+        "task": cell.task,
+        "task_version": res.task.spec.version,
+        "method": cell.method,
+        "method_version": res.method.version,
+        "backbone": res.backbone,
+        "budget": cell.budget,
+        "seed": cell.seed,
+        "hparams": res.hparams,
+        "overrides": dict(cell.overrides),
+    }
+
+
+# ------------------------------------------------------------------------------------------- parent
+def run_cell(
+    cell: Cell,
+    store: Store | None = None,
+    data_root: str | Path | None = None,
+    device: str = "auto",
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Run one cell in a fresh process and return its record (also written to the store)."""
+    from bench.backbones import BACKBONES
+
+    store = store or Store()
+    res = resolve_hparams(cell)  # bad names and settings fail here, before any process starts
+    reason = res.method.unsupported_reason(res.task.spec, BACKBONES[res.backbone])
+    if reason:
+        record = base_record(res, "unsupported", reason)
+        store.write(record)
+        return record
+
+    with tempfile.TemporaryDirectory(prefix="adaptbench-cell-") as tmp:
+        cell_file, done_file = Path(tmp) / "cell.json", Path(tmp) / "done.json"
+        cell_file.write_text(json.dumps(dataclasses.asdict(cell)))
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench",
+            "_cell",
+            str(cell_file),
+            str(done_file),
+            "--device",
+            device,
+            "--results",
+            str(store.root),
+        ]
+        if data_root:
+            cmd += ["--data-root", str(data_root)]
+        started = time.perf_counter()
+        stderr_path = Path(tmp) / "stderr.txt"
+        with stderr_path.open("w") as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL if quiet else None, stderr=err)
+            try:
+                code = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                code = None
+        if done_file.exists():
+            return json.loads(done_file.read_text())
+        tail = stderr_path.read_text(errors="replace")[-ERROR_TAIL:]
+        if code is None:
+            status, error = "timeout", f"cell exceeded {timeout_s:.0f} s and was killed"
+        else:
+            status = "oom" if code in (-9, 137) else "failed"
+            error = f"cell process exited with code {code} without writing a record"
+        record = base_record(res, status, f"{error}\n--- stderr tail ---\n{tail}")
+        record["cost"] = {"wall_time_s": time.perf_counter() - started}
+        store.write(record)
+        return record
+
+
+# -------------------------------------------------------------------------------------------- child
+def seed_everything(seed: int, threads: int) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+        torch.backends.cudnn.benchmark = False
+
+
+def _changed_bytes(before: dict[str, str], module) -> int:
+    """Bytes of the backbone tensors whose values adaptation changed: what must be saved beside the base model."""
+    from bench.model import tensor_digests
+
+    after = tensor_digests(module)
+    state = module.state_dict()
+    return sum(state[n].numel() * state[n].element_size() for n in after if before.get(n) != after[n])
+
+
+def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict[str, Any]:
+    """Run a resolved cell in this process and return its record (status ok, or an exception propagates)."""
+    from bench.backbones import load_backbone
+    from bench.loop import Runner
+    from bench.meters import PeakMemory, environment, pick_device
+    from bench.model import AdaptModel, count_params, make_head, tensor_digests
+    from bench.probes import run_probe
+
+    wall_start = time.perf_counter()
+    cell, spec, method, cfg = res.cell, res.task.spec, res.method, res.train
+    seed_everything(cell.seed, cfg.threads)
+    device = pick_device(device_request)
+    splits = res.task.splits(cell.budget, cell.seed, data)
+    sizes = {"image_size": getattr(res.task, "image_size", 224), "max_len": getattr(res.task, "max_len", 128)}
+
+    loaded = load_backbone(res.backbone, pretrained=True, **sizes)
+    loaded.encoder.to(device)
+    probe = loaded.spec.probe
+    before, _ = run_probe(probe, loaded, data, device, cfg.probe_limit)
+    if not method.pretrained:
+        loaded = load_backbone(res.backbone, pretrained=False, **sizes)
+        loaded.encoder.to(device)
+
+    outputs = spec.num_labels if spec.kind == "classification" else 1
+    model = AdaptModel(loaded.encoder, make_head(loaded.spec.feature_dim, outputs))
+    model = method.prepare(model, loaded.spec).to(device)
+    loaded.encoder = model.encoder  # the probe must see the adapted encoder (e.g. with LoRA layers injected)
+    params = count_params(model)
+    digests = tensor_digests(model.encoder)
+
+    runner = Runner(model, loaded.batcher, res.task, cfg, device)
+    with PeakMemory(device) as mem:
+        fit = runner.fit(method, splits.train, splits.val, cell.seed) if method.trains else None
+        test_metrics, eval_rate = runner.evaluate(splits.test, method.cache_features)
+        ood_metrics = runner.evaluate(splits.test_ood, method.cache_features)[0] if splits.test_ood else {}
+    params["adapter_bytes"] = _changed_bytes(digests, model.encoder)
+
+    if method.pretrained:
+        after, after_cached = run_probe(probe, loaded, data, device, cfg.probe_limit)
+        forgetting = {
+            "probe": probe,
+            "before": before,
+            "after": after,
+            "drop": before - after,
+            "after_from_identical_weights": after_cached,
+            "limit": cfg.probe_limit,
+        }
+    else:
+        forgetting = {
+            "probe": probe,
+            "before": before,
+            "after": None,
+            "drop": None,
+            "note": "not applicable: scratch never had the pretrained weights",
+        }
+
+    metrics = {f"test/{k}": v for k, v in test_metrics.items()}
+    metrics.update({f"test_ood/{k}": v for k, v in ood_metrics.items()})
+    if fit is not None:
+        metrics.update({f"val/{k}": v for k, v in fit.best_val.items()})
+    record = base_record(res, "ok")
+    record.update(
+        {
+            "metrics": metrics,
+            "forgetting": forgetting,
+            "params": params,
+            "splits": {
+                "train": len(splits.train),
+                "val": len(splits.val),
+                "test": len(splits.test),
+                "test_ood": len(splits.test_ood) if splits.test_ood else None,
+                "official": spec.official_splits,
+            },
+            "cost": {
+                "device": device,
+                "peak_mem_bytes": mem.peak_bytes,
+                "peak_mem_delta_bytes": mem.delta_bytes,
+                "peak_mem_kind": "cuda_max_allocated" if device == "cuda" else "process_peak_rss",
+                "train_samples_per_s": fit.train_samples_per_s if fit else None,
+                "eval_samples_per_s": eval_rate,
+                "train_time_s": fit.train_time_s if fit else 0.0,
+                "feature_time_s": fit.feature_time_s if fit else 0.0,
+                "wall_time_s": time.perf_counter() - wall_start,
+                "steps": fit.steps if fit else 0,
+                "epochs": fit.epochs if fit else 0.0,
+                "flops": None,
+            },
+            "selection": {
+                "on": f"val/{spec.primary_metric}",
+                "best_step": fit.best_step if fit else None,
+                "history": fit.history if fit else [],
+            },
+            "weights": loaded.source if method.pretrained else "random-init",
+            "data_root": str(data.path),
+            "env": environment(device, cfg.threads),
+        }
+    )
+    return record
+
+
+def child_main(cell_file: str, done_file: str, device: str, results: str | None, data_root: str | None) -> int:
+    """Entry point of the per-cell process: always writes a record, whatever happens."""
+    cell = Cell(**json.loads(Path(cell_file).read_text()))
+    store = Store(results)
+    res = resolve_hparams(cell)
+    try:
+        record = execute(res, DataRoot.resolve(data_root), device)
+    except Exception as e:  # every failure becomes a record with its traceback
+        status = "oom" if _is_oom(e) else "failed"
+        record = base_record(res, status, "".join(traceback.format_exception(e))[-ERROR_TAIL:])
+    store.write(record)
+    tmp = Path(done_file).with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, default=str))
+    os.replace(tmp, done_file)
+    return 0 if record["status"] == "ok" else 1
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, MemoryError):
+        return True
+    try:
+        import torch
+
+        return isinstance(e, torch.cuda.OutOfMemoryError)
+    except ImportError:
+        return False

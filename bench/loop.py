@@ -1,0 +1,197 @@
+"""The one train/eval loop: AdamW over the method's parameter groups, linear warmup then linear decay,
+validation-based selection of the best evaluation point, and honest throughput (warm-up steps excluded).
+
+When the method sets ``cache_features`` the backbone runs once per split under ``inference_mode`` and only the
+head trains, on the cached features, for as many epochs as asked: the expensive part is never repeated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.api import CLASSIFICATION, Method, Split, Task, TrainConfig
+from bench.meters import Clock
+
+TIMING_WARMUP_STEPS = 2  # steps excluded from throughput (allocator, lazy init, first-batch effects)
+
+
+@dataclass
+class FitResult:
+    steps: int = 0
+    epochs: float = 0.0
+    best_step: int = 0
+    best_val: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_time_s: float = 0.0
+    feature_time_s: float = 0.0
+    train_samples_per_s: float = math.nan
+
+
+class Runner:
+    """Holds what a cell's loop needs: model, batcher, device, precision. Built by the harness."""
+
+    def __init__(self, model: nn.Module, batcher, task: Task, cfg: TrainConfig, device: str) -> None:
+        self.model = model
+        self.batcher = batcher
+        self.task = task
+        self.cfg = cfg
+        self.device = device
+        self.clock = Clock(device)
+        if cfg.precision == "bf16" and device != "cuda":
+            raise ValueError("precision=bf16 needs a CUDA device here; use precision=fp32 on the CPU")
+        self.features: dict[str, torch.Tensor] = {}  # split name -> cached backbone features
+
+    # ------------------------------------------------------------------------------------ helpers
+    def autocast(self):
+        if self.cfg.precision == "bf16":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def inputs(self, split: Split, index: np.ndarray) -> dict[str, torch.Tensor]:
+        sub = split.inputs[index] if isinstance(split.inputs, np.ndarray) else [split.inputs[i] for i in index]
+        return {k: v.to(self.device, non_blocking=True) for k, v in self.batcher(sub).items()}
+
+    def loss(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.task.spec.kind == CLASSIFICATION:
+            return nn.functional.cross_entropy(outputs.float(), labels.long())
+        return nn.functional.mse_loss(outputs.float().squeeze(-1), labels.float())
+
+    def encode(self, split: Split) -> torch.Tensor:
+        """Backbone features of a whole split (frozen encoder, eval mode), computed once and kept."""
+        if split.name not in self.features:
+            encoder = self.model.encoder.eval()
+            out = []
+            with torch.inference_mode(), self.autocast():
+                for sl in _slices(len(split), self.cfg.eval_batch_size):
+                    out.append(encoder(**self.inputs(split, np.arange(sl.start, sl.stop))).float())
+            self.features[split.name] = torch.cat(out)
+        return self.features[split.name]
+
+    def forward_batch(self, split: Split, index: np.ndarray, cached: bool) -> torch.Tensor:
+        if cached:
+            return self.model.head(self.features[split.name][torch.from_numpy(index).to(self.device)])
+        return self.model(**self.inputs(split, index))
+
+    def predict(self, split: Split, cached: bool) -> tuple[np.ndarray, float]:
+        """(outputs, examples per second). For cached methods the backbone pass is included in the time."""
+        self.model.eval()
+        start = self.clock.now()
+        if cached:
+            self.encode(split)
+        outs, timed_n, timed_start = [], 0, None
+        with torch.inference_mode(), self.autocast():
+            for i, sl in enumerate(_slices(len(split), self.cfg.eval_batch_size)):
+                if i == 1 and not cached:  # first batch is warm-up
+                    timed_start = self.clock.now()
+                outs.append(self.forward_batch(split, np.arange(sl.start, sl.stop), cached).float().cpu())
+                if i >= 1:
+                    timed_n += sl.stop - sl.start
+        end = self.clock.now()
+        if cached or timed_start is None:
+            rate = len(split) / max(end - start, 1e-9)
+        else:
+            rate = timed_n / max(end - timed_start, 1e-9)
+        return torch.cat(outs).numpy(), rate
+
+    def evaluate(self, split: Split, cached: bool) -> tuple[dict[str, float], float]:
+        outputs, rate = self.predict(split, cached)
+        return self.task.evaluate(outputs, split.labels), rate
+
+    # --------------------------------------------------------------------------------------- fit
+    def fit(self, method: Method, train: Split, val: Split, seed: int) -> FitResult:
+        cfg, result = self.cfg, FitResult()
+        cached = method.cache_features
+        start = self.clock.now()
+        if cached:
+            self.encode(train)
+            self.encode(val)
+            result.feature_time_s = self.clock.now() - start
+        groups = [g for g in method.param_groups(self.model) if g["params"]]
+        if not groups:
+            raise ValueError(f"method {method.name} gave no trainable parameters")
+        optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        n = len(train)
+        steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+        total = max(cfg.epochs * steps_per_epoch, cfg.min_steps)
+        warmup = math.ceil(cfg.warmup_ratio * total)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_linear(warmup, total))
+        n_evals = min(cfg.max_evals, math.ceil(total / steps_per_epoch))
+        eval_at = {round(total * (i + 1) / n_evals) for i in range(n_evals)}
+        primary = self.task.spec.primary_metric
+        sign = 1.0 if self.task.spec.higher_is_better else -1.0
+        best_score, best_state = -math.inf, None
+        rng = np.random.default_rng(seed)
+        labels = torch.as_tensor(train.labels)
+        trainable = [p for g in groups for p in g["params"]]
+
+        timed_time, timed_n, order, pos = 0.0, 0, rng.permutation(n), 0
+        for step in range(1, total + 1):
+            if pos >= n:
+                order, pos = rng.permutation(n), 0
+            index = order[pos : pos + cfg.batch_size]
+            pos += cfg.batch_size
+            method.train_mode(self.model)
+            t0 = self.clock.now()
+            with self.autocast():
+                outputs = self.forward_batch(train, index, cached)
+            loss = self.loss(outputs, labels[index].to(self.device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            if step > TIMING_WARMUP_STEPS or total <= TIMING_WARMUP_STEPS:
+                timed_time += self.clock.now() - t0
+                timed_n += len(index)
+            if step in eval_at:
+                metrics, _ = self.evaluate(val, cached)
+                result.history.append({"step": step, "train_loss": float(loss.item()), **_prefixed("val", metrics)})
+                score = sign * metrics[primary] if not math.isnan(metrics[primary]) else -math.inf
+                if score > best_score or best_state is None:
+                    best_score, result.best_step, result.best_val = score, step, metrics
+                    best_state = _snapshot(self.model)
+        self.model.load_state_dict(best_state, strict=False)
+        result.steps = total
+        result.epochs = total * cfg.batch_size / n
+        result.train_time_s = self.clock.now() - start
+        if cached:
+            # end to end: the one backbone pass over train plus every head step
+            result.train_samples_per_s = n * result.epochs / max(result.feature_time_s + timed_time, 1e-9)
+        else:
+            result.train_samples_per_s = timed_n / max(timed_time, 1e-9)
+        return result
+
+
+def _slices(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def _warmup_linear(warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
+    return {f"{prefix}/{k}": v for k, v in metrics.items()}
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of what training can change: trainable parameters and every buffer (batch-norm statistics)."""
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    buffers = {name for name, _ in model.named_buffers()}
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if k in trainable or k in buffers}

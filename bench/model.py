@@ -1,0 +1,100 @@
+"""The adapted model (encoder + head) and the helpers every method uses to freeze, count and fingerprint it."""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import nn
+
+
+class AdaptModel(nn.Module):
+    """``encoder`` (pretrained or random backbone returning pooled features) followed by a new ``head``.
+
+    Methods change the encoder in place (freeze it, inject LoRA layers, ...) so ``model.encoder`` and
+    ``model.head`` keep their meaning for every method, and the forgetting probe can always reach the backbone.
+    """
+
+    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, **inputs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(**inputs))
+
+
+class VisionEncoder(nn.Module):
+    """A timm classifier with its classifier removed: images -> globally pooled features."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.net(pixel_values)
+
+
+class TextEncoder(nn.Module):
+    """A BERT-style encoder -> mean of the token states under the attention mask (sentence-transformers pooling)."""
+
+    def __init__(self, bert: nn.Module) -> None:
+        super().__init__()
+        self.bert = bert
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        hidden = self.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+BATCHNORM = (nn.modules.batchnorm._BatchNorm,)
+
+
+def set_trainable(module: nn.Module, trainable: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(trainable)
+
+
+def freeze_batchnorm_stats(module: nn.Module) -> None:
+    """Keep batch-norm running statistics fixed (eval mode) inside a module that is otherwise training."""
+    for m in module.modules():
+        if isinstance(m, BATCHNORM):
+            m.eval()
+
+
+def count_params(model: AdaptModel) -> dict[str, int]:
+    head_ids = {id(p) for p in model.head.parameters()}
+    params = list(model.parameters())
+    trainable = [p for p in params if p.requires_grad]
+    return {
+        "total": sum(p.numel() for p in params),
+        "trainable": sum(p.numel() for p in trainable),
+        "trainable_no_head": sum(p.numel() for p in trainable if id(p) not in head_ids),
+    }
+
+
+def tensor_digests(module: nn.Module) -> dict[str, str]:
+    """sha1 of every parameter and buffer's bytes, by state-dict name."""
+    out = {}
+    for name, t in module.state_dict().items():
+        t = t.detach().cpu().contiguous().reshape(-1)
+        out[name] = hashlib.sha1(t.view(torch.uint8).numpy().tobytes()).hexdigest()
+    return out
+
+
+def fingerprint(module: nn.Module) -> str:
+    """sha256 over every parameter and buffer (names and bytes): equal iff the weights are identical."""
+    h = hashlib.sha256()
+    for name, digest in sorted(tensor_digests(module).items()):
+        h.update(f"{name}:{digest};".encode())
+    return h.hexdigest()
+
+
+def make_head(in_features: int, num_outputs: int) -> nn.Linear:
+    head = nn.Linear(in_features, num_outputs)
+    nn.init.zeros_(head.bias)
+    nn.init.normal_(head.weight, std=0.01)
+    return head

@@ -1,0 +1,154 @@
+"""General held-out probes: what the backbone could do before adaptation, measured again after it (forgetting).
+
+- ``imagenet-top1`` (efficientnet-lite0): top-1 on the offline ImageNet sample (1000 images, one per class, 224 px)
+  through the adapted encoder and the *original* 1000-class classifier, which no method ever trains.
+- ``stsb-spearman`` (minilm-l6): zero-shot Spearman correlation between the cosine similarity of mean-pooled
+  embeddings and the gold scores on STS-B dev (1500 pairs).
+
+The baseline is always the untouched pretrained model (never a PEFT-initialised one). Results are cached by the
+sha256 fingerprint of the encoder's weights, so the same weights are never probed twice: the baseline is computed
+once per backbone, and a frozen backbone's "after" is, by proof of identical weights, its "before".
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from bench.data import DataRoot
+
+PROBE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    name: str
+    metric: str  # what the number is
+    higher_is_better: bool
+    fn: Callable
+
+
+@cache
+def imagenet_sample(data: DataRoot) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 (1000, 224, 224, 3), labels) - label = index of the WordNet id among the sorted 1000 ids,
+    which is the standard ImageNet-1k class order."""
+    from PIL import Image
+
+    path = data.file("vision/imagenet_sample/imagenet_sample1000_224.tar")
+    names, images = [], []
+    with tarfile.open(path) as tar:
+        for member in sorted(tar.getmembers(), key=lambda m: m.name):
+            if not member.isfile() or not member.name.lower().endswith((".jpeg", ".jpg")):
+                continue
+            raw = tar.extractfile(member).read()
+            img = Image.open(io.BytesIO(raw)).convert("RGB")
+            if img.size != (224, 224):
+                img = img.resize((224, 224))
+            names.append(os.path.basename(member.name).split("_")[0])
+            images.append(np.asarray(img))
+    wnids = sorted(set(names))
+    if len(wnids) != 1000:
+        raise ValueError(f"{path}: expected 1000 ImageNet classes, found {len(wnids)}")
+    index = {w: i for i, w in enumerate(wnids)}
+    return np.stack(images), np.array([index[n] for n in names])
+
+
+def _batches(n: int, size: int):
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def imagenet_top1(loaded, data: DataRoot, device: str, limit: int = 0, batch_size: int = 100) -> float:
+    import torch
+
+    images, labels = imagenet_sample(data)
+    if limit:
+        images, labels = images[:limit], labels[:limit]
+    head = loaded.extras["imagenet_head"].to(device)
+    batcher = loaded.extras["probe_batcher"]
+    encoder = loaded.encoder.eval()
+    correct = 0
+    with torch.inference_mode():
+        for sl in _batches(len(labels), batch_size):
+            x = batcher(images[sl])["pixel_values"].to(device)
+            correct += int((head(encoder(pixel_values=x)).argmax(-1).cpu().numpy() == labels[sl]).sum())
+    return correct / len(labels)
+
+
+@cache
+def stsb_dev(data: DataRoot) -> tuple[list[str], list[str], np.ndarray]:
+    import csv
+
+    path = data.file("nlp/glue/STS-B/dev.tsv")
+    a, b, score = [], [], []
+    with path.open(encoding="utf-8") as f:
+        for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+            a.append(row["sentence1"])
+            b.append(row["sentence2"])
+            score.append(float(row["score"]))
+    return a, b, np.array(score)
+
+
+def stsb_spearman(loaded, data: DataRoot, device: str, limit: int = 0, batch_size: int = 128) -> float:
+    import torch
+    from scipy.stats import spearmanr
+
+    a, b, gold = stsb_dev(data)
+    if limit:
+        a, b, gold = a[:limit], b[:limit], gold[:limit]
+    batcher = loaded.extras["probe_batcher"]
+    encoder = loaded.encoder.eval()
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        out = []
+        # sort by length so that padding is small; restore the order afterwards
+        order = np.argsort([len(t) for t in texts])
+        for sl in _batches(len(texts), batch_size):
+            batch = {k: v.to(device) for k, v in batcher([texts[i] for i in order[sl]]).items()}
+            out.append(encoder(**batch).float().cpu())
+        emb = torch.cat(out)
+        result = torch.empty_like(emb)
+        result[torch.from_numpy(order)] = emb
+        return torch.nn.functional.normalize(result, dim=-1)
+
+    with torch.inference_mode():
+        sims = (embed(a) * embed(b)).sum(-1).numpy()
+    return float(spearmanr(sims, gold).statistic)
+
+
+PROBES: dict[str, ProbeSpec] = {
+    "imagenet-top1": ProbeSpec("imagenet-top1", "top-1 accuracy", True, imagenet_top1),
+    "stsb-spearman": ProbeSpec("stsb-spearman", "Spearman correlation", True, stsb_spearman),
+}
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ADAPTBENCH_CACHE", Path.home() / ".cache" / "adaptbench"))
+
+
+def run_probe(name: str, loaded, data: DataRoot, device: str, limit: int = 0) -> tuple[float, bool]:
+    """(value, from_cache). Cached by (probe, version, limit, weights fingerprint); the cache is an optimisation
+    only: identical weights give identical numbers, so a hit is the same measurement."""
+    from bench.model import fingerprint
+    from bench.store import atomic_write_text
+
+    spec = PROBES[name]
+    fp = fingerprint(loaded.encoder)
+    path = cache_dir() / "probes" / f"{name}-v{PROBE_VERSION}-n{limit}-{fp[:24]}.json"
+    if path.exists():
+        try:
+            return float(json.loads(path.read_text())["value"]), True
+        except (ValueError, KeyError):
+            path.unlink(missing_ok=True)  # a torn cache entry is recomputed, never trusted
+    value = float(spec.fn(loaded, data, device, limit=limit))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"probe": name, "value": value, "fingerprint": fp, "limit": limit}))
+    return value, False

@@ -1,0 +1,62 @@
+"""lora: low-rank adaptation (Hu et al. 2021) through peft. Each targeted weight W gets a trainable delta
+(alpha / r) * B A with A: r x d_in, B: d_out x r (B starts at zero, so training starts from the pretrained
+function); everything else in the backbone is frozen, batch-norm statistics included; the new head trains.
+
+Targets come from the backbone: every linear layer of MiniLM (query, key, value, attention output, FFN in/out);
+the pointwise (1x1) convolutions of EfficientNet (expansion, projection, head conv), where a 1x1 conv is a
+linear map per pixel. Trainable backbone parameters = sum over targets of r * (d_in + d_out).
+Version history: 1 - first version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.api import Method
+from bench.model import freeze_batchnorm_stats, set_trainable
+from bench.registry import METHODS
+from methods._common import check_lr, split_groups
+
+
+@METHODS.register("lora")
+@dataclass(frozen=True)
+class LoRA(Method):
+    name = "lora"
+    version = 1
+    description = "peft LoRA on linear / pointwise-conv layers + head; BN stats fixed"
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    lr: float = 1e-3  # LoRA matrices
+    head_lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.r < 1:
+            raise ValueError(f"Invalid r: {self.r} (rank must be >= 1)")
+        if self.alpha <= 0:
+            raise ValueError(f"Invalid alpha: {self.alpha} (must be > 0; the usual choice is 2 * r)")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"Invalid dropout: {self.dropout} (must be in [0, 1))")
+        check_lr("lr", self.lr)
+        check_lr("head_lr", self.head_lr)
+
+    def prepare(self, model, backbone):
+        from peft import LoraConfig, inject_adapter_in_model
+
+        set_trainable(model, False)
+        config = LoraConfig(
+            r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=backbone.lora_targets
+        )
+        model.encoder = inject_adapter_in_model(config, model.encoder)
+        for name, p in model.encoder.named_parameters():
+            p.requires_grad_("lora_" in name)
+        set_trainable(model.head, True)
+        return model
+
+    def train_mode(self, model) -> None:
+        model.train()
+        freeze_batchnorm_stats(model.encoder)
+
+    def param_groups(self, model):
+        return split_groups(model, self.lr, self.head_lr)
