@@ -99,6 +99,9 @@ class DataRoot:
         return path
 
     def _fetch(self, rel: str, path: Path) -> None:
+        from bench.registry import load_all
+
+        load_all()  # task modules register the sources of the files they read
         source = SOURCES.get(rel)
         how = source.how if source else "no publisher download is known for this file"
         fix = (
@@ -165,7 +168,7 @@ def nested_subset(labels: np.ndarray, budget: int, seed: int, stratify: bool = T
     The order is a seeded permutation; the subset is its prefix, so the 64-example subset lies inside the
     256-example one. With ``stratify`` each class is spread evenly through the order (class c's i-th example sits
     at position ~ i / n_c), so every prefix keeps the class proportions and holds every class as early as
-    possible.
+    possible: the first ``#classes`` positions hold one example of each.
     """
     n = len(labels)
     if not 0 < budget <= n:
@@ -178,5 +181,6 @@ def nested_subset(labels: np.ndarray, budget: int, seed: int, stratify: bool = T
         members = np.flatnonzero(labels == c)
         order = rng.permutation(members)
         position[order] = (np.arange(len(order)) + rng.random()) / len(order)
+        position[order[0]] = -1.0  # one example of every class leads, so any budget >= #classes holds them all
     ranked = np.lexsort((rng.random(n), position))
     return np.sort(ranked[:budget])

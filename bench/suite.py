@@ -110,8 +110,15 @@ def run_grid(
         log(f"[{i + 1}/{len(todo)}] {cell.describe()}: {summary_line(record)} ({time.perf_counter() - t0:.0f} s)")
         return record
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        records += list(pool.map(one, enumerate(todo)))
+    if jobs <= 1:
+        records += [one(item) for item in enumerate(todo)]
+    else:
+        pool = ThreadPoolExecutor(max_workers=jobs)
+        try:
+            records += list(pool.map(one, enumerate(todo)))
+        finally:
+            # on Ctrl-C or an error, start no new cell; running cells finish and keep their records
+            pool.shutdown(wait=True, cancel_futures=True)
     log(f"suite {suite.name}: ran {len(todo)} cells in {time.perf_counter() - start:.0f} s")
     return records
 

@@ -1,0 +1,254 @@
+"""Records -> one self-contained HTML report per suite (tables + inline PNG plots), plus a Markdown summary.
+
+Every number shown is computed from the suite's records at report time; nothing is typed in. Per task: a table
+with one row per (method, budget) and a sample-efficiency plot (primary test metric vs label budget, one line per
+method). Over several seeds a cell shows the mean and a 95% t-interval; with one seed it shows the value and says
+n=1. Cells that failed, timed out or are unsupported are listed with their reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.store import Store
+
+REPORTS_ROOT = Path(__file__).resolve().parent.parent / "reports"
+METHOD_ORDER = ["scratch", "frozen", "full", "lora"]
+
+
+def mean_ci(values: list[float]) -> tuple[float, float | None]:
+    """Mean and half-width of the 95% t-interval over seeds (None with fewer than two values)."""
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return math.nan, None
+    m = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return m, None
+    from scipy.stats import t
+
+    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
+    return m, float(t.ppf(0.975, len(vals) - 1) * sd / math.sqrt(len(vals)))
+
+
+def _fmt(m: float, ci: float | None, digits: int = 3) -> str:
+    if m is None or (isinstance(m, float) and math.isnan(m)):
+        return "–"
+    return f"{m:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci is not None else "")
+
+
+def _method_rank(name: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """task -> rows (one per method and budget, seeds aggregated), from ok records."""
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for r in records:
+        if r.get("status") == "ok":
+            groups.setdefault((r["task"], r["method"], r["budget"]), []).append(r)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for (task, method, budget), rs in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], _method_rank(kv[0][1]), kv[0][2])
+    ):
+        metric_names = sorted({k for r in rs for k in r["metrics"] if k.startswith(("test/", "test_ood/"))})
+        row: dict[str, Any] = {"task": task, "method": method, "budget": budget, "n": len(rs), "metrics": {}}
+        for name in metric_names:
+            row["metrics"][name] = mean_ci([r["metrics"].get(name, math.nan) for r in rs])
+        drops = [r["forgetting"].get("drop") for r in rs]
+        row["forgetting"] = mean_ci([d for d in drops if d is not None]) if any(d is not None for d in drops) else None
+        row["probe"] = rs[0]["forgetting"].get("probe")
+        row["probe_before"] = rs[0]["forgetting"].get("before")
+        row["params"] = rs[0]["params"]
+        cost = [r["cost"] for r in rs]
+        for key in (
+            "peak_mem_bytes",
+            "peak_mem_delta_bytes",
+            "train_samples_per_s",
+            "eval_samples_per_s",
+            "train_time_s",
+            "wall_time_s",
+        ):
+            vals = [c.get(key) for c in cost if c.get(key) is not None]
+            row[key] = sum(vals) / len(vals) if vals else math.nan
+        row["device"] = cost[0].get("device")
+        out.setdefault(task, []).append(row)
+    return out
+
+
+def _plot(task: str, rows: list[dict[str, Any]], primary: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
+    methods = sorted({r["method"] for r in rows}, key=_method_rank)
+    for method in methods:
+        pts = sorted(
+            (r["budget"], *r["metrics"].get(f"test/{primary}", (math.nan, None))) for r in rows if r["method"] == method
+        )
+        xs = [p[0] for p in pts]
+        ys = [p[1] for p in pts]
+        errs = [p[2] or 0.0 for p in pts]
+        ax.errorbar(xs, ys, yerr=errs if any(errs) else None, marker="o", capsize=3, label=method)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("labelled training examples (budget)")
+    ax.set_ylabel(f"test {primary}")
+    ax.set_title(f"{task}: sample efficiency")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _table_rows(rows: list[dict[str, Any]], primary: str) -> tuple[list[str], list[list[str]]]:
+    metric_names = sorted({k for r in rows for k in r["metrics"]}, key=lambda k: (k != f"test/{primary}", k))
+    header = [
+        "method",
+        "budget",
+        "seeds",
+        *metric_names,
+        "trainable params",
+        "saved MiB",
+        "peak mem MiB",
+        "train ex/s",
+        "eval ex/s",
+        "train s",
+        "forgetting drop",
+    ]
+    body = []
+    for r in rows:
+        p = r["params"]
+        share = 100 * p["trainable"] / p["total"] if p["total"] else math.nan
+        forget = "n/a (random init)" if r["forgetting"] is None else _fmt(*r["forgetting"])
+        body.append(
+            [
+                r["method"],
+                str(r["budget"] or "all"),
+                str(r["n"]),
+                *[_fmt(*r["metrics"][m]) if m in r["metrics"] else "–" for m in metric_names],
+                f"{p['trainable']:,} ({share:.2f}%)",
+                f"{p['adapter_bytes'] / 2**20:.2f}",
+                f"{r['peak_mem_bytes'] / 2**20:,.0f} (+{r['peak_mem_delta_bytes'] / 2**20:,.0f})",
+                f"{r['train_samples_per_s']:,.1f}" if not math.isnan(r["train_samples_per_s"]) else "–",
+                f"{r['eval_samples_per_s']:,.1f}",
+                f"{r['train_time_s']:,.1f}",
+                forget,
+            ]
+        )
+    return header, body
+
+
+def markdown_tables(records: list[dict[str, Any]]) -> str:
+    """The per-task tables as Markdown (used for the README's results table)."""
+    from bench.registry import TASKS, load_all
+
+    load_all()
+    parts = []
+    for task, rows in summarise(records).items():
+        primary = TASKS.get(task).spec.primary_metric if task in TASKS else "accuracy"
+        header, body = _table_rows(rows, primary)
+        parts.append(
+            f"**{task}** (primary: test/{primary}; forgetting probe: {rows[0]['probe']}, "
+            f"base model {rows[0]['probe_before']:.3f})\n"
+        )
+        parts.append("| " + " | ".join(header) + " |")
+        parts.append("|" + "---|" * len(header))
+        parts.extend("| " + " | ".join(line) + " |" for line in body)
+        parts.append("")
+    return "\n".join(parts)
+
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1300px;color:#222;padding:0 1rem}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0 1.5rem}
+th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
+th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
+.meta{color:#555;font-size:.85rem} .bad{color:#a00} code{background:#f5f5f5;padding:0 .2rem}
+"""
+
+
+def render_html(suite: str, records: list[dict[str, Any]]) -> str:
+    from bench.registry import TASKS, load_all
+
+    load_all()
+    esc = html.escape
+    ok = [r for r in records if r.get("status") == "ok"]
+    bad = [r for r in records if r.get("status") != "ok"]
+    shas = sorted({(r.get("env") or {}).get("git_sha") or "?" for r in ok})
+    dirty = any((r.get("env") or {}).get("dirty") for r in ok)
+    devices = sorted({r["cost"]["device"] for r in ok})
+    threads = sorted({str(r["env"]["threads"]) for r in ok})
+    env = ok[0]["env"] if ok else {}
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>adaptbench: {esc(suite)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>adaptbench report: suite <code>{esc(suite)}</code></h1>",
+        f"<p class='meta'>{len(ok)} ok cells, {len(bad)} not ok. Generated "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC from the records in <code>results/{esc(suite)}/</code>. "
+        f"Code {', '.join(s[:10] for s in shas)}{' (uncommitted changes)' if dirty else ''}; device "
+        f"{', '.join(devices)}; torch threads {', '.join(threads)}; torch {esc(str(env.get('torch')))}, "
+        f"transformers {esc(str(env.get('transformers')))}, peft {esc(str(env.get('peft')))}, "
+        f"timm {esc(str(env.get('timm')))}.</p>",
+        "<p class='meta'>Test metrics are from the epoch selected on validation (test is evaluated once per "
+        "cell). Forgetting drop = probe on the untouched pretrained backbone minus probe on the adapted "
+        "backbone (positive = forgot). Peak memory: process peak RSS on the CPU (in brackets the cell's own "
+        "increase), CUDA max allocated on a GPU. Throughput excludes warm-up steps; for cached-feature methods "
+        "it includes the one backbone pass.</p>",
+    ]
+    for task, rows in summarise(records).items():
+        spec = TASKS.get(task).spec if task in TASKS else None
+        primary = spec.primary_metric if spec else "accuracy"
+        out.append(
+            f"<h2>{esc(task)}</h2><p class='meta'>{esc(spec.description if spec else '')}; backbone "
+            f"{esc(spec.backbone if spec else '?')}; forgetting probe {esc(str(rows[0]['probe']))} "
+            f"(base model: {rows[0]['probe_before']:.3f}).</p>"
+        )
+        out.append(
+            f"<img alt='sample efficiency for {esc(task)}' src='data:image/png;base64,{_plot(task, rows, primary)}'>"
+        )
+        header, body = _table_rows(rows, primary)
+        out.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
+        out.extend("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in line) + "</tr>" for line in body)
+        out.append("</table>")
+    if bad:
+        out.append(
+            "<h2 class='bad'>Cells that did not produce results</h2><table><tr><th>cell</th><th>status</th>"
+            "<th>reason</th></tr>"
+        )
+        for r in sorted(bad, key=lambda r: (r["task"], r["method"], r["budget"])):
+            reason = (r.get("error") or "").strip().splitlines()
+            out.append(
+                f"<tr><td>{esc(r['task'])} x {esc(r['method'])} @ {r['budget']} seed {r['seed']}</td>"
+                f"<td>{esc(r['status'])}</td><td style='text-align:left'>{esc(reason[-1] if reason else '')}"
+                "</td></tr>"
+            )
+        out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write_report(suite: str, store: Store | None = None, out_dir: str | Path | None = None) -> Path:
+    store = store or Store()
+    records = store.records(suite)
+    if not records:
+        raise ValueError(
+            f"no records for suite {suite!r} under {store.suite_dir(suite)}; run "
+            f"`adaptbench grid --suite {suite}` first (suites with records: {store.suites() or 'none'})"
+        )
+    folder = Path(out_dir) if out_dir else REPORTS_ROOT / suite
+    folder.mkdir(parents=True, exist_ok=True)
+    from bench.store import atomic_write_text
+
+    atomic_write_text(folder / "index.html", render_html(suite, records))
+    atomic_write_text(folder / "summary.md", markdown_tables(records))
+    return folder / "index.html"

@@ -1,0 +1,98 @@
+"""The command line and the HTML report. Run: `.venv/bin/python -m pytest tests/test_cli_and_report.py -q`."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+from bench.api import Cell, resolve_hparams
+from bench.cli import main
+from bench.harness import base_record
+from bench.report import mean_ci, render_html, write_report
+from bench.store import Store
+
+
+def test_ls_lists_every_registry(capsys):
+    assert main(["ls"]) == 0
+    out = capsys.readouterr().out
+    for name in (
+        "pneumonia-mnist",
+        "glue-sst2",
+        "scratch",
+        "frozen",
+        "full",
+        "lora",
+        "efficientnet-lite0",
+        "minilm-l6",
+        "default",
+        "proxy",
+    ):
+        assert name in out
+
+
+def test_an_unknown_method_exits_non_zero_with_suggestions():
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "run", "--task", "glue-sst2", "--method", "lorra", "--budget", "64"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "unknown method 'lorra'" in proc.stderr and "Did you mean 'lora'" in proc.stderr
+
+
+def test_an_unknown_task_exits_non_zero_with_suggestions(capsys):
+    assert main(["run", "--task", "pneumonia", "--method", "lora", "--budget", "64"]) == 2
+    assert "Did you mean 'pneumonia-mnist'" in capsys.readouterr().err
+
+
+def _records():
+    out = []
+    for method, acc in (("frozen", [0.70, 0.72, 0.74]), ("lora", [0.80, 0.82, 0.81])):
+        for seed, a in enumerate(acc):
+            r = base_record(resolve_hparams(Cell("glue-sst2", method, 64, seed, suite="t")), "ok")
+            r.update(
+                {
+                    "metrics": {"test/accuracy": a, "val/accuracy": a + 0.01},
+                    "forgetting": {
+                        "probe": "stsb-spearman",
+                        "before": 0.87,
+                        "after": 0.87 - 0.01 * seed,
+                        "drop": 0.01 * seed,
+                    },
+                    "params": {"total": 1000, "trainable": 10, "trainable_no_head": 0, "adapter_bytes": 0},
+                    "cost": {
+                        "device": "cpu",
+                        "peak_mem_bytes": 2**30,
+                        "peak_mem_delta_bytes": 2**28,
+                        "train_samples_per_s": 10.0,
+                        "eval_samples_per_s": 20.0,
+                        "train_time_s": 5.0,
+                        "wall_time_s": 9.0,
+                    },
+                    "env": {"git_sha": "abc", "dirty": False, "threads": 2, "torch": "x"},
+                }
+            )
+            out.append(r)
+    failed = copy.deepcopy(out[0])
+    failed.update({"status": "failed", "error": "Traceback ...\nRuntimeError: exploded", "method": "full"})
+    return [*out, failed]
+
+
+def test_mean_ci_is_a_t_interval_over_seeds():
+    m, ci = mean_ci([0.70, 0.72, 0.74])
+    assert abs(m - 0.72) < 1e-12 and abs(ci - 4.302653 * 0.02 / 3**0.5) < 1e-5
+    assert mean_ci([0.5]) == (0.5, None)
+
+
+def test_report_is_self_contained_and_lists_failures(tmp_path):
+    html = render_html("t", _records())
+    assert "data:image/png;base64," in html and "<script src" not in html and "http" not in html
+    assert "0.720 ± 0.050" in html, "3 seeds -> mean and 95% t-interval"
+    assert "RuntimeError: exploded" in html and "glue-sst2 x full" in html
+    store = Store(tmp_path)
+    for r in _records():
+        store.write(r)
+    path = write_report("t", store, tmp_path / "out")
+    assert path.read_text().startswith("<!doctype html>")
+    assert "| lora | 64 | 3 | 0.810 ± 0.025" in (tmp_path / "out" / "summary.md").read_text()

@@ -1,0 +1,56 @@
+"""Real assets end to end: the pretrained weights are really pretrained, and one real cell runs through the
+harness in its own process and writes a complete record. Run: `.venv/bin/python -m pytest tests/test_end_to_end.py`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from bench.api import Cell
+from bench.harness import run_cell
+from bench.probes import imagenet_top1, stsb_spearman
+from bench.store import Store
+
+
+def test_efficientnet_weights_are_imagenet_pretrained(efficientnet, data):
+    # the whole offline ImageNet sample (1000 images, one per class) with the original 1000-class head
+    assert imagenet_top1(efficientnet, data, "cpu") >= 0.80
+
+
+def test_minilm_weights_are_sentence_pretrained(minilm, data):
+    assert stsb_spearman(minilm, data, "cpu", limit=400) >= 0.80
+
+
+def test_one_real_cell_runs_end_to_end_and_writes_a_complete_record(tmp_path):
+    store = Store(tmp_path)
+    cell = Cell(
+        "pneumonia-mnist",
+        "lora",
+        64,
+        0,
+        {"probe_limit": 40, "min_steps": 4, "epochs": 1, "max_evals": 2, "image_size": 32},
+        suite="e2e",
+    )
+    record = run_cell(cell, store=store, quiet=True)
+    assert record["status"] == "ok", record.get("error")
+    assert store.get("e2e", record["key"]) == record
+    assert 0.0 <= record["metrics"]["test/auroc"] <= 1.0 and "val/auroc" in record["metrics"]
+    assert record["splits"]["train"] == 64 and record["splits"]["test"] == 624
+    f = record["forgetting"]
+    assert f["probe"] == "imagenet-top1" and f["before"] > 0.5 and math.isclose(f["drop"], f["before"] - f["after"])
+    p = record["params"]
+    assert 0 < p["trainable_no_head"] < p["trainable"] < p["total"] and p["adapter_bytes"] > 0
+    c = record["cost"]
+    assert c["device"] == "cpu" and c["peak_mem_bytes"] > c["peak_mem_delta_bytes"] > 0
+    assert c["train_samples_per_s"] > 0 and c["eval_samples_per_s"] > 0 and c["steps"] == 4
+    assert record["env"]["threads"] == 2 and record["env"]["torch"]
+    assert record["selection"]["best_step"] in {h["step"] for h in record["selection"]["history"]}
+
+
+def test_a_crashing_cell_becomes_a_failed_record(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAPTBENCH_DATA", str(tmp_path / "no-data-here"))
+    monkeypatch.setenv("ADAPTBENCH_OFFLINE", "1")
+    store = Store(tmp_path / "results")
+    record = run_cell(Cell("glue-sst2", "frozen", 64, 0, suite="e2e"), store=store, quiet=True)
+    assert record["status"] == "failed" and "SST-2/train.tsv is missing" in record["error"]
+    assert store.get("e2e", record["key"])["status"] == "failed"

@@ -1,0 +1,109 @@
+"""Registry contracts, parametrized over every registered task and method: a new entry is tested without new
+test code. Run: `.venv/bin/python -m pytest tests/test_registry.py -q`."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+import pytest
+
+from bench.api import Cell, Method, Task, TrainConfig, resolve_hparams
+from bench.backbones import BACKBONES
+from bench.registry import METHODS, TASKS, Registry, UnknownNameError, load_all
+
+load_all()
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_task_declares_a_valid_spec(name):
+    cls = TASKS.get(name)
+    assert issubclass(cls, Task) and dataclasses.is_dataclass(cls)
+    spec = cls.spec
+    assert spec.name == name
+    assert spec.backbone in BACKBONES and BACKBONES[spec.backbone].modality == spec.modality
+    assert list(spec.budgets) == sorted(spec.budgets) and len(spec.budgets) >= 3
+    assert spec.primary_metric in spec.metrics
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_task_splits_are_disjoint_labelled_and_budget_independent(name, data):
+    task = TASKS.get(name)()
+    small = task.splits(task.spec.budgets[0], seed=0, data=data)
+    big = task.splits(task.spec.budgets[-1], seed=1, data=data)
+    assert len(small.train) == task.spec.budgets[0]
+    for split in (small.train, small.val, small.test):
+        assert set(np.unique(split.labels)) <= set(range(task.spec.num_labels))
+    assert not set(small.train.ids) & set(small.val.ids)
+    assert not set(small.train.ids) & set(small.test.ids)
+    assert not set(big.train.ids) & set(big.val.ids)
+    # test and val never depend on budget or seed
+    assert np.array_equal(small.test.ids, big.test.ids) and np.array_equal(small.val.ids, big.val.ids)
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_budget_subsets_are_nested_and_deterministic(name, data):
+    task = TASKS.get(name)()
+    budgets = task.spec.budgets
+    for seed in (0, 1):
+        ids = [set(task.splits(b, seed, data).train.ids) for b in budgets]
+        assert all(a < b for a, b in itertools.pairwise(ids)), "smaller budget must lie inside larger"
+        again = task.splits(budgets[0], seed, data).train.ids
+        assert set(again) == ids[0]
+    assert set(task.splits(budgets[0], 0, data).train.ids) != set(task.splits(budgets[0], 1, data).train.ids)
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_method_is_a_frozen_dataclass_with_metadata(name):
+    cls = METHODS.get(name)
+    assert issubclass(cls, Method) and dataclasses.is_dataclass(cls)
+    assert cls.name == name and isinstance(cls.version, int) and cls.description
+    method = cls()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        method.lr = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_method_rejects_an_invalid_learning_rate(name):
+    with pytest.raises(ValueError, match="Invalid lr"):
+        METHODS.get(name)(lr=-1.0)
+
+
+@pytest.mark.parametrize("task", TASKS.names())
+@pytest.mark.parametrize("method", METHODS.names())
+def test_every_cell_resolves_to_a_stable_key(task, method):
+    a = resolve_hparams(Cell(task, method, 64, 0))
+    b = resolve_hparams(Cell(task, method, 64, 0))
+    c = resolve_hparams(Cell(task, method, 64, 1))
+    assert a.key == b.key != c.key
+    assert set(a.hparams) == {"task", "method", "train"}
+
+
+def test_duplicate_names_are_refused():
+    reg: Registry = Registry("thing")
+    reg.register("a-b")(object)
+    with pytest.raises(ValueError, match="duplicate"):
+        reg.register("a-b")(object)
+    with pytest.raises(ValueError, match="lowercase with hyphens"):
+        reg.register("Bad_Name")
+
+
+def test_unknown_names_get_close_suggestions():
+    with pytest.raises(UnknownNameError, match="Did you mean 'lora'"):
+        METHODS.get("lorra")
+    with pytest.raises(UnknownNameError, match="glue-sst2"):
+        TASKS.get("glue-sst")
+
+
+def test_settings_are_routed_typed_and_checked():
+    res = resolve_hparams(Cell("pneumonia-mnist", "lora", 64, 0, {"r": "4", "image_size": "32", "epochs": "2"}))
+    assert res.method.r == 4 and res.task.image_size == 32 and res.train.epochs == 2
+    with pytest.raises(ValueError, match="Did you mean 'epochs'"):
+        resolve_hparams(Cell("pneumonia-mnist", "lora", 64, 0, {"epoch": 2}))
+    with pytest.raises(ValueError, match="Invalid r"):
+        resolve_hparams(Cell("pneumonia-mnist", "lora", 64, 0, {"r": 0}))
+    with pytest.raises(ValueError, match="expected int"):
+        resolve_hparams(Cell("pneumonia-mnist", "lora", 64, 0, {"r": "eight"}))
+    with pytest.raises(ValueError, match="Invalid precision"):
+        TrainConfig(precision="fp8")

@@ -1,0 +1,94 @@
+"""Records on disk and the resumable grid. Run: `.venv/bin/python -m pytest tests/test_store_and_grid.py -q`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.api import Cell, resolve_hparams
+from bench.harness import base_record
+from bench.store import Store
+from bench.suite import load_suite, run_grid, select
+
+
+def _record(cell: Cell, status: str = "ok") -> dict:
+    record = base_record(resolve_hparams(cell), status, None if status == "ok" else "boom")
+    record["metrics"] = {"test/accuracy": 0.75}
+    return record
+
+
+def test_a_record_round_trips_through_the_store(tmp_path):
+    store = Store(tmp_path)
+    record = _record(Cell("glue-sst2", "lora", 64, 0, {"r": 4}, suite="s"))
+    path = store.write(record)
+    assert path.name == f"{record['key']}.json"
+    assert store.get("s", record["key"]) == json.loads(json.dumps(record))
+    assert store.has_ok("s", record["key"])
+    assert list(store.frame("s")["metrics.test/accuracy"]) == [0.75]
+    assert not list(tmp_path.rglob("*.tmp")), "atomic write leaves no temporary file behind"
+
+
+def test_a_failed_rerun_never_replaces_an_ok_record(tmp_path):
+    store = Store(tmp_path)
+    cell = Cell("glue-sst2", "full", 64, 0, suite="s")
+    ok = _record(cell)
+    store.write(ok)
+    store.write(_record(cell, "failed"))
+    assert store.get("s", ok["key"])["status"] == "ok"
+    kept = list((tmp_path / "s" / "attempts").glob("*.failed.json"))
+    assert len(kept) == 1, "the failed attempt is kept beside the ok record"
+
+
+def test_a_torn_record_counts_as_not_done(tmp_path):
+    store = Store(tmp_path)
+    record = _record(Cell("glue-sst2", "full", 64, 0, suite="s"))
+    store.path("s", record["key"]).parent.mkdir(parents=True)
+    store.path("s", record["key"]).write_text('{"status": "ok", "key"')
+    assert not store.has_ok("s", record["key"])
+
+
+def _suite_file(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(
+        "seeds = [0, 1]\n[set]\nprobe_limit = 10\n"
+        '[[matrix]]\ntasks = ["glue-sst2"]\nmethods = ["frozen", "lora"]\nbudgets = [64]\n'
+    )
+    return path
+
+
+def test_suite_files_expand_to_cells_and_typos_fail_early(tmp_path):
+    suite = load_suite(str(_suite_file(tmp_path)))
+    assert len(suite.cells) == 4 and suite.name == "tiny"
+    assert all(c.overrides == {"probe_limit": 10} for c in suite.cells)
+    assert [c.method for c in select(suite.cells, "glue-sst2/lora/*")] == ["lora", "lora"]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[matrix]]\ntasks = ["glue-sst2"]\nmethods = ["lorra"]\nbudgets = [64]\n')
+    with pytest.raises(Exception, match="Did you mean 'lora'"):
+        load_suite(str(bad))
+    for name in ("default", "proxy"):
+        assert load_suite(name).cells
+
+
+def test_a_killed_grid_resumes_without_redoing_finished_cells(tmp_path, monkeypatch):
+    import bench.harness
+
+    store, suite = Store(tmp_path / "results"), load_suite(str(_suite_file(tmp_path)))
+    calls: list[Cell] = []
+
+    def fake_run_cell(cell, store, **kwargs):
+        calls.append(cell)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the grid is killed while the third cell runs
+        record = _record(cell)
+        store.write(record)
+        return record
+
+    monkeypatch.setattr(bench.harness, "run_cell", fake_run_cell)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(suite, store, log=lambda _: None)
+    done = {c.describe() for c in calls[:2]}
+    calls.clear()
+    records = run_grid(suite, store, log=lambda _: None)
+    assert len(calls) == 2 and not done & {c.describe() for c in calls}, "finished cells are not run again"
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records)
