@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.setup-$(shell cat requirements.lock requirements-weights.lock pyproject.toml | sha256sum | cut -c1-16)
+# the stamp covers the locks and this checkout's path (the project is installed editable from here)
+STAMP := $(VENV)/.setup-$(shell (cat requirements.lock requirements-weights.lock pyproject.toml; pwd) | sha256sum | cut -c1-16)
 SUITE ?= default
 
 .PHONY: setup bench proxy test lint format report clean

@@ -143,9 +143,11 @@ def _changed_bytes(before: dict[str, str], module) -> int:
 
 def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict[str, Any]:
     """Run a resolved cell in this process and return its record (status ok, or an exception propagates)."""
+    import numpy as np
+
     from bench.backbones import load_backbone
     from bench.loop import Runner
-    from bench.meters import PeakMemory, environment, pick_device
+    from bench.meters import PeakMemory, environment, forward_flops_per_example, pick_device
     from bench.model import AdaptModel, count_params, make_head, tensor_digests
     from bench.probes import run_probe
 
@@ -177,6 +179,8 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
         test_metrics, eval_rate = runner.evaluate(splits.test, method.cache_features)
         ood_metrics = runner.evaluate(splits.test_ood, method.cache_features)[0] if splits.test_ood else {}
     params["adapter_bytes"] = _changed_bytes(digests, model.encoder)
+    model.eval()
+    flops = forward_flops_per_example(model, runner.inputs(splits.test, np.arange(min(8, len(splits.test)))))
 
     if method.pretrained:
         after, after_cached = run_probe(probe, loaded, data, device, cfg.probe_limit)
@@ -226,7 +230,7 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
                 "wall_time_s": time.perf_counter() - wall_start,
                 "steps": fit.steps if fit else 0,
                 "epochs": fit.epochs if fit else 0.0,
-                "flops": None,
+                "fwd_flops_per_example": flops,
             },
             "selection": {
                 "on": f"val/{spec.primary_metric}",

@@ -144,3 +144,18 @@ def environment(device: str, threads: int) -> dict[str, Any]:
         "threads": threads,
         "hostname": platform.node(),
     }
+
+
+def forward_flops_per_example(model, batch: dict[str, Any]) -> float | None:
+    """FLOPs of one forward pass per example, counted by torch's FlopCounterMode on a real batch (matmuls and
+    convolutions; elementwise ops are not counted). None if the model cannot be traced this way."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    n = len(next(iter(batch.values())))
+    try:
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            model(**batch)
+    except (RuntimeError, NotImplementedError, TypeError):
+        return None
+    return counter.get_total_flops() / n

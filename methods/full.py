@@ -3,6 +3,13 @@
 
 Usual settings (DOMAIN.md): LR 2e-5..5e-5 for BERT-like encoders (we use 5e-5: MiniLM is small), 1e-5..1e-4 for
 vision (1e-4), head 1e-3. Best ceiling with enough data; most memory; most forgetting.
+
+Batch-norm statistics (``bn_stats``): the running means/variances are buffers, not weights. By default they stay
+at their pretrained values while every weight (BN's affine scale and shift included) trains, as detection and
+segmentation fine-tuning usually does. Measured on pneumonia-mnist (64 px, seed 0): updating them during training
+gave test AUROC 0.742 / 0.813 / 0.909 at budgets 64 / 256 / 1024 (validation AUROC fell to ~0.45 after a few
+steps while the running statistics chased the X-ray batches), keeping them gave 0.904 / 0.937 / 0.966.
+``bn_stats=update`` restores the textbook behaviour. No effect on backbones without batch norm (MiniLM).
 Version history: 1 - first version.
 """
 
@@ -11,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.api import TEXT, Method, TaskSpec
-from bench.model import set_trainable
+from bench.model import freeze_batchnorm_stats, set_trainable
 from bench.registry import METHODS
 from methods._common import check_lr, split_groups
 
@@ -25,10 +32,13 @@ class Full(Method):
 
     lr: float = 1e-4  # backbone
     head_lr: float = 1e-3
+    bn_stats: str = "frozen"  # "frozen": keep pretrained running statistics; "update": re-estimate them
 
     def __post_init__(self) -> None:
         check_lr("lr", self.lr)
         check_lr("head_lr", self.head_lr)
+        if self.bn_stats not in ("frozen", "update"):
+            raise ValueError(f"Invalid bn_stats: {self.bn_stats!r} (use 'frozen' or 'update')")
 
     @classmethod
     def defaults_for(cls, spec: TaskSpec) -> dict:
@@ -37,6 +47,11 @@ class Full(Method):
     def prepare(self, model, backbone):
         set_trainable(model, True)
         return model
+
+    def train_mode(self, model) -> None:
+        model.train()
+        if self.bn_stats == "frozen":
+            freeze_batchnorm_stats(model.encoder)
 
     def param_groups(self, model):
         return split_groups(model, self.lr, self.head_lr)
