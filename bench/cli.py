@@ -125,6 +125,8 @@ def format_record(r: dict[str, Any]) -> str:
         f"  time     train {c['train_time_s']:.1f} s ({c['steps']} steps, {c['epochs']:.1f} epochs), "
         f"cell {c['wall_time_s']:.1f} s; threads {r['env']['threads']}"
     )
+    if c.get("fwd_flops_per_example"):
+        lines.append(f"  flops    {c['fwd_flops_per_example'] / 1e9:.3f} GFLOPs per example (forward)")
     sel = r["selection"]
     lines.append(f"  select   best {sel['on']} at step {sel['best_step']} of {c['steps']}")
     return "\n".join(lines)
