@@ -15,6 +15,8 @@ from typing import Any
 
 RESULTS_ROOT = Path(os.environ.get("ADAPTBENCH_RESULTS", Path(__file__).resolve().parent.parent / "results"))
 SCHEMA_VERSION = 1
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -25,6 +27,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; records and reports are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
