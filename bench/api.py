@@ -171,8 +171,9 @@ class Method:
     def unsupported_reason(self, task: TaskSpec, backbone: BackboneSpec) -> str | None:
         return None
 
-    def prepare(self, model: AdaptModel, backbone: BackboneSpec) -> AdaptModel:
-        """Freeze, wrap or inject into ``model`` (in place is fine) and return it."""
+    def prepare(self, model: AdaptModel, backbone: BackboneSpec, task: Task) -> AdaptModel:
+        """Freeze, wrap or inject into ``model`` (in place is fine) and return it. ``task`` gives the input
+        settings (e.g. ``image_size``) that some methods size their parameters by."""
         raise NotImplementedError
 
     def param_groups(self, model: AdaptModel) -> list[dict[str, Any]]:
@@ -181,6 +182,13 @@ class Method:
     def train_mode(self, model: AdaptModel) -> None:
         """Put the model in training mode; methods that keep a frozen backbone keep its batch-norm stats fixed."""
         model.train()
+
+    def on_step(self, model: AdaptModel, step: int, total_steps: int) -> None:
+        """Called before every optimizer step (1-based), e.g. to unfreeze blocks on a schedule."""
+
+    def penalty(self, model: AdaptModel) -> Any:
+        """An extra loss term (a tensor) added to the task loss, e.g. L2-SP; None for no penalty."""
+        return None
 
 
 # ---------------------------------------------------------------------------------------------- cells

@@ -168,7 +168,7 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
 
     outputs = spec.num_labels if spec.kind == "classification" else 1
     model = AdaptModel(loaded.encoder, make_head(loaded.spec.feature_dim, outputs))
-    model = method.prepare(model, loaded.spec).to(device)
+    model = method.prepare(model, loaded.spec, res.task).to(device)
     loaded.encoder = model.encoder  # the probe must see the adapted encoder (e.g. with LoRA layers injected)
     params = count_params(model)
     digests = tensor_digests(model.encoder)

@@ -137,11 +137,15 @@ class Runner:
                 order, pos = rng.permutation(n), 0
             index = order[pos : pos + cfg.batch_size]
             pos += cfg.batch_size
+            method.on_step(self.model, step, total)
             method.train_mode(self.model)
             t0 = self.clock.now()
             with self.autocast():
                 outputs = self.forward_batch(train, index, cached)
             loss = self.loss(outputs, labels[index].to(self.device))
+            extra = method.penalty(self.model)
+            if extra is not None:
+                loss = loss + extra
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
             optimizer.zero_grad(set_to_none=True)

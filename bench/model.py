@@ -34,6 +34,11 @@ class VisionEncoder(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.net(pixel_values)
 
+    def blocks(self) -> list[nn.Module]:
+        """The backbone as ordered stages, input first: stem, each block stage, head conv (for partial / LLRD)."""
+        net = self.net
+        return [nn.ModuleList([net.conv_stem, net.bn1]), *net.blocks, nn.ModuleList([net.conv_head, net.bn2])]
+
 
 class TextEncoder(nn.Module):
     """A BERT-style encoder -> mean of the token states under the attention mask (sentence-transformers pooling)."""
@@ -46,8 +51,15 @@ class TextEncoder(nn.Module):
         hidden = self.bert(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
         ).last_hidden_state
+        if hidden.shape[1] > attention_mask.shape[1]:  # prompt tuning prepended virtual tokens: pool real ones
+            hidden = hidden[:, -attention_mask.shape[1] :]
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def blocks(self) -> list[nn.Module]:
+        """The backbone as ordered stages, input first: embeddings, then each transformer layer."""
+        bert = self.bert.get_base_model() if hasattr(self.bert, "get_base_model") else self.bert
+        return [bert.embeddings, *bert.encoder.layer]
 
 
 BATCHNORM = (nn.modules.batchnorm._BatchNorm,)

@@ -1,6 +1,11 @@
-"""Small checks and parameter-group helpers shared by the method modules."""
+"""Small checks, parameter-group helpers and the shared base of the fine-tuning methods."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.api import TEXT, Method, TaskSpec
+from bench.model import freeze_batchnorm_stats
 
 
 def check_lr(name: str, value: float) -> None:
@@ -8,9 +13,47 @@ def check_lr(name: str, value: float) -> None:
         raise ValueError(f"Invalid {name}: {value} (a learning rate in (0, 1), e.g. 1e-4)")
 
 
-def split_groups(model, backbone_lr: float, head_lr: float) -> list[dict]:
-    """Two optimizer groups: trainable encoder parameters at ``backbone_lr``, head parameters at ``head_lr``."""
+def split_groups(model, backbone_lr: float, head_lr: float, backbone_decay: float | None = None) -> list[dict]:
+    """Two optimizer groups: trainable encoder parameters at ``backbone_lr``, head parameters at ``head_lr``.
+    ``backbone_decay`` overrides the weight decay of the backbone group (None: the loop's default)."""
     head = [p for p in model.head.parameters() if p.requires_grad]
     head_ids = {id(p) for p in head}
-    backbone = [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids]
-    return [{"params": backbone, "lr": backbone_lr}, {"params": head, "lr": head_lr}]
+    backbone = {
+        "params": [p for p in model.parameters() if p.requires_grad and id(p) not in head_ids],
+        "lr": backbone_lr,
+    }
+    if backbone_decay is not None:
+        backbone["weight_decay"] = backbone_decay
+    return [backbone, {"params": head, "lr": head_lr}]
+
+
+@dataclass(frozen=True)
+class FineTune(Method):
+    """Base of the methods that train pretrained backbone weights (full, partial, gradual, llrd, l2sp).
+
+    Backbone LR below the head's (DOMAIN.md: 1e-5..1e-4 for vision, 2e-5..5e-5 for BERT-like text; we take the
+    top of each range because the schedules here are short), head LR 1e-3. Batch-norm running statistics stay at
+    their pretrained values unless ``bn_stats=update`` (see methods/full.py for the measurement behind this).
+    """
+
+    lr: float = 1e-4  # backbone
+    head_lr: float = 1e-3
+    bn_stats: str = "frozen"  # "frozen": keep pretrained running statistics; "update": re-estimate them
+
+    def __post_init__(self) -> None:
+        check_lr("lr", self.lr)
+        check_lr("head_lr", self.head_lr)
+        if self.bn_stats not in ("frozen", "update"):
+            raise ValueError(f"Invalid bn_stats: {self.bn_stats!r} (use 'frozen' or 'update')")
+
+    @classmethod
+    def defaults_for(cls, spec: TaskSpec) -> dict:
+        return {"lr": 5e-5} if spec.modality == TEXT else {}
+
+    def train_mode(self, model) -> None:
+        model.train()
+        if self.bn_stats == "frozen":
+            freeze_batchnorm_stats(model.encoder)
+
+    def param_groups(self, model):
+        return split_groups(model, self.lr, self.head_lr)

@@ -33,7 +33,7 @@ class Frozen(Method):
         # head steps on cached features cost microseconds: train the linear head to convergence
         return {"epochs": 100, "min_steps": 1000, "weight_decay": 0.0}
 
-    def prepare(self, model, backbone):
+    def prepare(self, model, backbone, task):
         set_trainable(model.encoder, False)
         set_trainable(model.head, True)
         model.encoder.eval()

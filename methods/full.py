@@ -17,41 +17,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.api import TEXT, Method, TaskSpec
-from bench.model import freeze_batchnorm_stats, set_trainable
+from bench.model import set_trainable
 from bench.registry import METHODS
-from methods._common import check_lr, split_groups
+from methods._common import FineTune
 
 
 @METHODS.register("full")
 @dataclass(frozen=True)
-class Full(Method):
+class Full(FineTune):
     name = "full"
     version = 1
     description = "all weights train; backbone LR below head LR"
 
-    lr: float = 1e-4  # backbone
-    head_lr: float = 1e-3
-    bn_stats: str = "frozen"  # "frozen": keep pretrained running statistics; "update": re-estimate them
-
-    def __post_init__(self) -> None:
-        check_lr("lr", self.lr)
-        check_lr("head_lr", self.head_lr)
-        if self.bn_stats not in ("frozen", "update"):
-            raise ValueError(f"Invalid bn_stats: {self.bn_stats!r} (use 'frozen' or 'update')")
-
-    @classmethod
-    def defaults_for(cls, spec: TaskSpec) -> dict:
-        return {"lr": 5e-5} if spec.modality == TEXT else {}
-
-    def prepare(self, model, backbone):
+    def prepare(self, model, backbone, task):
         set_trainable(model, True)
         return model
-
-    def train_mode(self, model) -> None:
-        model.train()
-        if self.bn_stats == "frozen":
-            freeze_batchnorm_stats(model.encoder)
-
-    def param_groups(self, model):
-        return split_groups(model, self.lr, self.head_lr)

@@ -41,7 +41,7 @@ class LoRA(Method):
         check_lr("lr", self.lr)
         check_lr("head_lr", self.head_lr)
 
-    def prepare(self, model, backbone):
+    def prepare(self, model, backbone, task):
         from peft import LoraConfig, inject_adapter_in_model
 
         set_trainable(model, False)

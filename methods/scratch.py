@@ -32,7 +32,7 @@ class Scratch(Method):
     def defaults_for(cls, spec: TaskSpec) -> dict:
         return {"lr": 1e-4} if spec.modality == TEXT else {}
 
-    def prepare(self, model, backbone):
+    def prepare(self, model, backbone, task):
         set_trainable(model, True)
         return model
 

@@ -96,3 +96,11 @@ def test_report_is_self_contained_and_lists_failures(tmp_path):
     path = write_report("t", store, tmp_path / "out")
     assert path.read_text().startswith("<!doctype html>")
     assert "| lora | 64 | 3 | 0.810 ± 0.025" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_ls_matrix_gives_a_reason_for_every_unsupported_cell(capsys):
+    assert main(["ls", "--matrix"]) == 0
+    out = capsys.readouterr().out
+    assert "pneumonia-mnist x prefix: prefix tuning prepends key/value vectors" in out
+    header = out.splitlines()[0]
+    assert "prefix" in header and "lora" in header

@@ -1,0 +1,129 @@
+"""adapter: bottleneck adapters, written here because peft has none and the ``adapters`` package pins an older
+transformers (ENVIRONMENT.md). Small on purpose; every parameter count has a closed form tested against the model.
+
+- Transformers (Houlsby et al. 2019, Pfeiffer et al. 2021): a bottleneck MLP x + W_up f(W_down x) inserted after
+  a sublayer's output projection, before its residual add and LayerNorm. ``placement=houlsby`` inserts one after
+  the attention output and one after the feed-forward output of every layer; ``pfeiffer`` only after the
+  feed-forward output. Parameters per insertion: 2*d*b + b + d (d = hidden size, b = ``bottleneck``).
+- CNNs (residual adapters, Rebuffi et al. 2017/2018): a 1x1-conv bottleneck in parallel with every depthwise
+  (spatial) convolution, y = dw(x) + W_up W_down x, with the depthwise stride on W_down; the pointwise
+  convolutions are where LoRA goes, the spatial ones are where these go. Parameters per insertion: b*(c_in+c_out).
+W_up starts at zero, so training starts exactly from the pretrained function. The rest of the backbone is frozen
+(batch-norm statistics too); the head trains. Adapters are not mergeable: they cost inference time.
+Version history: 1 - first version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bench.api import Method
+from bench.model import freeze_batchnorm_stats, set_trainable
+from bench.registry import METHODS
+from methods._common import check_lr, split_groups
+
+
+class Bottleneck(nn.Module):
+    """x + up(act(down(x))) on the last dimension; ``up`` starts at zero (identity at initialisation)."""
+
+    def __init__(self, dim: int, bottleneck: int) -> None:
+        super().__init__()
+        self.down = nn.Linear(dim, bottleneck)
+        self.act = nn.GELU()
+        self.up = nn.Linear(bottleneck, dim)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.up(self.act(self.down(x)))
+
+
+class AfterLinear(nn.Module):
+    """A linear layer followed by an adapter: drop-in replacement for the wrapped projection."""
+
+    def __init__(self, linear: nn.Linear, bottleneck: int) -> None:
+        super().__init__()
+        self.linear = linear
+        self.adapter = Bottleneck(linear.out_features, bottleneck)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.adapter(self.linear(x))
+
+
+class ParallelConv(nn.Module):
+    """A (depthwise) convolution with a 1x1 bottleneck branch beside it: conv(x) + up(down(x))."""
+
+    def __init__(self, conv: nn.Conv2d, bottleneck: int) -> None:
+        super().__init__()
+        self.conv = conv
+        self.down = nn.Conv2d(conv.in_channels, bottleneck, 1, stride=conv.stride, bias=False)
+        self.up = nn.Conv2d(bottleneck, conv.out_channels, 1, bias=False)
+        nn.init.zeros_(self.up.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) + self.up(self.down(x))
+
+
+def insertion_points(encoder: nn.Module, placement: str) -> list[tuple[nn.Module, str]]:
+    """(parent module, attribute) pairs where adapters go, for the backbones we know."""
+    points: list[tuple[nn.Module, str]] = []
+    bert = getattr(encoder, "bert", None)
+    if bert is not None:
+        for layer in bert.encoder.layer:
+            if placement == "houlsby":
+                points.append((layer.attention.output, "dense"))
+            points.append((layer.output, "dense"))
+        return points
+    for module in encoder.modules():
+        conv = getattr(module, "conv_dw", None)
+        if isinstance(conv, nn.Conv2d):
+            points.append((module, "conv_dw"))
+    return points
+
+
+@METHODS.register("adapter")
+@dataclass(frozen=True)
+class Adapter(Method):
+    name = "adapter"
+    version = 1
+    description = "bottleneck adapters (Houlsby/Pfeiffer; parallel residual adapters on CNNs) + head"
+
+    bottleneck: int = 32
+    placement: str = "houlsby"  # transformers only: "houlsby" (attention + FFN) or "pfeiffer" (FFN)
+    lr: float = 1e-3
+    head_lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.bottleneck < 1:
+            raise ValueError(f"Invalid bottleneck: {self.bottleneck} (must be >= 1; usual 16-64)")
+        if self.placement not in ("houlsby", "pfeiffer"):
+            raise ValueError(f"Invalid placement: {self.placement!r} (use 'houlsby' or 'pfeiffer')")
+        check_lr("lr", self.lr)
+        check_lr("head_lr", self.head_lr)
+
+    def prepare(self, model, backbone, task):
+        set_trainable(model, False)
+        points = insertion_points(model.encoder, self.placement)
+        if not points:
+            raise ValueError(f"no adapter insertion points known for backbone {backbone.name}")
+        for parent, attr in points:
+            inner = getattr(parent, attr)
+            wrapped = (
+                AfterLinear(inner, self.bottleneck)
+                if isinstance(inner, nn.Linear)
+                else ParallelConv(inner, self.bottleneck)
+            )
+            set_trainable(inner, False)
+            setattr(parent, attr, wrapped.to(next(inner.parameters()).device))
+        set_trainable(model.head, True)
+        return model
+
+    def train_mode(self, model) -> None:
+        model.train()
+        freeze_batchnorm_stats(model.encoder)
+
+    def param_groups(self, model):
+        return split_groups(model, self.lr, self.head_lr)
