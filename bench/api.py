@@ -156,6 +156,7 @@ class Method:
     trains: ClassVar[bool] = True
     pretrained: ClassVar[bool] = True  # False: the backbone is built with random weights (scratch)
     cache_features: ClassVar[bool] = False  # True: backbone features are computed once, only the head trains
+    quantize: ClassVar[str | None] = None  # "nf4": the backbone to adapt is loaded 4-bit (QLoRA)
     description: ClassVar[str] = ""
 
     @classmethod

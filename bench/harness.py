@@ -148,7 +148,7 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
     from bench.backbones import load_backbone
     from bench.loop import Runner
     from bench.meters import PeakMemory, environment, forward_flops_per_example, pick_device
-    from bench.model import AdaptModel, count_params, make_head, tensor_digests
+    from bench.model import AdaptModel, count_params, make_head, quantized_share, tensor_digests
     from bench.probes import run_probe
 
     wall_start = time.perf_counter()
@@ -162,8 +162,11 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
     loaded.encoder.to(device)
     probe = loaded.spec.probe
     before, _ = run_probe(probe, loaded, data, device, cfg.probe_limit)
-    if not method.pretrained:
-        loaded = load_backbone(res.backbone, pretrained=False, **sizes)
+    if not method.pretrained or method.quantize:
+        # the probe baseline above is always the untouched full-precision pretrained model
+        loaded = load_backbone(
+            res.backbone, pretrained=method.pretrained, quantize=method.quantize, device=device, **sizes
+        )
         loaded.encoder.to(device)
 
     outputs = spec.num_labels if spec.kind == "classification" else 1
@@ -171,6 +174,7 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
     model = method.prepare(model, loaded.spec, res.task).to(device)
     loaded.encoder = model.encoder  # the probe must see the adapted encoder (e.g. with LoRA layers injected)
     params = count_params(model)
+    params.update(quantized_share(model.encoder))
     digests = tensor_digests(model.encoder)
 
     runner = Runner(model, loaded.batcher, res.task, cfg, device)

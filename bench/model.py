@@ -88,6 +88,26 @@ def count_params(model: AdaptModel) -> dict[str, int]:
     }
 
 
+def quantized_share(encoder: nn.Module) -> dict[str, float | int]:
+    """How much of the backbone is stored quantized: the number of original weights held in bitsandbytes 4-bit
+    layers, and their share of all pretrained backbone weights (counted at full precision, since 4-bit storage
+    packs two weights per byte). Adapter parameters (LoRA) are not backbone weights and are left out."""
+    quantized, total = 0, 0
+    for name, module in encoder.named_modules():
+        if "lora_" in name:
+            continue
+        if type(module).__name__ == "Linear4bit":
+            quantized += module.in_features * module.out_features
+            total += module.in_features * module.out_features
+            total += module.bias.numel() if module.bias is not None else 0
+        else:
+            total += sum(p.numel() for p in module.parameters(recurse=False))
+    out: dict[str, float | int] = {"quantized_weights": quantized}
+    if quantized:
+        out["quantized_fraction"] = quantized / total
+    return out
+
+
 def tensor_digests(module: nn.Module) -> dict[str, str]:
     """sha1 of every parameter and buffer's bytes, by state-dict name."""
     out = {}

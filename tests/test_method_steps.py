@@ -28,7 +28,12 @@ def _setup(request, fixture: str, method_name: str):
     res = resolve_hparams(Cell(task, method_name, 64, 0))
     if res.method.unsupported_reason(res.task.spec, loaded.spec):
         pytest.skip(f"{method_name} unsupported on {fixture}")
-    pretrained = copy.deepcopy(loaded.encoder)
+    if res.method.quantize:
+        from bench.backbones import load_backbone
+
+        pretrained = load_backbone(loaded.spec.name, quantize=res.method.quantize).encoder
+    else:
+        pretrained = copy.deepcopy(loaded.encoder)
     if not res.method.pretrained:  # scratch: same architecture, fresh weights
         for m in pretrained.modules():
             if hasattr(m, "reset_parameters"):
@@ -65,8 +70,8 @@ def _expected(method, model, name: str) -> bool:
         return any(p is dict(model.named_parameters())[name] for b in last for p in b.parameters())
     if kind == "bitfit":
         return name.endswith(".bias")
-    if kind in ("lora", "ia3"):
-        return f"{kind}_" in name
+    if kind in ("lora", "ia3", "qlora"):
+        return f"{kind.removeprefix('q')}_" in name
     if kind == "adapter":
         return ".adapter." in name or ".conv_dw.down." in name or ".conv_dw.up." in name
     if kind in ("prompt", "prefix"):
@@ -125,7 +130,7 @@ def analytic_trainable_no_head(method, loaded, task) -> int:
         return sum(p.numel() for b in enc.blocks()[-method.n_blocks :] for p in b.parameters())
     if kind == "bitfit":
         return sum(p.numel() for n, p in enc.named_parameters() if n.endswith(".bias"))
-    if kind == "lora":  # r * (d_in + d_out) per adapted matrix
+    if kind in ("lora", "qlora"):  # r * (d_in + d_out) per adapted matrix
         return sum(method.r * sum(_dims(m)) for _, m in _targets(enc, loaded.spec.lora_targets))
     if kind == "ia3":  # one vector per target: d_out, or d_in for feed-forward targets
         from methods.ia3 import TARGETS
@@ -178,3 +183,15 @@ def test_gradual_unfreezes_top_down_on_an_even_schedule():
 
     g = Gradual()
     assert [g.unfrozen_blocks(3, s, 8) for s in range(1, 9)] == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_qlora_quantizes_every_linear_weight_of_minilm_and_says_how_much(request):
+    from bench.model import quantized_share
+
+    _, model, _, loaded, _ = _setup(request, "minilm", "qlora")
+    share = quantized_share(model.encoder)
+    cfg = loaded.encoder.bert.config
+    linear = cfg.num_hidden_layers * (4 * cfg.hidden_size**2 + 2 * cfg.hidden_size * cfg.intermediate_size)
+    assert share["quantized_weights"] == linear
+    full = sum(p.numel() for p in loaded.encoder.parameters())
+    assert abs(share["quantized_fraction"] - linear / full) < 1e-9

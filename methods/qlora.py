@@ -1,0 +1,42 @@
+"""qlora: QLoRA (Dettmers et al. 2023). The pretrained backbone is loaded with its linear layers in 4-bit NF4 with
+double quantization (bitsandbytes), prepared for k-bit training (peft), and LoRA trains on top in the compute
+dtype (bf16 on CUDA, fp32 on the CPU, where bitsandbytes >= 0.45 runs 4-bit kernels); the head trains in full
+precision. Same LoRA targets and defaults as ``lora``, so the two differ only by the quantized base.
+
+Only ``nn.Linear`` weights are quantized: on MiniLM that is every attention and feed-forward matrix (~47% of the
+weights; the embeddings stay in full precision) and the record says so (``params.quantized_fraction``).
+EfficientNet-Lite0's weights are convolutions, so nothing would be quantized: unsupported, with that reason.
+Version history: 1 - first version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.api import TEXT
+from bench.registry import METHODS
+from methods.lora import LoRA
+
+
+@METHODS.register("qlora")
+@dataclass(frozen=True)
+class QLoRA(LoRA):
+    name = "qlora"
+    version = 1
+    quantize = "nf4"
+    description = "LoRA on a 4-bit NF4 (double-quantized) base via bitsandbytes + head"
+
+    def unsupported_reason(self, task, backbone) -> str | None:
+        if backbone.modality != TEXT:
+            return (
+                f"bitsandbytes 4-bit quantizes linear layers; {backbone.name}'s weights are convolutions, so "
+                "no backbone weight would be quantized (use lora)"
+            )
+        return None
+
+    def prepare(self, model, backbone, task):
+        from peft import prepare_model_for_kbit_training
+
+        # casts layer norms to fp32 and enables input gradients; no gradient checkpointing at these sizes
+        model.encoder.bert = prepare_model_for_kbit_training(model.encoder.bert, use_gradient_checkpointing=False)
+        return super().prepare(model, backbone, task)
