@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-$(shell (cat requirements.lock requirements-weights.lock pyproject.toml; pwd) | sha256sum | cut -c1-16)
 SUITE ?= default
 
-.PHONY: setup bench proxy test lint format report clean
+.PHONY: setup bench proxy test benchmark lint format report clean
 
 setup: $(STAMP)
 
@@ -33,7 +33,11 @@ report: setup
 	$(BIN)/adaptbench report --suite $(SUITE)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --benchmark-skip
+
+# speed comparisons (pytest-benchmark), not pass/fail tests; results in .benchmarks/
+benchmark: setup
+	$(BIN)/python -m pytest -q tests/benchmarks --benchmark-only --benchmark-autosave -s
 
 lint: setup
 	$(BIN)/ruff check .

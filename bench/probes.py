@@ -4,6 +4,8 @@
   through the adapted encoder and the *original* 1000-class classifier, which no method ever trains.
 - ``stsb-spearman`` (minilm-l6): zero-shot Spearman correlation between the cosine similarity of mean-pooled
   embeddings and the gold scores on STS-B dev (1500 pairs).
+- ``wikitext2-ppl`` (smollm2-135m): perplexity on a fixed budget of WikiText-2 test tokens (lower is better, so
+  its forgetting drop is after - before).
 
 The baseline is always the untouched pretrained model (never a PEFT-initialised one). Results are cached by the
 sha256 fingerprint of the encoder's weights, so the same weights are never probed twice: the baseline is computed
@@ -23,9 +25,52 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import DataRoot
+from bench.data import DataRoot, register_source
 
 PROBE_VERSION = 1
+IMAGENET_SAMPLE = "vision/imagenet_sample/imagenet_sample1000_224.tar"
+IMAGENET_SAMPLE_ZIP = "https://github.com/EliSchwartz/imagenet-sample-images/archive/refs/heads/master.zip"
+STSB_DEV = "nlp/glue/STS-B/dev.tsv"
+
+
+def _fetch_imagenet_sample(path: Path) -> None:
+    """Rebuild the mirror's tar from the publisher: one image per class, short side 256, centre crop 224, JPEG q90."""
+    import urllib.request
+    import zipfile
+
+    from PIL import Image
+
+    raw = io.BytesIO(urllib.request.urlopen(IMAGENET_SAMPLE_ZIP, timeout=300).read())
+    with zipfile.ZipFile(raw) as z, tarfile.open(path, "w") as tar:
+        for name in sorted(n for n in z.namelist() if n.lower().endswith((".jpeg", ".jpg"))):
+            img = Image.open(z.open(name)).convert("RGB")
+            scale = 256 / min(img.size)
+            img = img.resize((round(img.width * scale), round(img.height * scale)), Image.BICUBIC)
+            left, top = (img.width - 224) // 2, (img.height - 224) // 2
+            buf = io.BytesIO()
+            img.crop((left, top, left + 224, top + 224)).save(buf, "JPEG", quality=90)
+            info = tarfile.TarInfo("./" + os.path.basename(name))
+            info.size = buf.tell()
+            buf.seek(0)
+            tar.addfile(info, buf)
+
+
+def _fetch_stsb_dev(path: Path) -> None:
+    import datasets
+
+    rows = datasets.load_dataset("nyu-mll/glue", "stsb", split="validation")
+    with path.open("w", encoding="utf-8") as f:
+        f.write("sentence1\tsentence2\tscore\n")
+        for r in rows:
+            f.write(f"{r['sentence1']}\t{r['sentence2']}\t{r['label']}\n")
+
+
+register_source(
+    IMAGENET_SAMPLE,
+    _fetch_imagenet_sample,
+    f"the 1000-image ImageNet sample from {IMAGENET_SAMPLE_ZIP}, resized and cropped to 224 px",
+)
+register_source(STSB_DEV, _fetch_stsb_dev, "GLUE stsb validation from the Hugging Face hub dataset nyu-mll/glue")
 
 
 @dataclass(frozen=True)
@@ -42,7 +87,7 @@ def imagenet_sample(data: DataRoot) -> tuple[np.ndarray, np.ndarray]:
     which is the standard ImageNet-1k class order."""
     from PIL import Image
 
-    path = data.file("vision/imagenet_sample/imagenet_sample1000_224.tar")
+    path = data.file(IMAGENET_SAMPLE)
     names, images = [], []
     with tarfile.open(path) as tar:
         for member in sorted(tar.getmembers(), key=lambda m: m.name):
@@ -87,7 +132,7 @@ def imagenet_top1(loaded, data: DataRoot, device: str, limit: int = 0, batch_siz
 def stsb_dev(data: DataRoot) -> tuple[list[str], list[str], np.ndarray]:
     import csv
 
-    path = data.file("nlp/glue/STS-B/dev.tsv")
+    path = data.file(STSB_DEV)
     a, b, score = [], [], []
     with path.open(encoding="utf-8") as f:
         for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
@@ -124,7 +169,32 @@ def stsb_spearman(loaded, data: DataRoot, device: str, limit: int = 0, batch_siz
     return float(spearmanr(sims, gold).statistic)
 
 
+WIKITEXT2_TEST = "nlp/general/wikitext-2/test.txt"
+WIKITEXT_TOKENS = 2048  # fixed token budget (probe_limit overrides): ~20 s for SmolLM2-135M on 2 CPU cores
+
+
+def wikitext2_ppl(loaded, data: DataRoot, device: str, limit: int = 0, window: int = 512) -> float:
+    """Perplexity of the causal LM on the first ``limit`` (default 2048) tokens of WikiText-2 test, scored in
+    non-overlapping windows of ``window`` tokens (every token predicted once, from at most ``window`` of context)."""
+    import torch
+
+    text = data.file(WIKITEXT2_TEST).read_text(encoding="utf-8")
+    tokenizer = loaded.extras["tokenizer"]
+    n_tokens = limit or WIKITEXT_TOKENS
+    ids = tokenizer(text[: n_tokens * 8], return_tensors="pt").input_ids[0][: n_tokens + 1]
+    lm = loaded.encoder.lm.eval()
+    nll, count = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(ids) - 1, window):
+            chunk = ids[start : start + window + 1].unsqueeze(0).to(device)
+            logits = lm(input_ids=chunk[:, :-1]).logits.float()
+            nll += torch.nn.functional.cross_entropy(logits[0], chunk[0, 1:], reduction="sum").item()
+            count += chunk.shape[1] - 1
+    return float(torch.exp(torch.tensor(nll / count)))
+
+
 PROBES: dict[str, ProbeSpec] = {
+    "wikitext2-ppl": ProbeSpec("wikitext2-ppl", "perplexity", False, wikitext2_ppl),
     "imagenet-top1": ProbeSpec("imagenet-top1", "top-1 accuracy", True, imagenet_top1),
     "stsb-spearman": ProbeSpec("stsb-spearman", "Spearman correlation", True, stsb_spearman),
 }

@@ -3,6 +3,7 @@
 # ruff: noqa: F401
 import methods.adapter
 import methods.bitfit
+import methods.fewshot
 import methods.frozen
 import methods.full
 import methods.gradual

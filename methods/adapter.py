@@ -77,6 +77,13 @@ def insertion_points(encoder: nn.Module, placement: str) -> list[tuple[nn.Module
                 points.append((layer.attention.output, "dense"))
             points.append((layer.output, "dense"))
         return points
+    lm = getattr(encoder, "lm", None)
+    if lm is not None:  # Llama: after the attention output projection and the MLP down projection
+        for layer in lm.model.layers:
+            if placement == "houlsby":
+                points.append((layer.self_attn, "o_proj"))
+            points.append((layer.mlp, "down_proj"))
+        return points
     for module in encoder.modules():
         conv = getattr(module, "conv_dw", None)
         if isinstance(conv, nn.Conv2d):

@@ -29,6 +29,11 @@ class BitFit(Method):
         check_lr("lr", self.lr)
         check_lr("head_lr", self.head_lr)
 
+    def unsupported_reason(self, task, backbone) -> str | None:
+        if backbone.name == "smollm2-135m":
+            return "SmolLM2 (Llama) has no bias terms: BitFit would train nothing but the head (use frozen)"
+        return None
+
     def prepare(self, model, backbone, task):
         for name, p in model.encoder.named_parameters():
             p.requires_grad_(name.endswith(".bias"))

@@ -17,6 +17,7 @@ from methods._common import check_lr, split_groups
 TARGETS = {
     "minilm-l6": (["key", "value", "output.dense"], ["output.dense"]),
     "efficientnet-lite0": (r".*\.(conv_pw|conv_pwl|conv_head)$", r".*\.conv_pwl$"),
+    "smollm2-135m": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),  # peft's default for Llama
 }
 
 
@@ -57,3 +58,13 @@ class IA3(Method):
 
     def param_groups(self, model):
         return split_groups(model, self.lr, self.head_lr)
+
+    def merge(self, model) -> bool:
+        """Fold the adapters into the base weights (peft ``merge``): inference then costs what the base model
+        costs."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+        for layer in layers:
+            layer.merge()
+        return bool(layers)

@@ -60,3 +60,13 @@ class LoRA(Method):
 
     def param_groups(self, model):
         return split_groups(model, self.lr, self.head_lr)
+
+    def merge(self, model) -> bool:
+        """Fold the adapters into the base weights (peft ``merge``): inference then costs what the base model
+        costs."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+        for layer in layers:
+            layer.merge()
+        return bool(layers)

@@ -38,5 +38,7 @@ class QLoRA(LoRA):
         from peft import prepare_model_for_kbit_training
 
         # casts layer norms to fp32 and enables input gradients; no gradient checkpointing at these sizes
-        model.encoder.bert = prepare_model_for_kbit_training(model.encoder.bert, use_gradient_checkpointing=False)
+        attr = "bert" if hasattr(model.encoder, "bert") else "lm"
+        hf = prepare_model_for_kbit_training(getattr(model.encoder, attr), use_gradient_checkpointing=False)
+        setattr(model.encoder, attr, hf)
         return super().prepare(model, backbone, task)

@@ -45,6 +45,9 @@ def _hub_fetch(config: str, split: str, columns: tuple[str, ...]):
 class GlueTask(Task):
     folder: ClassVar[str]
     text_columns: ClassVar[tuple[str, ...]]
+    label_words: ClassVar[tuple[str, ...]] = ()  # for prompting methods: label i is scored as this word
+    instruction: ClassVar[str] = ""
+    input_template: ClassVar[str] = ""  # "{text}" (single sentences) or "{text_a}" / "{text_b}" (pairs)
     val_size: ClassVar[int] = 500  # carved from train; 500 keeps each validation pass cheap on a CPU
     train_defaults: ClassVar[dict] = {"batch_size": 32, "epochs": 3, "min_steps": 60}
 
@@ -82,6 +85,7 @@ def glue_task(
     metrics: tuple[str, ...],
     budgets: tuple[int, ...],
     description: str,
+    prompt: dict | None = None,
 ):
     spec = TaskSpec(
         name=name,
@@ -95,7 +99,7 @@ def glue_task(
         budgets=budgets,
         description=description,
     )
-    attrs = {"spec": spec, "folder": folder, "text_columns": text_columns}
+    attrs = {"spec": spec, "folder": folder, "text_columns": text_columns, **(prompt or {})}
     cls = dataclass(frozen=True)(type(folder.replace("-", ""), (GlueTask,), attrs))
     for file, split in (("train", "train"), ("dev", "validation")):
         register_source(
@@ -115,4 +119,9 @@ SST2 = glue_task(
     ("accuracy",),
     (64, 256, 1024),
     "SST-2 binary sentiment (movie review phrases); GLUE dev (872) is the test set",
+    prompt={
+        "label_words": ("negative", "positive"),
+        "instruction": "Classify the sentiment of each movie review as positive or negative.",
+        "input_template": "Review: {text}\nSentiment:",
+    },
 )

@@ -45,3 +45,10 @@ def minilm():
     from bench.backbones import load_backbone
 
     return load_backbone("minilm-l6", pretrained=True, max_len=32)
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    from bench.backbones import load_backbone
+
+    return load_backbone("smollm2-135m", pretrained=True, max_len=32)

@@ -58,3 +58,11 @@ def test_nested_subset_is_nested_deterministic_and_stratified():
 def test_invalid_budget_is_a_clear_error():
     with pytest.raises(ValueError, match="Invalid budget"):
         nested_subset(np.zeros(10), 11, seed=0)
+
+
+def test_probe_files_have_a_publisher_source_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAPTBENCH_OFFLINE", "1")
+    with pytest.raises(DataError, match=r"imagenet_sample1000_224.tar is missing .*imagenet-sample-images"):
+        DataRoot(tmp_path).file("vision/imagenet_sample/imagenet_sample1000_224.tar")
+    with pytest.raises(DataError, match=r"STS-B/dev.tsv is missing .*nyu-mll/glue"):
+        DataRoot(tmp_path).file("nlp/glue/STS-B/dev.tsv")

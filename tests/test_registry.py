@@ -65,9 +65,12 @@ def test_method_is_a_frozen_dataclass_with_metadata(name):
 
 
 @pytest.mark.parametrize("name", METHODS.names())
-def test_method_rejects_an_invalid_learning_rate(name):
-    with pytest.raises(ValueError, match="Invalid lr"):
-        METHODS.get(name)(lr=-1.0)
+def test_method_rejects_an_invalid_hyperparameter(name):
+    cls = METHODS.get(name)
+    numeric = [f for f in dataclasses.fields(cls) if type(f.default) in (int, float)]
+    assert numeric, f"{name} has no numeric hyperparameter to validate"
+    with pytest.raises(ValueError, match=f"Invalid {numeric[0].name}"):
+        cls(**{numeric[0].name: -1})
 
 
 @pytest.mark.parametrize("task", TASKS.names())

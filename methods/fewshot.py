@@ -1,0 +1,184 @@
+"""fewshot and zeroshot: prediction without gradient updates.
+
+Text (in-context learning, Brown et al. 2020) on a causal LM (smollm2-135m, chosen automatically): the prompt is
+the task's instruction, then ``k`` labelled demonstrations drawn from the cell's training subset with the cell's
+seed, then the test input; the prediction is the label word with the highest next-token log-probability (the
+first token of " positive", " negative", ...). Demonstrations are class-balanced and interleaved class by class in
+a seeded order, because SmolLM2 is very sensitive to imbalance and to runs of one label at the end of the prompt
+(ENVIRONMENT.md). The shared prefix (instruction + demonstrations) is encoded once and its key/value cache is
+reused for every test example (``reuse_cache``; ``reuse_cache=false`` re-encodes it per example, the baseline of
+the speed benchmark). ``zeroshot`` is the same with the instruction alone.
+
+Vision (few-shot counterpart without gradients): nearest class mean on frozen backbone features (cosine
+similarity to each class's mean feature over the training subset); features are computed once per cell.
+Version history: 1 - first version.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench.api import CLASSIFICATION, TEXT, VISION, Method, TaskSpec
+from bench.model import set_trainable
+from bench.registry import METHODS
+
+CAUSAL_LM = "smollm2-135m"
+
+
+def pick_demonstrations(labels: np.ndarray, k: int, seed: int) -> list[int]:
+    """k class-balanced indices, interleaved one class at a time with the class order reshuffled every round."""
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    per_class = {c: list(rng.permutation(np.flatnonzero(labels == c))) for c in classes}
+    out: list[int] = []
+    while len(out) < k and any(per_class.values()):
+        for c in rng.permutation(classes):
+            if per_class[c] and len(out) < k:
+                out.append(int(per_class[c].pop()))
+    return out
+
+
+class PromptScorer(nn.Module):
+    """Scores label words after ``prefix + query`` with a causal LM; the prefix's key/value cache is computed once."""
+
+    def __init__(self, lm: nn.Module, prefix_ids: torch.Tensor, label_ids: list[int], reuse_cache: bool) -> None:
+        super().__init__()
+        self.lm = lm
+        self.prefix_ids = prefix_ids  # (1, Lp)
+        self.label_ids = label_ids
+        self.cache = None
+        if reuse_cache:
+            with torch.inference_mode():
+                self.cache = lm(input_ids=prefix_ids, use_cache=True).past_key_values
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
+        b, lq = input_ids.shape
+        lp = self.prefix_ids.shape[1]
+        mask = torch.cat([attention_mask.new_ones(b, lp), attention_mask], dim=1)
+        if self.cache is not None:
+            cache = copy.deepcopy(self.cache)
+            cache.batch_repeat_interleave(b)
+            positions = torch.arange(lp, lp + lq, device=input_ids.device).expand(b, -1)
+            logits = self.lm(
+                input_ids=input_ids, attention_mask=mask, past_key_values=cache, position_ids=positions, use_cache=True
+            ).logits
+        else:
+            ids = torch.cat([self.prefix_ids.expand(b, -1), input_ids], dim=1)
+            logits = self.lm(input_ids=ids, attention_mask=mask).logits[:, lp:]
+        last = attention_mask.sum(1).long() - 1  # queries are right-padded
+        next_token = logits[torch.arange(b, device=logits.device), last].float().log_softmax(-1)
+        return next_token[:, self.label_ids]
+
+
+class CosineNCM(nn.Module):
+    """Nearest class mean by cosine similarity: logits = scale * cos(x, mean_c)."""
+
+    def __init__(self, means: torch.Tensor, scale: float = 10.0) -> None:
+        super().__init__()
+        self.register_buffer("means", nn.functional.normalize(means, dim=-1))
+        self.scale = scale
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.scale * nn.functional.normalize(features, dim=-1) @ self.means.T
+
+
+@METHODS.register("fewshot")
+@dataclass(frozen=True)
+class FewShot(Method):
+    name = "fewshot"
+    version = 1
+    trains = False
+    description = "no gradients: k-shot in-context prompting (text, causal LM) / nearest class mean (vision)"
+
+    k: int = 8
+    reuse_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.k < 0:
+            raise ValueError(f"Invalid k: {self.k} (number of demonstrations, >= 0)")
+
+    @classmethod
+    def backbone_for(cls, spec: TaskSpec) -> str | None:
+        return CAUSAL_LM if spec.modality == TEXT else None
+
+    def unsupported_reason(self, task: TaskSpec, backbone) -> str | None:
+        if task.kind != CLASSIFICATION:
+            return "prompting with label words needs a classification task"
+        if task.modality == TEXT and backbone.name != CAUSAL_LM:
+            return f"in-context prompting needs a causal LM with a language-model head; use backbone={CAUSAL_LM}"
+        return None
+
+    def prepare(self, model, backbone, task):
+        set_trainable(model, False)
+        return model
+
+    def fit_without_gradients(self, runner, train, seed: int, task) -> bool:
+        if task.spec.modality == VISION:
+            features = runner.encode(train)
+            labels = torch.as_tensor(train.labels, device=features.device)
+            means = torch.stack([features[labels == c].mean(0) for c in range(task.spec.num_labels)])
+            runner.model.head = CosineNCM(means)
+            return True
+        if not task.label_words:
+            raise ValueError(f"task {task.spec.name} declares no label_words, so it cannot be prompted")
+        tokenizer = runner.extras["tokenizer"]
+        demos = pick_demonstrations(train.labels, self.k, seed) if self.k else []
+        prefix = (
+            task.instruction
+            + "\n\n"
+            + "".join(
+                task.input_template.format(text=_text(train.inputs[i])) + f" {task.label_words[train.labels[i]]}\n\n"
+                for i in demos
+            )
+        )
+        label_ids = [tokenizer(" " + w, add_special_tokens=False).input_ids[0] for w in task.label_words]
+        if len(set(label_ids)) != len(label_ids):
+            raise ValueError(f"label words {task.label_words} share their first token; choose distinct words")
+        prefix_ids = tokenizer(prefix, add_special_tokens=False, return_tensors="pt").input_ids.to(runner.device)
+        runner.model = PromptScorer(runner.model.encoder.lm.eval(), prefix_ids, label_ids, self.reuse_cache)
+        max_len = getattr(task, "max_len", 128)
+
+        def batcher(texts):
+            queries = [task.input_template.format(text=_text(t)) for t in texts]
+            return dict(
+                tokenizer(
+                    queries,
+                    add_special_tokens=False,
+                    padding=True,
+                    truncation=True,
+                    max_length=max_len + 16,
+                    return_tensors="pt",
+                )
+            )
+
+        runner.batcher = batcher
+        runner.notes = {"demonstrations": len(demos), "prefix_tokens": int(prefix_ids.shape[1])}
+        return False
+
+
+def _text(item) -> str:
+    return item if isinstance(item, str) else " ".join(item)
+
+
+@METHODS.register("zeroshot")
+@dataclass(frozen=True)
+class ZeroShot(FewShot):
+    name = "zeroshot"
+    version = 1
+    description = "no gradients: the task instruction alone, label words scored by a causal LM (text only)"
+
+    k: int = 0
+
+    def __post_init__(self) -> None:
+        if self.k != 0:
+            raise ValueError(f"Invalid k: {self.k} (zeroshot uses no demonstrations; use fewshot)")
+
+    def unsupported_reason(self, task: TaskSpec, backbone) -> str | None:
+        if task.modality != TEXT:
+            return "zero-shot needs label words a model can score; an ImageNet classifier has none for these classes"
+        return super().unsupported_reason(task, backbone)

@@ -1,0 +1,62 @@
+"""Few-shot and zero-shot prediction without gradients. Run: `.venv/bin/python -m pytest tests/test_fewshot.py -q`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.api import Cell, Split, resolve_hparams
+from bench.loop import Runner
+from bench.model import AdaptModel, make_head
+from methods.fewshot import pick_demonstrations
+
+
+def test_demonstrations_are_balanced_interleaved_and_seeded():
+    labels = np.array([0] * 50 + [1] * 10)
+    demos = pick_demonstrations(labels, 8, seed=3)
+    assert len(demos) == len(set(demos)) == 8
+    assert sorted(labels[demos]) == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert all(labels[a] != labels[b] for a, b in zip(demos[::2], demos[1::2], strict=True)), "one per class a round"
+    assert demos == pick_demonstrations(labels, 8, seed=3) != pick_demonstrations(labels, 8, seed=4)
+    assert len(pick_demonstrations(np.array([0, 1, 1]), 8, seed=0)) == 3, "never more than the budget holds"
+
+
+def _runner(loaded, method: str, settings: dict):
+    res = resolve_hparams(Cell("glue-sst2", method, 64, 0, settings))
+    assert res.backbone == "smollm2-135m", "prompting methods pick the causal LM by themselves"
+    model = res.method.prepare(AdaptModel(loaded.encoder, make_head(576, 2)), loaded.spec, res.task)
+    return res, Runner(model, loaded.batcher, res.task, res.train, "cpu", extras=loaded.extras)
+
+
+def test_the_reused_prefix_cache_gives_the_same_scores_as_re_encoding(smollm2):
+    texts = ["a gripping, funny film", "dull and far too long", "not bad", "an utter mess", "lovely", "awful"]
+    train = Split("train", texts, np.array([1, 0, 1, 0, 1, 0]), np.arange(6))
+    test = Split("test", ["warm and witty", "a chore to sit through"], np.array([1, 0]), np.arange(2))
+    scores = {}
+    for reuse in (True, False):
+        res, runner = _runner(smollm2, "fewshot", {"k": 4, "reuse_cache": reuse})
+        res.method.fit_without_gradients(runner, train, 0, res.task)
+        scores[reuse], _ = runner.predict(test, cached=False)
+        assert runner.notes["demonstrations"] == 4
+    np.testing.assert_allclose(scores[True], scores[False], atol=1e-3)
+    assert scores[True].shape == (2, 2) and (scores[True] < 0).all(), "log-probabilities of the two label words"
+
+
+def test_zeroshot_uses_no_demonstrations_and_refuses_some(smollm2):
+    res, runner = _runner(smollm2, "zeroshot", {})
+    train = Split("train", ["fine"], np.array([1]), np.arange(1))
+    res.method.fit_without_gradients(runner, train, 0, res.task)
+    assert runner.notes["demonstrations"] == 0
+    with pytest.raises(ValueError, match="Invalid k"):
+        resolve_hparams(Cell("glue-sst2", "zeroshot", 64, 0, {"k": 2}))
+
+
+def test_vision_fewshot_is_nearest_class_mean_on_cached_features(efficientnet, data):
+    res = resolve_hparams(Cell("pneumonia-mnist", "fewshot", 64, 0, {"image_size": 32}))
+    splits = res.task.splits(64, 0, data)
+    model = res.method.prepare(AdaptModel(efficientnet.encoder, make_head(1280, 2)), efficientnet.spec, res.task)
+    runner = Runner(model, efficientnet.batcher, res.task, res.train, "cpu")
+    assert res.method.fit_without_gradients(runner, splits.train, 0, res.task) is True
+    val = splits.val.take(np.arange(100))
+    metrics, _ = runner.evaluate(val, cached=True)
+    assert metrics["auroc"] > 0.6, "class means of pretrained features separate the classes"
