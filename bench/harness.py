@@ -291,7 +291,10 @@ def child_main(cell_file: str, done_file: str, device: str, results: str | None,
         record = execute(res, DataRoot.resolve(data_root), device)
     except Exception as e:  # every failure becomes a record with its traceback
         status = "oom" if _is_oom(e) else "failed"
-        record = base_record(res, status, "".join(traceback.format_exception(e))[-ERROR_TAIL:])
+        text = "".join(traceback.format_exception(e))
+        if len(text) > ERROR_TAIL:  # keep where it started and how it ended
+            text = text[: ERROR_TAIL // 4] + "\n[...]\n" + text[-3 * ERROR_TAIL // 4 :]
+        record = base_record(res, status, text)
     store.write(record)
     tmp = Path(done_file).with_suffix(".tmp")
     tmp.write_text(json.dumps(record, default=str))

@@ -38,6 +38,12 @@ class QLoRA(LoRA):
         from peft import prepare_model_for_kbit_training
 
         # casts layer norms to fp32 and enables input gradients; no gradient checkpointing at these sizes
+        # bitsandbytes 0.50 on CPUs with AVX512-BF16 repacks 4-bit weights for inference at the first eval-mode
+        # forward and never unpacks them, after which training fails ("a view of a leaf Variable ... in-place")
+        # and merging fails: keep the training layout throughout.
+        for module in model.encoder.modules():
+            if hasattr(module, "support_avx512bf16_for_cpu"):
+                module.support_avx512bf16_for_cpu = False
         attr = "bert" if hasattr(model.encoder, "bert") else "lm"
         hf = prepare_model_for_kbit_training(getattr(model.encoder, attr), use_gradient_checkpointing=False)
         setattr(model.encoder, attr, hf)

@@ -58,6 +58,9 @@ def _steps(method, model, batch, n: int = 2, total: int = 100):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        model.eval()  # a validation pass between steps, as the loop does: training must resume after it
+        with torch.inference_mode():
+            model(**batch)
 
 
 def _expected(method, model, name: str) -> bool:
