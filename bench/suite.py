@@ -87,8 +87,9 @@ def run_grid(
     jobs: int = 1,
     data_root: str | None = None,
     device: str = "auto",
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
+    log = log or (lambda line: print(line, flush=True))  # progress shows up live even when piped to a file
     from concurrent.futures import ThreadPoolExecutor
 
     from bench.harness import run_cell
