@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.api import TEXT, Method, TaskSpec
-from bench.model import freeze_batchnorm_stats
+from bench.model import freeze_batchnorm_stats, set_trainable
 
 
 def check_lr(name: str, value: float) -> None:
@@ -57,3 +57,47 @@ class FineTune(Method):
 
     def param_groups(self, model):
         return split_groups(model, self.lr, self.head_lr)
+
+
+@dataclass(frozen=True)
+class FrozenBackbone(Method):
+    """Base of the parameter-efficient methods: the pretrained backbone stays frozen, batch-norm statistics included,
+    except for the parameters the method adds or selects, which train at ``lr``; the new head trains at
+    ``head_lr``."""
+
+    lr: float = 1e-3
+    head_lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        check_lr("lr", self.lr)
+        check_lr("head_lr", self.head_lr)
+
+    def train_mode(self, model) -> None:
+        model.train()
+        freeze_batchnorm_stats(model.encoder)
+
+    def param_groups(self, model):
+        return split_groups(model, self.lr, self.head_lr)
+
+
+def inject_peft(model, config, marker: str):
+    """Inject a peft tuner into the encoder in place; only its parameters (names containing ``marker``) and the
+    head train."""
+    from peft import inject_adapter_in_model
+
+    set_trainable(model, False)
+    model.encoder = inject_adapter_in_model(config, model.encoder)
+    for name, p in model.encoder.named_parameters():
+        p.requires_grad_(marker in name)
+    set_trainable(model.head, True)
+    return model
+
+
+def merge_tuner_layers(model) -> bool:
+    """Fold peft tuner layers into the base weights (``merge``): inference then costs what the base model costs."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    for layer in layers:
+        layer.merge()
+    return bool(layers)

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.api import Method
-from bench.model import freeze_batchnorm_stats, set_trainable
+from bench.model import set_trainable
 from bench.registry import METHODS
-from methods._common import check_lr, split_groups
+from methods._common import FrozenBackbone
 
 
 class Bottleneck(nn.Module):
@@ -93,23 +92,20 @@ def insertion_points(encoder: nn.Module, placement: str) -> list[tuple[nn.Module
 
 @METHODS.register("adapter")
 @dataclass(frozen=True)
-class Adapter(Method):
+class Adapter(FrozenBackbone):
     name = "adapter"
     version = 1
     description = "bottleneck adapters (Houlsby/Pfeiffer; parallel residual adapters on CNNs) + head"
 
     bottleneck: int = 32
     placement: str = "houlsby"  # transformers only: "houlsby" (attention + FFN) or "pfeiffer" (FFN)
-    lr: float = 1e-3
-    head_lr: float = 1e-3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.bottleneck < 1:
             raise ValueError(f"Invalid bottleneck: {self.bottleneck} (must be >= 1; usual 16-64)")
         if self.placement not in ("houlsby", "pfeiffer"):
             raise ValueError(f"Invalid placement: {self.placement!r} (use 'houlsby' or 'pfeiffer')")
-        check_lr("lr", self.lr)
-        check_lr("head_lr", self.head_lr)
 
     def prepare(self, model, backbone, task):
         set_trainable(model, False)
@@ -127,10 +123,3 @@ class Adapter(Method):
             setattr(parent, attr, wrapped.to(next(inner.parameters()).device))
         set_trainable(model.head, True)
         return model
-
-    def train_mode(self, model) -> None:
-        model.train()
-        freeze_batchnorm_stats(model.encoder)
-
-    def param_groups(self, model):
-        return split_groups(model, self.lr, self.head_lr)

@@ -9,25 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.api import Method
-from bench.model import freeze_batchnorm_stats, set_trainable
+from bench.model import set_trainable
 from bench.registry import METHODS
-from methods._common import check_lr, split_groups
+from methods._common import FrozenBackbone
 
 
 @METHODS.register("bitfit")
 @dataclass(frozen=True)
-class BitFit(Method):
+class BitFit(FrozenBackbone):
     name = "bitfit"
     version = 1
     description = "biases only (+ head); BN running stats fixed"
-
-    lr: float = 1e-3
-    head_lr: float = 1e-3
-
-    def __post_init__(self) -> None:
-        check_lr("lr", self.lr)
-        check_lr("head_lr", self.head_lr)
 
     def unsupported_reason(self, task, backbone) -> str | None:
         if backbone.name == "smollm2-135m":
@@ -39,10 +31,3 @@ class BitFit(Method):
             p.requires_grad_(name.endswith(".bias"))
         set_trainable(model.head, True)
         return model
-
-    def train_mode(self, model) -> None:
-        model.train()
-        freeze_batchnorm_stats(model.encoder)
-
-    def param_groups(self, model):
-        return split_groups(model, self.lr, self.head_lr)

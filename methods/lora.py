@@ -12,15 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.api import Method
-from bench.model import freeze_batchnorm_stats, set_trainable
 from bench.registry import METHODS
-from methods._common import check_lr, split_groups
+from methods._common import FrozenBackbone, inject_peft, merge_tuner_layers
 
 
 @METHODS.register("lora")
 @dataclass(frozen=True)
-class LoRA(Method):
+class LoRA(FrozenBackbone):
     name = "lora"
     version = 1
     description = "peft LoRA on linear / pointwise-conv layers + head; BN stats fixed"
@@ -28,45 +26,23 @@ class LoRA(Method):
     r: int = 8
     alpha: int = 16
     dropout: float = 0.05
-    lr: float = 1e-3  # LoRA matrices
-    head_lr: float = 1e-3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.r < 1:
             raise ValueError(f"Invalid r: {self.r} (rank must be >= 1)")
         if self.alpha <= 0:
             raise ValueError(f"Invalid alpha: {self.alpha} (must be > 0; the usual choice is 2 * r)")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"Invalid dropout: {self.dropout} (must be in [0, 1))")
-        check_lr("lr", self.lr)
-        check_lr("head_lr", self.head_lr)
 
     def prepare(self, model, backbone, task):
-        from peft import LoraConfig, inject_adapter_in_model
+        from peft import LoraConfig
 
-        set_trainable(model, False)
         config = LoraConfig(
             r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=backbone.lora_targets
         )
-        model.encoder = inject_adapter_in_model(config, model.encoder)
-        for name, p in model.encoder.named_parameters():
-            p.requires_grad_("lora_" in name)
-        set_trainable(model.head, True)
-        return model
-
-    def train_mode(self, model) -> None:
-        model.train()
-        freeze_batchnorm_stats(model.encoder)
-
-    def param_groups(self, model):
-        return split_groups(model, self.lr, self.head_lr)
+        return inject_peft(model, config, "lora_")
 
     def merge(self, model) -> bool:
-        """Fold the adapters into the base weights (peft ``merge``): inference then costs what the base model
-        costs."""
-        from peft.tuners.tuners_utils import BaseTunerLayer
-
-        layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
-        for layer in layers:
-            layer.merge()
-        return bool(layers)
+        return merge_tuner_layers(model)

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.api import TEXT, Method
+from bench.api import TEXT
 from bench.model import set_trainable
 from bench.registry import METHODS
-from methods._common import check_lr, split_groups
+from methods._common import FrozenBackbone
 
 
 @METHODS.register("prefix")
 @dataclass(frozen=True)
-class Prefix(Method):
+class Prefix(FrozenBackbone):
     name = "prefix"
     version = 1
     description = "peft prefix tuning: trainable key/value prefixes in every layer + head (text only)"
@@ -26,13 +26,11 @@ class Prefix(Method):
     n_tokens: int = 20
     projection: bool = False
     lr: float = 1e-2
-    head_lr: float = 1e-3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.n_tokens < 1:
             raise ValueError(f"Invalid n_tokens: {self.n_tokens} (must be >= 1)")
-        check_lr("lr", self.lr)
-        check_lr("head_lr", self.head_lr)
 
     def unsupported_reason(self, task, backbone) -> str | None:
         if backbone.name == "smollm2-135m":
@@ -59,6 +57,3 @@ class Prefix(Method):
             p.requires_grad_("prompt_encoder" in name)
         set_trainable(model.head, True)
         return model
-
-    def param_groups(self, model):
-        return split_groups(model, self.lr, self.head_lr)

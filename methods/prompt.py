@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.api import TEXT, VISION, Method, TaskSpec
-from bench.model import freeze_batchnorm_stats, set_trainable
+from bench.api import TEXT, VISION, TaskSpec
+from bench.model import set_trainable
 from bench.registry import METHODS
-from methods._common import check_lr, split_groups
+from methods._common import FrozenBackbone
 
 
 class PadPrompter(nn.Module):
@@ -64,7 +64,7 @@ class PromptedVision(nn.Module):
 
 @METHODS.register("prompt")
 @dataclass(frozen=True)
-class Prompt(Method):
+class Prompt(FrozenBackbone):
     name = "prompt"
     version = 1
     description = "soft prompt tokens (text, peft) or a learnable pixel frame (vision) + head"
@@ -72,13 +72,11 @@ class Prompt(Method):
     n_tokens: int = 20  # text
     pad: int = 8  # vision: frame width in pixels at the task's image size (Bahng et al.: 30 at 224 px)
     lr: float = 3e-2
-    head_lr: float = 1e-3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.n_tokens < 1 or self.pad < 1:
             raise ValueError(f"Invalid n_tokens/pad: {self.n_tokens}/{self.pad} (must be >= 1)")
-        check_lr("lr", self.lr)
-        check_lr("head_lr", self.head_lr)
 
     @classmethod
     def defaults_for(cls, spec: TaskSpec) -> dict:
@@ -109,10 +107,3 @@ class Prompt(Method):
             p.requires_grad_("prompt_encoder" in name or "prompter" in name)
         set_trainable(model.head, True)
         return model
-
-    def train_mode(self, model) -> None:
-        model.train()
-        freeze_batchnorm_stats(model.encoder)
-
-    def param_groups(self, model):
-        return split_groups(model, self.lr, self.head_lr)
