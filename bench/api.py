@@ -50,6 +50,9 @@ class TaskSpec:
             raise ValueError(f"primary metric {self.primary_metric!r} of {self.name} not in {self.metrics}")
 
 
+EVAL_LIMIT_SEED = 7  # fixed: an eval_limit subset never depends on the cell's seed
+
+
 @dataclass
 class Split:
     """One split: model inputs and labels, index-aligned.
@@ -88,6 +91,19 @@ class Splits:
     test: Split
     test_ood: Split | None = None
 
+    def limit_eval(self, n: int, stratify: bool) -> Splits:
+        """The same splits with val and test(s) cut to ``n`` examples: a class-stratified subset drawn with a fixed
+        seed, so every cell of a suite is scored on the same examples. For quick checks (the CI proxy), not for
+        numbers to publish: the record's split sizes show the cut."""
+        from bench.data import nested_subset
+
+        def cut(split: Split | None) -> Split | None:
+            if split is None or not n or n >= len(split):
+                return split
+            return split.take(np.sort(nested_subset(split.labels, n, EVAL_LIMIT_SEED, stratify=stratify)))
+
+        return Splits(self.train, cut(self.val), cut(self.test), cut(self.test_ood))
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -104,11 +120,15 @@ class TrainConfig:
     precision: str = "fp32"  # "bf16" = bf16 autocast, CUDA only
     threads: int = 2  # torch CPU threads; fixed and recorded because the machines are shared and noisy
     probe_limit: int = 0  # examples in the forgetting probe, 0 = the whole probe set
+    eval_limit: int = 0  # examples of val and of each test split, 0 = all (a fixed class-stratified subset)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "threads", "max_evals"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Invalid {name}: {getattr(self, name)} (must be >= 1)")
+        for name in ("min_steps", "probe_limit", "eval_limit"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"Invalid {name}: {getattr(self, name)} (must be >= 0; 0 = no limit)")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"Invalid precision: {self.precision!r} (use 'fp32' or 'bf16')")
         if not 0 <= self.warmup_ratio < 1:

@@ -166,12 +166,6 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def cmd_cell(args: argparse.Namespace) -> int:
-    from bench.harness import child_main
-
-    return child_main(args.cell_file, args.done_file, args.device, args.results, args.data_root)
-
-
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -230,11 +224,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["verify"])
     p.set_defaults(fn=cmd_data)
 
-    p = sub.add_parser("_cell", parents=[common], help=argparse.SUPPRESS)
-    p.add_argument("cell_file")
-    p.add_argument("done_file")
-    p.add_argument("--device", default="auto")
-    p.set_defaults(fn=cmd_cell)
     return parser
 
 

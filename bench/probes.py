@@ -79,6 +79,10 @@ class ProbeSpec:
     metric: str  # what the number is
     higher_is_better: bool
     fn: Callable
+    limited: bool = True  # probe_limit caps its examples; False = a fixed budget (WikiText-2: 2048 tokens)
+
+    def effective_limit(self, limit: int) -> int:
+        return limit if self.limited else 0
 
 
 @cache
@@ -170,12 +174,13 @@ def stsb_spearman(loaded, data: DataRoot, device: str, limit: int = 0, batch_siz
 
 
 WIKITEXT2_TEST = "nlp/general/wikitext-2/test.txt"
-WIKITEXT_TOKENS = 2048  # fixed token budget (probe_limit overrides): ~20 s for SmolLM2-135M on 2 CPU cores
+WIKITEXT_TOKENS = 2048  # fixed token budget (probe_limit, a count of examples, does not apply): ~20 s on 2 cores
 
 
 def wikitext2_ppl(loaded, data: DataRoot, device: str, limit: int = 0, window: int = 512) -> float:
-    """Perplexity of the causal LM on the first ``limit`` (default 2048) tokens of WikiText-2 test, scored in
-    non-overlapping windows of ``window`` tokens (every token predicted once, from at most ``window`` of context)."""
+    """Perplexity of the causal LM on the first ``limit`` tokens (0 = WIKITEXT_TOKENS) of WikiText-2 test, scored in
+    non-overlapping windows of ``window`` tokens (every token predicted once, from at most ``window`` of context).
+    The harness always uses the fixed budget: probe_limit counts examples, which a token stream does not have."""
     import torch
 
     text = data.file(WIKITEXT2_TEST).read_text(encoding="utf-8")
@@ -194,7 +199,7 @@ def wikitext2_ppl(loaded, data: DataRoot, device: str, limit: int = 0, window: i
 
 
 PROBES: dict[str, ProbeSpec] = {
-    "wikitext2-ppl": ProbeSpec("wikitext2-ppl", "perplexity", False, wikitext2_ppl),
+    "wikitext2-ppl": ProbeSpec("wikitext2-ppl", "perplexity", False, wikitext2_ppl, limited=False),
     "imagenet-top1": ProbeSpec("imagenet-top1", "top-1 accuracy", True, imagenet_top1),
     "stsb-spearman": ProbeSpec("stsb-spearman", "Spearman correlation", True, stsb_spearman),
 }
@@ -214,6 +219,7 @@ def run_probe(
     from bench.store import atomic_write_text
 
     spec = PROBES[name]
+    limit = spec.effective_limit(limit)
     fp = fingerprint(loaded.encoder, digests)
     path = cache_dir() / "probes" / f"{name}-v{PROBE_VERSION}-n{limit}-{fp[:24]}.json"
     if path.exists():

@@ -64,14 +64,15 @@ class PromptScorer(nn.Module):
             cache = copy.deepcopy(self.cache)
             cache.batch_repeat_interleave(b)
             positions = torch.arange(lp, lp + lq, device=input_ids.device).expand(b, -1)
-            logits = self.lm(
+            hidden = self.lm.model(
                 input_ids=input_ids, attention_mask=mask, past_key_values=cache, position_ids=positions, use_cache=True
-            ).logits
+            ).last_hidden_state
         else:
             ids = torch.cat([self.prefix_ids.expand(b, -1), input_ids], dim=1)
-            logits = self.lm(input_ids=ids, attention_mask=mask).logits[:, lp:]
+            hidden = self.lm.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, lp:]
         last = attention_mask.sum(1).long() - 1  # queries are right-padded
-        next_token = logits[torch.arange(b, device=logits.device), last].float().log_softmax(-1)
+        # the vocabulary projection only where the label word is predicted (not at every position)
+        next_token = self.lm.lm_head(hidden[torch.arange(b, device=hidden.device), last]).float().log_softmax(-1)
         return next_token[:, self.label_ids]
 
 

@@ -66,3 +66,19 @@ def test_probe_files_have_a_publisher_source_too(tmp_path, monkeypatch):
         DataRoot(tmp_path).file("vision/imagenet_sample/imagenet_sample1000_224.tar")
     with pytest.raises(DataError, match=r"STS-B/dev.tsv is missing .*nyu-mll/glue"):
         DataRoot(tmp_path).file("nlp/glue/STS-B/dev.tsv")
+
+
+def test_eval_limit_cuts_val_and_test_to_the_same_stratified_subset_for_every_cell(data):
+    from bench.registry import TASKS, load_all
+
+    load_all()
+    task = TASKS.get("pneumonia-mnist")()
+    full = task.splits(64, 0, data)
+    cut = [task.splits(budget, seed, data).limit_eval(100, stratify=True) for budget, seed in ((64, 0), (256, 1))]
+    assert len(cut[0].val) == len(cut[0].test) == 100 and len(cut[0].train) == 64
+    for name in ("val", "test"):
+        assert np.array_equal(getattr(cut[0], name).ids, getattr(cut[1], name).ids)  # budget and seed do not matter
+        assert set(getattr(cut[0], name).ids) <= set(getattr(full, name).ids)
+    share = full.test.labels.mean()
+    assert abs(cut[0].test.labels.mean() - share) < 0.02  # class proportions kept
+    assert full.limit_eval(0, stratify=True).test is full.test

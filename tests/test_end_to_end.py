@@ -54,3 +54,35 @@ def test_a_crashing_cell_becomes_a_failed_record(tmp_path, monkeypatch):
     record = run_cell(Cell("glue-sst2", "frozen", 64, 0, suite="e2e"), store=store, quiet=True)
     assert record["status"] == "failed" and "SST-2/train.tsv is missing" in record["error"]
     assert store.get("e2e", record["key"])["status"] == "failed"
+
+
+def test_a_cell_past_its_time_limit_is_killed_and_recorded_as_timeout(tmp_path):
+    store = Store(tmp_path)
+    record = run_cell(Cell("glue-sst2", "full", 64, 0, suite="e2e"), store=store, timeout_s=1.0, quiet=True)
+    assert record["status"] == "timeout" and "exceeded 1 s" in record["error"]
+    assert store.get("e2e", record["key"])["status"] == "timeout"
+
+
+def test_text_is_evaluated_in_length_order_and_returned_in_split_order(minilm):
+    import numpy as np
+    import torch
+
+    from bench.api import Split, TrainConfig
+    from bench.loop import Runner, eval_order
+    from bench.model import AdaptModel, make_head
+    from bench.registry import TASKS, load_all
+
+    load_all()
+    texts = ["a long sentence that needs many more tokens than the others", "short", "middle length text", "x y"]
+    split = Split("test", texts, np.array([0, 1, 0, 1]), np.arange(4))
+    assert list(eval_order(split)) == [3, 1, 2, 0]
+    torch.manual_seed(0)
+    model = AdaptModel(minilm.encoder, make_head(minilm.spec.feature_dim, 2)).eval()
+    runner = Runner(model, minilm.batcher, TASKS.get("glue-sst2")(), TrainConfig(eval_batch_size=2), "cpu")
+    batched, _ = runner.predict(split, cached=False)
+    with torch.inference_mode():
+        one_by_one = np.concatenate([model(**minilm.batcher([t])).numpy() for t in texts])
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+    features = runner.encode(split).numpy()
+    with torch.inference_mode():
+        np.testing.assert_allclose(features, minilm.encoder(**minilm.batcher(texts)).numpy(), atol=1e-5)
