@@ -148,7 +148,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import write_report
     from bench.store import Store
 
-    path = write_report(args.suite, Store(args.results), args.out)
+    path = write_report(args.suite, Store(args.results), args.out, all_records=args.all_records)
     print(f"report: {path}")
     return 0
 
@@ -218,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", parents=[common], help="write reports/<suite>/index.html from the records")
     p.add_argument("--suite", required=True)
     p.add_argument("--out", default=None, help="output folder (default reports/<suite>)")
+    p.add_argument(
+        "--all-records", action="store_true", help="also show records of cells no longer in the suite's definition"
+    )
     p.set_defaults(fn=cmd_report)
 
     p = sub.add_parser("data", parents=[common], help="data root: verify checksums")

@@ -177,7 +177,7 @@ th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
 """
 
 
-def render_html(suite: str, records: list[dict[str, Any]]) -> str:
+def render_html(suite: str, records: list[dict[str, Any]], notes: list[str] | None = None) -> str:
     from bench.registry import TASKS, load_all
 
     load_all()
@@ -204,6 +204,7 @@ def render_html(suite: str, records: list[dict[str, Any]]) -> str:
         "backbone (positive = forgot). Peak memory: process peak RSS on the CPU (in brackets the cell's own "
         "increase), CUDA max allocated on a GPU. Throughput excludes warm-up steps; for cached-feature methods "
         "it includes the one backbone pass.</p>",
+        *(f"<p class='meta'>{esc(note)}</p>" for note in notes or []),
     ]
     for task, rows in summarise(records).items():
         spec = TASKS.get(task).spec if task in TASKS else None
@@ -237,7 +238,33 @@ def render_html(suite: str, records: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def write_report(suite: str, store: Store | None = None, out_dir: str | Path | None = None) -> Path:
+def current_records(suite: str, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records of the cells in the suite's current definition (same keys: same code versions, settings and
+    budgets), and notes on what was left out or has not run yet. Records of an earlier definition stay on disk."""
+    from bench.api import resolve_hparams
+    from bench.suite import load_suite
+
+    try:
+        keys = [resolve_hparams(cell).key for cell in load_suite(suite).cells]
+    except ValueError:  # records without a suite file (e.g. `adaptbench run --suite adhoc`): show them all
+        return records, []
+    wanted = set(keys)
+    kept = [r for r in records if r.get("key") in wanted]
+    notes = []
+    if len(kept) < len(records):
+        notes.append(
+            f"{len(records) - len(kept)} records of cells outside the suite's current definition (earlier code "
+            "versions, settings or budgets) are not shown; they stay in the results folder (--all-records shows them)."
+        )
+    missing = len(wanted - {r.get("key") for r in kept})
+    if missing:
+        notes.append(f"{missing} of the suite's {len(wanted)} cells have no record yet (run the grid to fill them).")
+    return kept, notes
+
+
+def write_report(
+    suite: str, store: Store | None = None, out_dir: str | Path | None = None, all_records: bool = False
+) -> Path:
     store = store or Store()
     records = store.records(suite)
     if not records:
@@ -245,10 +272,20 @@ def write_report(suite: str, store: Store | None = None, out_dir: str | Path | N
             f"no records for suite {suite!r} under {store.suite_dir(suite)}; run "
             f"`adaptbench grid --suite {suite}` first (suites with records: {store.suites() or 'none'})"
         )
+    notes: list[str] = []
+    if not all_records:
+        records, notes = current_records(suite, records)
+        if not records:
+            raise ValueError(
+                f"none of the records under {store.suite_dir(suite)} belong to the current definition of suite "
+                f"{suite!r}; run `adaptbench grid --suite {suite}`, or pass --all-records to report them anyway"
+            )
     folder = Path(out_dir) if out_dir else REPORTS_ROOT / suite
     folder.mkdir(parents=True, exist_ok=True)
     from bench.store import atomic_write_text
 
-    atomic_write_text(folder / "index.html", render_html(suite, records))
+    atomic_write_text(folder / "index.html", render_html(suite, records, notes))
     atomic_write_text(folder / "summary.md", markdown_tables(records))
+    for note in notes:
+        print(f"note: {note}")
     return folder / "index.html"

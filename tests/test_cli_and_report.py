@@ -104,3 +104,19 @@ def test_ls_matrix_gives_a_reason_for_every_unsupported_cell(capsys):
     assert "pneumonia-mnist x prefix: prefix tuning prepends key/value vectors" in out
     header = out.splitlines()[0]
     assert "prefix" in header and "lora" in header
+
+
+def test_a_suite_report_shows_only_its_current_cells_and_says_what_it_left_out(tmp_path):
+    from bench.suite import load_suite
+
+    store = Store(tmp_path)
+    current, stale = _records()[0], copy.deepcopy(_records()[3])
+    cell = load_suite("proxy").cells[0]
+    current.update({"key": resolve_hparams(cell).key, "suite": "proxy", "task": cell.task, "method": cell.method})
+    stale.update({"key": "from-an-earlier-definition", "suite": "proxy"})
+    store.write(current)
+    store.write(stale)
+    html = write_report("proxy", store, tmp_path / "out").read_text()
+    assert "1 ok cells" in html and "1 records of cells outside the suite" in html
+    assert f"{len(load_suite('proxy').cells) - 1} of the suite" in html
+    assert "2 ok cells" in write_report("proxy", store, tmp_path / "all", all_records=True).read_text()
