@@ -121,6 +121,7 @@ class TrainConfig:
     threads: int = 2  # torch CPU threads; fixed and recorded because the machines are shared and noisy
     probe_limit: int = 0  # examples in the forgetting probe, 0 = the whole probe set
     eval_limit: int = 0  # examples of val and of each test split, 0 = all (a fixed class-stratified subset)
+    group_by_length: bool = True  # text: batches of similar length (less padding); false = plain random batches
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "threads", "max_evals"):
@@ -145,6 +146,15 @@ class Task:
 
     def load(self, data: DataRoot) -> Splits:
         raise NotImplementedError
+
+    def files(self) -> tuple[str, ...]:
+        """The data files (paths in the data-root layout) this task reads, for `adaptbench data verify/fetch`."""
+        return ()
+
+    @property
+    def official_splits(self) -> bool:
+        """Whether the splits are the dataset's official ones (a task hyperparameter may change it, e.g. QNLI)."""
+        return self.spec.official_splits
 
     def splits(self, budget: int, seed: int, data: DataRoot) -> Splits:
         from bench.data import nested_subset

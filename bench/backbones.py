@@ -37,6 +37,11 @@ class BackboneSpec:
     offline_package: str
     lora_targets: str | tuple[str, ...]  # peft target_modules: a regex or module-name suffixes
     description: str
+    extra_probes: tuple[str, ...] = ()  # more forgetting probes, recorded beside the primary one
+
+    @property
+    def probes(self) -> tuple[str, ...]:
+        return (self.probe, *self.extra_probes)
 
 
 BACKBONES: dict[str, BackboneSpec] = {
@@ -50,6 +55,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         # the pointwise (1x1) convolutions: expansion, projection, and the final head conv
         lora_targets=r".*\.(conv_pw|conv_pwl|conv_head)$",
         description="EfficientNet-Lite0, ImageNet-1k, 4.7M params (CNN, batch norm)",
+        extra_probes=("cifar10-linear",),
     ),
     "minilm-l6": BackboneSpec(
         name="minilm-l6",

@@ -13,7 +13,8 @@ EPILOG = """examples:
   adaptbench grid --suite default                  # resumes: cells with an ok record are skipped
   adaptbench grid --suite default --filter 'glue-sst2/*'
   adaptbench report --suite default                # -> reports/default/index.html
-  adaptbench data verify
+  adaptbench data verify                           # checksums, and which tasks can run offline
+  adaptbench data fetch --task blood-mnist         # online: fill the data root from the publishers
 """
 
 
@@ -154,15 +155,32 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from bench.data import DataRoot
+    from bench.data import DataError, DataRoot, task_files
 
     root = DataRoot.resolve(args.data_root)
-    rows = root.verify_all()
     print(f"data root: {root.path}")
+    if args.action == "fetch":
+        failed = 0
+        for task, files in task_files(args.task).items():
+            for rel in files:
+                try:
+                    root.file(rel)  # downloads from the publisher when missing and online, then verifies
+                    print(f"  ok       {task}: {rel}")
+                except DataError as e:
+                    failed += 1
+                    print(f"  FAILED   {task}: {e}")
+        print(f"{failed} files could not be obtained" if failed else "every file is present and verified")
+        return 1 if failed else 0
+    rows = root.verify_all()
     for rel, status in rows:
         print(f"  {status:8s} {rel}")
     bad = [r for r in rows if r[1] == "MISMATCH"]
     print(f"{sum(s == 'ok' for _, s in rows)} ok, {sum(s == 'missing' for _, s in rows)} missing, {len(bad)} corrupt")
+    print("tasks (offline = every file is under the data root; the rest need `adaptbench data fetch` online):")
+    for task, files in task_files(args.task).items():
+        missing = [rel for rel in files if not (root.path / rel).exists()]
+        status = "ready" if not missing else "missing"
+        print(f"  {status:8s} {task}" + (f": {', '.join(missing)}" if missing else ""))
     return 1 if bad else 0
 
 
@@ -223,8 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(fn=cmd_report)
 
-    p = sub.add_parser("data", parents=[common], help="data root: verify checksums")
-    p.add_argument("action", choices=["verify"])
+    p = sub.add_parser("data", parents=[common], help="data root: verify checksums, fetch from publishers")
+    p.add_argument(
+        "action",
+        choices=["verify", "fetch"],
+        help="verify: sha256 of every file + what each task has; "
+        "fetch: download what is missing from the original publishers (needs internet)",
+    )
+    p.add_argument("--task", action="append", help="only these tasks (repeatable; default: every task and probe)")
     p.set_defaults(fn=cmd_data)
 
     return parser

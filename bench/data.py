@@ -112,7 +112,7 @@ class DataRoot:
         )
         if source is None or offline():
             why = "offline mode is on" if source else "nothing to download it from"
-            raise DataError(f"data file {rel} is missing under {self.path} ({why}). {fix}")
+            raise DataError(f"data file {rel} is not available offline: missing under {self.path} ({why}). {fix}")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".part")
         try:
@@ -142,6 +142,18 @@ class DataRoot:
             except DataError:
                 rows.append((rel, "MISMATCH"))
         return rows
+
+
+def task_files(names: list[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """name -> data files, for the given tasks (default: every task, then every forgetting probe's files)."""
+    from bench.probes import PROBE_FILES
+    from bench.registry import TASKS, load_all
+
+    load_all()
+    out = {name: TASKS.get(name)().files() for name in (names or TASKS.names())}
+    if not names:
+        out.update({f"probe {probe}": files for probe, files in PROBE_FILES.items()})
+    return out
 
 
 _verified: dict[tuple[str, int, float], str] = {}

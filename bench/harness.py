@@ -117,6 +117,7 @@ def run_cell(
             dict(os.environ),
             str(stderr_path),
             quiet,
+            os.getpid(),
         )
         started = time.perf_counter()
         proc = _cell_context().Process(target=_child_entry, args=args, name=f"adaptbench-{res.key}")
@@ -179,8 +180,8 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
 
     loaded = load_backbone(res.backbone, pretrained=True, **sizes)
     loaded.encoder.to(device)
-    probe = loaded.spec.probe
-    before, _ = run_probe(probe, loaded, data, device, cfg.probe_limit)
+    probes = loaded.spec.probes  # the first is the primary one (``forgetting``), the rest ``forgetting_extra``
+    before = {p: run_probe(p, loaded, data, device, cfg.probe_limit)[0] for p in probes}
     if not method.pretrained or method.quantize:
         # the probe baseline above is always the untouched full-precision pretrained model
         loaded = load_backbone(
@@ -212,45 +213,51 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
     runner.model.eval()  # the predictor actually used (few-shot methods replace it)
     flops = forward_flops_per_example(runner.model, runner.inputs(splits.test, np.arange(min(8, len(splits.test)))))
 
-    if method.pretrained:
-        after, after_cached = run_probe(probe, loaded, data, device, cfg.probe_limit, digests=adapted)
-        forgetting = {
-            "probe": probe,
-            "before": before,
-            "after": after,
-            # positive = forgot, whichever way the probe's metric points
-            "drop": (before - after) if PROBES[probe].higher_is_better else (after - before),
-            "higher_is_better": PROBES[probe].higher_is_better,
-            "after_from_identical_weights": after_cached,
-            "limit": PROBES[probe].effective_limit(cfg.probe_limit),
-        }
-    else:
-        forgetting = {
-            "probe": probe,
-            "before": before,
-            "after": None,
-            "drop": None,
-            "note": "not applicable: scratch never had the pretrained weights",
-        }
+    forgetting = {}
+    for p in probes:
+        if method.pretrained:
+            after, after_cached = run_probe(p, loaded, data, device, cfg.probe_limit, digests=adapted)
+            forgetting[p] = {
+                "probe": p,
+                "before": before[p],
+                "after": after,
+                # positive = forgot, whichever way the probe's metric points
+                "drop": (before[p] - after) if PROBES[p].higher_is_better else (after - before[p]),
+                "higher_is_better": PROBES[p].higher_is_better,
+                "after_from_identical_weights": after_cached,
+                "limit": PROBES[p].effective_limit(cfg.probe_limit),
+            }
+        else:
+            forgetting[p] = {
+                "probe": p,
+                "before": before[p],
+                "after": None,
+                "drop": None,
+                "note": "not applicable: scratch never had the pretrained weights",
+            }
 
     merge_cost = _merged_throughput(method, runner, splits.test, cached)
 
     metrics = {f"test/{k}": v for k, v in test_metrics.items()}
     metrics.update({f"test_ood/{k}": v for k, v in ood_metrics.items()})
+    # domain-shift gap: in-domain minus out-of-domain, signed so that positive = worse under shift
+    sign = 1.0 if spec.higher_is_better else -1.0
+    metrics.update({f"gap/{k}": sign * (test_metrics[k] - v) for k, v in ood_metrics.items()})
     if fit is not None:
         metrics.update({f"val/{k}": v for k, v in fit.best_val.items()})
     record = base_record(res, "ok")
     record.update(
         {
             "metrics": metrics,
-            "forgetting": forgetting,
+            "forgetting": forgetting[probes[0]],
+            "forgetting_extra": {p: forgetting[p] for p in probes[1:]},
             "params": params,
             "splits": {
                 "train": len(splits.train),
                 "val": len(splits.val),
                 "test": len(splits.test),
                 "test_ood": len(splits.test_ood) if splits.test_ood else None,
-                "official": spec.official_splits,
+                "official": res.task.official_splits,
             },
             "cost": {
                 "device": device,
@@ -303,10 +310,20 @@ def _merged_throughput(method, runner, test, cached: bool, n: int = 256) -> dict
 
 
 def _child_entry(
-    cell: dict, done_file: str, device: str, results: str, data_root: str | None, env: dict, stderr: str, quiet: bool
+    cell: dict,
+    done_file: str,
+    device: str,
+    results: str,
+    data_root: str | None,
+    env: dict,
+    stderr: str,
+    quiet: bool,
+    parent: int,
 ) -> None:
     """First thing in the cell's process: the parent's environment now (not the fork server's from when it
-    started), stderr to a file the parent reads if the cell dies, stdout silenced when asked."""
+    started), stderr to a file the parent reads if the cell dies, stdout silenced when asked, and a watchdog that
+    ends the cell if the process that asked for it is gone (a killed grid leaves no orphan computing)."""
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     os.environ.clear()
     os.environ.update(env)
     fd = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -314,6 +331,15 @@ def _child_entry(
     if quiet:
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     sys.exit(child_main(Cell(**cell), done_file, device, results, data_root))
+
+
+def _exit_with(parent: int, every_s: float = 1.0) -> None:
+    while True:
+        time.sleep(every_s)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os._exit(143)
 
 
 def child_main(cell: Cell, done_file: str, device: str, results: str | None, data_root: str | None) -> int:

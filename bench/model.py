@@ -56,6 +56,10 @@ class TextEncoder(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
+    def wrap_transformer(self, wrap) -> None:
+        """Replace the transformer with ``wrap(transformer)`` (e.g. a peft prompt-learning model)."""
+        self.bert = wrap(self.bert)
+
     def blocks(self) -> list[nn.Module]:
         """The backbone as ordered stages, input first: embeddings, then each transformer layer."""
         bert = self.bert.get_base_model() if hasattr(self.bert, "get_base_model") else self.bert
@@ -64,7 +68,9 @@ class TextEncoder(nn.Module):
 
 class CausalLMEncoder(nn.Module):
     """A causal LM: features are the final hidden state of the last real token (right padding), as
-    LlamaForSequenceClassification pools. ``lm`` keeps its LM head for scoring label words and perplexity."""
+    LlamaForSequenceClassification pools. ``lm`` keeps its LM head for scoring label words and perplexity.
+    Prompt-learning methods wrap ``lm.model`` (the decoder stack, ``wrap_transformer``), so both the features and
+    the LM head (the forgetting probe) see the learned prompt or prefix."""
 
     def __init__(self, lm: nn.Module) -> None:
         super().__init__()
@@ -72,8 +78,13 @@ class CausalLMEncoder(nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         hidden = self.lm.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if hidden.shape[1] > attention_mask.shape[1]:  # prompt tuning prepended virtual tokens
+            hidden = hidden[:, -attention_mask.shape[1] :]
         last = attention_mask.sum(1).long() - 1
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+    def wrap_transformer(self, wrap) -> None:
+        self.lm.model = wrap(self.lm.model)
 
     def blocks(self) -> list[nn.Module]:
         base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm

@@ -2,6 +2,8 @@
 
 - ``imagenet-top1`` (efficientnet-lite0): top-1 on the offline ImageNet sample (1000 images, one per class, 224 px)
   through the adapted encoder and the *original* 1000-class classifier, which no method ever trains.
+- ``cifar10-linear`` (efficientnet-lite0, second probe): a logistic-regression probe on pooled features, fit and
+  scored on CIFAR-10 test images (1000 + 1000): representation quality, independent of the ImageNet head.
 - ``stsb-spearman`` (minilm-l6): zero-shot Spearman correlation between the cosine similarity of mean-pooled
   embeddings and the gold scores on STS-B dev (1500 pairs).
 - ``wikitext2-ppl`` (smollm2-135m): perplexity on a fixed budget of WikiText-2 test tokens (lower is better, so
@@ -31,6 +33,9 @@ PROBE_VERSION = 1
 IMAGENET_SAMPLE = "vision/imagenet_sample/imagenet_sample1000_224.tar"
 IMAGENET_SAMPLE_ZIP = "https://github.com/EliSchwartz/imagenet-sample-images/archive/refs/heads/master.zip"
 STSB_DEV = "nlp/glue/STS-B/dev.tsv"
+CIFAR10_PROBE = "vision/cifar10/cifar10_test2000_jpeg.npz"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_PROBE_SIZE = 64  # px: CIFAR's 32 px upsampled once; the probe compares before/after, not absolute accuracy
 
 
 def _fetch_imagenet_sample(path: Path) -> None:
@@ -71,6 +76,27 @@ register_source(
     f"the 1000-image ImageNet sample from {IMAGENET_SAMPLE_ZIP}, resized and cropped to 224 px",
 )
 register_source(STSB_DEV, _fetch_stsb_dev, "GLUE stsb validation from the Hugging Face hub dataset nyu-mll/glue")
+
+
+def _fetch_cifar10_probe(path: Path) -> None:
+    """The first 200 test images per class from the publisher's CIFAR-10 (original pixels; the mirror's copy is a
+    JPEG re-encode, so its checksum is recorded as a local conversion)."""
+    import pickle
+    import urllib.request
+
+    raw = io.BytesIO(urllib.request.urlopen(CIFAR10_URL, timeout=300).read())
+    with tarfile.open(fileobj=raw) as tar:
+        batch = pickle.loads(tar.extractfile("cifar-10-batches-py/test_batch").read(), encoding="bytes")
+        meta = pickle.loads(tar.extractfile("cifar-10-batches-py/batches.meta").read(), encoding="bytes")
+    images = batch[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    labels = np.array(batch[b"labels"])
+    keep = np.sort(np.concatenate([np.flatnonzero(labels == c)[:200] for c in range(10)]))
+    classes = np.array([c.decode() for c in meta[b"label_names"]])
+    with path.open("wb") as f:
+        np.savez(f, images=images[keep], labels=labels[keep], classes=classes)
+
+
+register_source(CIFAR10_PROBE, _fetch_cifar10_probe, f"first 200 test images per class of CIFAR-10 from {CIFAR10_URL}")
 
 
 @dataclass(frozen=True)
@@ -173,6 +199,31 @@ def stsb_spearman(loaded, data: DataRoot, device: str, limit: int = 0, batch_siz
     return float(spearmanr(sims, gold).statistic)
 
 
+def cifar10_linear(loaded, data: DataRoot, device: str, limit: int = 0, batch_size: int = 200) -> float:
+    """Linear-probe accuracy on CIFAR-10 from the encoder's pooled features: 2000 test images (200 per class),
+    the first 100 of each class fit a multinomial logistic regression (standardised features, L2, C = 1), the other
+    100 of each class score it. A change of representation quality the ImageNet head cannot see."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from bench.backbones import _vision_batcher
+
+    with np.load(data.file(CIFAR10_PROBE)) as z:
+        images, labels = z["images"], z["labels"].astype(np.int64)
+    first = np.zeros(len(labels), dtype=bool)
+    for c in np.unique(labels):
+        first[np.flatnonzero(labels == c)[: (labels == c).sum() // 2]] = True
+    batcher, encoder, feats = _vision_batcher(CIFAR10_PROBE_SIZE), loaded.encoder.eval(), []
+    with torch.inference_mode():
+        for sl in _batches(len(labels), batch_size):
+            feats.append(encoder(pixel_values=batcher(images[sl])["pixel_values"].to(device)).float().cpu().numpy())
+    x = np.concatenate(feats)
+    scaler = StandardScaler().fit(x[first])
+    clf = LogisticRegression(C=1.0, max_iter=2000).fit(scaler.transform(x[first]), labels[first])
+    return float((clf.predict(scaler.transform(x[~first])) == labels[~first]).mean())
+
+
 WIKITEXT2_TEST = "nlp/general/wikitext-2/test.txt"
 WIKITEXT_TOKENS = 2048  # fixed token budget (probe_limit, a count of examples, does not apply): ~20 s on 2 cores
 
@@ -192,16 +243,24 @@ def wikitext2_ppl(loaded, data: DataRoot, device: str, limit: int = 0, window: i
     with torch.inference_mode():
         for start in range(0, len(ids) - 1, window):
             chunk = ids[start : start + window + 1].unsqueeze(0).to(device)
-            logits = lm(input_ids=chunk[:, :-1]).logits.float()
+            logits = lm(input_ids=chunk[:, :-1]).logits[:, -(chunk.shape[1] - 1) :].float()  # after any soft prompt
             nll += torch.nn.functional.cross_entropy(logits[0], chunk[0, 1:], reduction="sum").item()
             count += chunk.shape[1] - 1
     return float(torch.exp(torch.tensor(nll / count)))
 
 
+PROBE_FILES = {  # what each probe reads, for `adaptbench data verify/fetch`
+    "imagenet-top1": (IMAGENET_SAMPLE,),
+    "cifar10-linear": (CIFAR10_PROBE,),
+    "stsb-spearman": (STSB_DEV,),
+    "wikitext2-ppl": (WIKITEXT2_TEST,),
+}
+
 PROBES: dict[str, ProbeSpec] = {
     "wikitext2-ppl": ProbeSpec("wikitext2-ppl", "perplexity", False, wikitext2_ppl, limited=False),
     "imagenet-top1": ProbeSpec("imagenet-top1", "top-1 accuracy", True, imagenet_top1),
     "stsb-spearman": ProbeSpec("stsb-spearman", "Spearman correlation", True, stsb_spearman),
+    "cifar10-linear": ProbeSpec("cifar10-linear", "linear-probe accuracy", True, cifar10_linear, limited=False),
 }
 
 

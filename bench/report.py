@@ -56,12 +56,17 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     for (task, method, budget), rs in sorted(
         groups.items(), key=lambda kv: (kv[0][0], _method_rank(kv[0][1]), kv[0][2])
     ):
-        metric_names = sorted({k for r in rs for k in r["metrics"] if k.startswith(("test/", "test_ood/"))})
+        metric_names = sorted({k for r in rs for k in r["metrics"] if k.startswith(("test/", "test_ood/", "gap/"))})
         row: dict[str, Any] = {"task": task, "method": method, "budget": budget, "n": len(rs), "metrics": {}}
         for name in metric_names:
             row["metrics"][name] = mean_ci([r["metrics"].get(name, math.nan) for r in rs])
         drops = [r["forgetting"].get("drop") for r in rs]
         row["forgetting"] = mean_ci([d for d in drops if d is not None]) if any(d is not None for d in drops) else None
+        row["forgetting_extra"] = {}
+        for name in rs[0].get("forgetting_extra") or {}:
+            extra = [(r.get("forgetting_extra") or {}).get(name, {}).get("drop") for r in rs]
+            if all(d is not None for d in extra):
+                row["forgetting_extra"][name] = mean_ci(extra)
         row["probe"] = rs[0]["forgetting"].get("probe")
         row["probe_before"] = rs[0]["forgetting"].get("before")
         row["params"] = rs[0]["params"]
@@ -125,6 +130,8 @@ def _table_rows(rows: list[dict[str, Any]], primary: str) -> tuple[list[str], li
         "train s",
         "forgetting drop",
     ]
+    extra = sorted({name for r in rows for name in r.get("forgetting_extra", {})})
+    header += [f"drop {name}" for name in extra]
     body = []
     for r in rows:
         p = r["params"]
@@ -143,6 +150,7 @@ def _table_rows(rows: list[dict[str, Any]], primary: str) -> tuple[list[str], li
                 f"{r['eval_samples_per_s']:,.1f}",
                 f"{r['train_time_s']:,.1f}",
                 forget,
+                *[_fmt(*r["forgetting_extra"][n]) if n in r.get("forgetting_extra", {}) else "–" for n in extra],
             ]
         )
     return header, body

@@ -2,7 +2,9 @@
 
 A suite file holds ``description``, ``seeds``, optional ``timeout_s`` and ``set`` (settings for every cell), and
 one or more ``[[matrix]]`` blocks, each crossing ``tasks`` x ``methods`` x ``budgets`` (x seeds) with its own
-optional ``set`` table. The grid skips every cell that already has an ``ok`` record, so an interrupted run
+optional ``set`` table. ``tasks`` and ``methods`` may be ``["*"]`` (the whole registry); ``budgets`` may be
+``"task"`` (each task's own budgets) or ``"task+full"`` (those and the full training set, budget 0). The grid
+skips every cell that already has an ``ok`` record, so an interrupted run
 resumes where it stopped.
 """
 
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api import Cell, resolve_hparams
-from bench.registry import suggest
+from bench.registry import METHODS, TASKS, load_all, suggest
 from bench.store import Store
 
 SUITES_DIR = Path(__file__).parent / "suites"
@@ -58,14 +60,27 @@ def load_suite(name_or_path: str) -> Suite:
         if missing:
             raise ValueError(f"suite {name}: [[matrix]] block {i + 1} lacks {', '.join(sorted(missing))}")
         settings = {**common, **block.get("set", {})}
-        for task in block["tasks"]:
-            for method in block["methods"]:
-                for budget in block["budgets"]:
+        load_all()
+        tasks = TASKS.names() if block["tasks"] == ["*"] else block["tasks"]
+        methods = METHODS.names() if block["methods"] == ["*"] else block["methods"]
+        for task in tasks:
+            budgets = _budgets(block["budgets"], task, name)
+            for method in methods:
+                for budget in budgets:
                     for seed in block.get("seeds", seeds):
                         cells.append(Cell(task, method, int(budget), int(seed), settings, suite=name))
     for cell in cells:  # fail on a typo now, not an hour into the run
         resolve_hparams(cell)
     return Suite(name, spec.get("description", ""), tuple(cells), float(spec.get("timeout_s", 3600)))
+
+
+def _budgets(value: Any, task: str, suite: str) -> list[int]:
+    if isinstance(value, list):
+        return [int(b) for b in value]
+    if value in ("task", "task+full"):
+        own = list(TASKS.get(task).spec.budgets)
+        return [*own, 0] if value == "task+full" else own
+    raise ValueError(f"suite {suite}: budgets must be a list of numbers, 'task' or 'task+full', not {value!r}")
 
 
 def select(cells: tuple[Cell, ...], pattern: str | None) -> list[Cell]:

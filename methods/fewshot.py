@@ -133,7 +133,7 @@ class FewShot(Method):
             task.instruction
             + "\n\n"
             + "".join(
-                task.input_template.format(text=_text(train.inputs[i])) + f" {task.label_words[train.labels[i]]}\n\n"
+                format_input(task.input_template, train.inputs[i]) + f" {task.label_words[train.labels[i]]}\n\n"
                 for i in demos
             )
         )
@@ -145,7 +145,7 @@ class FewShot(Method):
         max_len = getattr(task, "max_len", 128)
 
         def batcher(texts):
-            queries = [task.input_template.format(text=_text(t)) for t in texts]
+            queries = [format_input(task.input_template, t) for t in texts]
             return dict(
                 tokenizer(
                     queries,
@@ -162,8 +162,13 @@ class FewShot(Method):
         return False
 
 
-def _text(item) -> str:
-    return item if isinstance(item, str) else " ".join(item)
+def format_input(template: str, item) -> str:
+    """The task's input template filled with one example: ``{text}``, or ``{text_a}``/``{text_b}`` for pairs."""
+    if isinstance(item, str):
+        return template.format(text=item)
+    if "{text_a}" in template:
+        return template.format(text_a=item[0], text_b=item[1])
+    return template.format(text=" ".join(item))
 
 
 @METHODS.register("zeroshot")

@@ -33,11 +33,6 @@ class Prefix(FrozenBackbone):
             raise ValueError(f"Invalid n_tokens: {self.n_tokens} (must be >= 1)")
 
     def unsupported_reason(self, task, backbone) -> str | None:
-        if backbone.name == "smollm2-135m":
-            return (
-                "not wired for the causal-LM encoder yet: its features come from the base model, which "
-                "bypasses peft's virtual-token wrapper"
-            )
         if backbone.modality != TEXT:
             return (
                 f"prefix tuning prepends key/value vectors to attention layers; {backbone.name} is a CNN "
@@ -52,7 +47,7 @@ class Prefix(FrozenBackbone):
         config = PrefixTuningConfig(
             task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=self.n_tokens, prefix_projection=self.projection
         )
-        model.encoder.bert = get_peft_model(model.encoder.bert, config)
+        model.encoder.wrap_transformer(lambda transformer: get_peft_model(transformer, config))
         for name, p in model.encoder.named_parameters():
             p.requires_grad_("prompt_encoder" in name)
         set_trainable(model.head, True)

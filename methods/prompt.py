@@ -82,21 +82,13 @@ class Prompt(FrozenBackbone):
     def defaults_for(cls, spec: TaskSpec) -> dict:
         return {"lr": 1e-2} if spec.modality == VISION else {}
 
-    def unsupported_reason(self, task, backbone) -> str | None:
-        if backbone.name == "smollm2-135m":
-            return (
-                "not wired for the causal-LM encoder yet: its features come from the base model, which "
-                "bypasses peft's virtual-token wrapper"
-            )
-        return None
-
     def prepare(self, model, backbone, task):
         set_trainable(model, False)
         if backbone.modality == TEXT:
             from peft import PromptTuningConfig, TaskType, get_peft_model
 
             config = PromptTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=self.n_tokens)
-            model.encoder.bert = get_peft_model(model.encoder.bert, config)
+            model.encoder.wrap_transformer(lambda transformer: get_peft_model(transformer, config))
         else:
             size = task.image_size
             if 2 * self.pad >= size:

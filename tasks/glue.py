@@ -1,10 +1,16 @@
 """GLUE (Wang et al. 2019), read from the standard ``download_glue_data.py`` layout (``nlp/glue/<TASK>/*.tsv``).
 
 GLUE test labels are not public, so the official dev set serves as test; validation is carved from train with a
-fixed seed (the same for every cell), and every budget subset is drawn from the rest, so val is disjoint from
-every training subset. Online, missing files are rebuilt in the same layout from the GLUE dataset on the
-Hugging Face hub (nyu-mll/glue).
-Version history: 1 - first version (glue-sst2).
+fixed seed (the same for every cell: 500 examples, or a fifth of train when that is smaller), and every budget
+subset is drawn from the rest, so val is disjoint from every training subset. Sentence pairs are encoded as pairs
+(one sequence with a separator). STS-B is regression (a scalar head, MSE; Pearson and Spearman).
+
+Offline, the mirror holds CoLA, SST-2, MRPC, RTE, STS-B and WNLI (train and dev) and QNLI's dev set only:
+``glue-qnli`` therefore splits the dev set into disjoint train/val/test by default (``split="dev-only"``, recorded
+as unofficial); ``split="official"`` uses the real train set where it can be downloaded. MNLI and QQP are online
+only. Missing files are rebuilt from the GLUE dataset on the Hugging Face hub (nyu-mll/glue) in the same layout and
+column names as the mirror, so one reader serves both.
+Version history: 1 - first version.
 """
 
 from __future__ import annotations
@@ -16,39 +22,67 @@ from typing import ClassVar
 
 import numpy as np
 
-from bench.api import CLASSIFICATION, TEXT, Split, Splits, Task, TaskSpec
+from bench.api import CLASSIFICATION, REGRESSION, TEXT, Split, Splits, Task, TaskSpec
 from bench.data import DataRoot, register_source
 from bench.registry import TASKS
 
 VAL_SEED = 20231  # fixed: val never depends on the cell's seed or budget
+MAX_VAL = 500  # carved from train; 500 keeps each validation pass cheap on a CPU
 
 
-def read_tsv(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+def read_tsv(path: Path, fieldnames: tuple[str, ...] | None = None) -> list[dict[str, str]]:
+    # utf-8-sig: MRPC's header starts with a byte-order mark; QUOTE_NONE: GLUE text holds bare quotes
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.DictReader(f, fieldnames=fieldnames, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return rows
 
 
-def _hub_fetch(config: str, split: str, columns: tuple[str, ...]):
-    def fetch(path: Path) -> None:
-        import datasets
+@dataclass(frozen=True)
+class Layout:
+    """Where one GLUE task's data sits in its folder, and how the hub's version maps onto it."""
 
-        rows = datasets.load_dataset("nyu-mll/glue", config, split=split)
-        with path.open("w", encoding="utf-8", newline="") as f:
-            f.write("\t".join(columns) + "\n")
-            for row in rows:
-                f.write("\t".join(str(row[c]) for c in columns) + "\n")
+    folder: str
+    config: str  # nyu-mll/glue config name
+    text_columns: tuple[str, ...]  # as named in the mirror's files
+    label_column: str
+    hub_columns: tuple[str, ...]  # the same texts as named on the hub
+    label_names: tuple[str, ...] = ()  # labels stored as strings, in class order (RTE, QNLI, MNLI)
+    header: tuple[str, ...] = ()  # for files without a header row (CoLA): the column names
+    test_file: str = "dev"
+    hub_test_split: str = "validation"
 
-    return fetch
+    def fetcher(self, split: str):
+        def fetch(path: Path) -> None:
+            import datasets
+
+            rows = datasets.load_dataset("nyu-mll/glue", self.config, split=split)
+            with path.open("w", encoding="utf-8", newline="") as f:
+                if not self.header:
+                    f.write("\t".join((*self.text_columns, self.label_column)) + "\n")
+                for row in rows:
+                    label = self.label_names[row["label"]] if self.label_names else row["label"]
+                    values = {**{c: row[h] for c, h in zip(self.text_columns, self.hub_columns, strict=True)}}
+                    values[self.label_column] = label
+                    columns = self.header or (*self.text_columns, self.label_column)
+                    f.write("\t".join(str(values.get(c, "")).replace("\t", " ") for c in columns) + "\n")
+
+        return fetch
+
+    def register_sources(self) -> None:
+        for file, split in (("train", "train"), (self.test_file, self.hub_test_split)):
+            register_source(
+                f"nlp/glue/{self.folder}/{file}.tsv",
+                self.fetcher(split),
+                f"GLUE {self.config} {split} from the Hugging Face hub dataset nyu-mll/glue",
+            )
 
 
 @dataclass(frozen=True)
 class GlueTask(Task):
-    folder: ClassVar[str]
-    text_columns: ClassVar[tuple[str, ...]]
+    layout: ClassVar[Layout]
     label_words: ClassVar[tuple[str, ...]] = ()  # for prompting methods: label i is scored as this word
     instruction: ClassVar[str] = ""
     input_template: ClassVar[str] = ""  # "{text}" (single sentences) or "{text_a}" / "{text_b}" (pairs)
-    val_size: ClassVar[int] = 500  # carved from train; 500 keeps each validation pass cheap on a CPU
     train_defaults: ClassVar[dict] = {"batch_size": 32, "epochs": 3, "min_steps": 60}
 
     max_len: int = 64
@@ -57,71 +91,236 @@ class GlueTask(Task):
         if not 8 <= self.max_len <= 512:
             raise ValueError(f"Invalid max_len: {self.max_len} (tokens, 8..512)")
 
-    def _split(self, data: DataRoot, file: str, name: str, id_offset: int) -> Split:
-        rows = read_tsv(data.file(f"nlp/glue/{self.folder}/{file}.tsv"))
-        if len(self.text_columns) == 1:
-            inputs = [r[self.text_columns[0]] for r in rows]
+    def files(self) -> tuple[str, ...]:
+        return tuple(f"nlp/glue/{self.layout.folder}/{f}.tsv" for f in ("train", self.layout.test_file))
+
+    def read(self, data: DataRoot, file: str, name: str, id_offset: int) -> Split:
+        lay = self.layout
+        path = data.file(f"nlp/glue/{lay.folder}/{file}.tsv")
+        rows = read_tsv(path, lay.header or None)
+        try:
+            texts = [tuple(r[c] for c in lay.text_columns) for r in rows]
+            raw = [r[lay.label_column] for r in rows]
+        except KeyError as e:
+            raise ValueError(f"{path}: no column {e} (columns: {list(rows[0]) if rows else []})") from None
+        inputs = [t[0] for t in texts] if len(lay.text_columns) == 1 else texts
+        if self.spec.kind == REGRESSION:
+            labels = np.array([float(v) for v in raw], dtype=np.float32)
+        elif lay.label_names:
+            unknown = sorted(set(raw) - set(lay.label_names))
+            if unknown:
+                raise ValueError(f"{path}: unknown labels {unknown[:5]} (expected {lay.label_names})")
+            labels = np.array([lay.label_names.index(v) for v in raw], dtype=np.int64)
         else:
-            inputs = [tuple(r[c] for c in self.text_columns) for r in rows]
-        labels = np.array([int(r["label"]) for r in rows], dtype=np.int64)
+            labels = np.array([int(v) for v in raw], dtype=np.int64)
         return Split(name, inputs, labels, id_offset + np.arange(len(rows)))
 
     def load(self, data: DataRoot) -> Splits:
-        train = self._split(data, "train", "train", 0)
-        test = self._split(data, "dev", "test", 10_000_000)
-        order = np.random.default_rng(VAL_SEED).permutation(len(train))
-        val = train.take(np.sort(order[: self.val_size]))
-        val.name = "val"
-        pool = train.take(np.sort(order[self.val_size :]))
-        return Splits(pool, val, test)
+        train = self.read(data, "train", "train", 0)
+        test = self.read(data, self.layout.test_file, "test", 10_000_000)
+        return carve(train, test, min(MAX_VAL, len(train) // 5))
+
+
+def carve(pool: Split, test: Split, val_size: int) -> Splits:
+    """(train pool, val, test): val is the first ``val_size`` of a fixed-seed permutation of the pool."""
+    order = np.random.default_rng(VAL_SEED).permutation(len(pool))
+    val = pool.take(np.sort(order[:val_size]))
+    val.name = "val"
+    return Splits(pool.take(np.sort(order[val_size:])), val, test)
+
+
+@dataclass(frozen=True)
+class QnliTask(GlueTask):
+    """QNLI: offline only its dev set exists, so by default that set is split three ways (unofficial)."""
+
+    split: str = "dev-only"
+    dev_only_sizes: ClassVar[tuple[int, int]] = (1000, 500)  # (test, val) carved from dev; the rest is the pool
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.split not in ("dev-only", "official"):
+            raise ValueError(
+                f"Invalid split: {self.split!r} (use 'dev-only' (offline) or 'official' (downloads train))"
+            )
+
+    @property
+    def official_splits(self) -> bool:
+        return self.split == "official"
+
+    def files(self) -> tuple[str, ...]:
+        return super().files() if self.split == "official" else ("nlp/glue/QNLI/dev.tsv",)
+
+    def load(self, data: DataRoot) -> Splits:
+        if self.split == "official":
+            return super().load(data)
+        dev = self.read(data, "dev", "dev", 10_000_000)
+        n_test, n_val = self.dev_only_sizes
+        order = np.random.default_rng(VAL_SEED + 1).permutation(len(dev))
+        test, rest = dev.take(np.sort(order[:n_test])), dev.take(np.sort(order[n_test:]))
+        test.name, rest.name = "test", "train"
+        return carve(rest, test, n_val)
 
 
 def glue_task(
     name: str,
-    folder: str,
-    config: str,
-    text_columns: tuple[str, ...],
+    layout: Layout,
     num_labels: int,
     metrics: tuple[str, ...],
     budgets: tuple[int, ...],
     description: str,
     prompt: dict | None = None,
+    base: type = GlueTask,
+    kind: str = CLASSIFICATION,
+    official: bool = True,
 ):
     spec = TaskSpec(
         name=name,
         version=1,
         modality=TEXT,
-        kind=CLASSIFICATION,
+        kind=kind,
         num_labels=num_labels,
         metrics=metrics,
         primary_metric=metrics[0],
         backbone="minilm-l6",
         budgets=budgets,
         description=description,
+        official_splits=official,
     )
-    attrs = {"spec": spec, "folder": folder, "text_columns": text_columns, **(prompt or {})}
-    cls = dataclass(frozen=True)(type(folder.replace("-", ""), (GlueTask,), attrs))
-    for file, split in (("train", "train"), ("dev", "validation")):
-        register_source(
-            f"nlp/glue/{folder}/{file}.tsv",
-            _hub_fetch(config, split, (*text_columns, "label")),
-            f"GLUE {config} {split} from the Hugging Face hub dataset nyu-mll/glue",
-        )
+    attrs = {"spec": spec, "layout": layout, **(prompt or {})}
+    cls = dataclass(frozen=True)(type(layout.folder.replace("-", ""), (base,), attrs))
+    layout.register_sources()
     return TASKS.register(name)(cls)
 
 
-SST2 = glue_task(
+PAIR = "First: {text_a}\nSecond: {text_b}\nAnswer:"
+BUDGETS = (64, 256, 1024)
+
+glue_task(
     "glue-sst2",
-    "SST-2",
-    "sst2",
-    ("sentence",),
+    Layout("SST-2", "sst2", ("sentence",), "label", ("sentence",)),
     2,
     ("accuracy",),
-    (64, 256, 1024),
+    BUDGETS,
     "SST-2 binary sentiment (movie review phrases); GLUE dev (872) is the test set",
     prompt={
         "label_words": ("negative", "positive"),
         "instruction": "Classify the sentiment of each movie review as positive or negative.",
         "input_template": "Review: {text}\nSentiment:",
+    },
+)
+glue_task(
+    "glue-cola",
+    Layout("CoLA", "cola", ("sentence",), "label", ("sentence",), header=("source", "label", "mark", "sentence")),
+    2,
+    ("mcc", "accuracy"),
+    BUDGETS,
+    "CoLA grammatical acceptability (Matthews correlation); GLUE dev (1043) is the test set",
+    prompt={
+        "label_words": ("no", "yes"),
+        "instruction": "Is each sentence grammatically acceptable English? Answer yes or no.",
+        "input_template": "Sentence: {text}\nAcceptable:",
+    },
+)
+glue_task(
+    "glue-mrpc",
+    Layout("MRPC", "mrpc", ("#1 String", "#2 String"), "Quality", ("sentence1", "sentence2")),
+    2,
+    ("f1", "accuracy"),
+    BUDGETS,
+    "MRPC paraphrase pairs (F1 of the paraphrase class, accuracy); GLUE dev (408) is the test set",
+    prompt={
+        "label_words": ("no", "yes"),
+        "instruction": "Do the two sentences mean the same thing? Answer yes or no.",
+        "input_template": PAIR,
+    },
+)
+glue_task(
+    "glue-rte",
+    Layout(
+        "RTE", "rte", ("sentence1", "sentence2"), "label", ("sentence1", "sentence2"), ("entailment", "not_entailment")
+    ),
+    2,
+    ("accuracy",),
+    BUDGETS,
+    "RTE textual entailment pairs (0 = entailment); GLUE dev (277) is the test set",
+    prompt={
+        "label_words": ("yes", "no"),
+        "instruction": "Does the first sentence imply the second? Answer yes or no.",
+        "input_template": PAIR,
+    },
+)
+glue_task(
+    "glue-stsb",
+    Layout("STS-B", "stsb", ("sentence1", "sentence2"), "score", ("sentence1", "sentence2")),
+    1,
+    ("pearson", "spearman"),
+    BUDGETS,
+    "STS-B sentence similarity 0-5, regression (Pearson, Spearman); GLUE dev (1500) is the test set",
+    kind=REGRESSION,
+)
+glue_task(
+    "glue-wnli",
+    Layout("WNLI", "wnli", ("sentence1", "sentence2"), "label", ("sentence1", "sentence2")),
+    2,
+    ("accuracy",),
+    (32, 128, 256),
+    "WNLI pronoun-resolution entailment (1 = entailment; adversarial: dev majority class is 56%); dev (71) is test",
+    prompt={
+        "label_words": ("no", "yes"),
+        "instruction": "Does the first sentence imply the second? Answer yes or no.",
+        "input_template": PAIR,
+    },
+)
+glue_task(
+    "glue-qnli",
+    Layout(
+        "QNLI", "qnli", ("question", "sentence"), "label", ("question", "sentence"), ("entailment", "not_entailment")
+    ),
+    2,
+    ("accuracy",),
+    BUDGETS,
+    "QNLI question/answer-sentence entailment (0 = entailment); default split='dev-only': the 5463 dev pairs "
+    "split into test 1000 / val 500 / pool 3963 (unofficial)",
+    prompt={
+        "label_words": ("yes", "no"),
+        "instruction": "Does the sentence answer the question? Answer yes or no.",
+        "input_template": "Question: {text_a}\nSentence: {text_b}\nAnswer:",
+    },
+    base=QnliTask,
+    official=False,
+)
+glue_task(
+    "glue-mnli",
+    Layout(
+        "MNLI",
+        "mnli",
+        ("sentence1", "sentence2"),
+        "gold_label",
+        ("premise", "hypothesis"),
+        ("entailment", "neutral", "contradiction"),
+        test_file="dev_matched",
+        hub_test_split="validation_matched",
+    ),
+    3,
+    ("accuracy",),
+    BUDGETS,
+    "MNLI 3-way entailment; dev-matched (9815) is the test set; online only (not in the offline mirror)",
+    prompt={
+        "label_words": ("yes", "maybe", "no"),
+        "instruction": "Does the first sentence imply the second? Answer yes, maybe or no.",
+        "input_template": PAIR,
+    },
+)
+glue_task(
+    "glue-qqp",
+    Layout("QQP", "qqp", ("question1", "question2"), "is_duplicate", ("question1", "question2")),
+    2,
+    ("accuracy", "f1"),
+    BUDGETS,
+    "QQP duplicate-question pairs (accuracy, F1); GLUE dev (40430) is the test set; online only",
+    prompt={
+        "label_words": ("no", "yes"),
+        "instruction": "Do the two questions ask the same thing? Answer yes or no.",
+        "input_template": "First: {text_a}\nSecond: {text_b}\nDuplicate:",
     },
 )

@@ -30,7 +30,7 @@ def test_a_corrupt_file_is_refused_with_the_file_and_the_fix(data, tmp_path):
 
 def test_a_missing_file_offline_names_the_file_and_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("ADAPTBENCH_OFFLINE", "1")
-    with pytest.raises(DataError, match=r"pneumoniamnist.npz is missing .*offline mode.*zenodo"):
+    with pytest.raises(DataError, match=r"pneumoniamnist.npz is not available offline.*offline mode.*zenodo"):
         DataRoot(tmp_path).file("vision/medmnist/pneumoniamnist.npz")
 
 
@@ -62,9 +62,11 @@ def test_invalid_budget_is_a_clear_error():
 
 def test_probe_files_have_a_publisher_source_too(tmp_path, monkeypatch):
     monkeypatch.setenv("ADAPTBENCH_OFFLINE", "1")
-    with pytest.raises(DataError, match=r"imagenet_sample1000_224.tar is missing .*imagenet-sample-images"):
+    with pytest.raises(
+        DataError, match=r"imagenet_sample1000_224.tar is not available offline.*imagenet-sample-images"
+    ):
         DataRoot(tmp_path).file("vision/imagenet_sample/imagenet_sample1000_224.tar")
-    with pytest.raises(DataError, match=r"STS-B/dev.tsv is missing .*nyu-mll/glue"):
+    with pytest.raises(DataError, match=r"STS-B/dev.tsv is not available offline.*nyu-mll/glue"):
         DataRoot(tmp_path).file("nlp/glue/STS-B/dev.tsv")
 
 

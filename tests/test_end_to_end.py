@@ -52,7 +52,7 @@ def test_a_crashing_cell_becomes_a_failed_record(tmp_path, monkeypatch):
     monkeypatch.setenv("ADAPTBENCH_OFFLINE", "1")
     store = Store(tmp_path / "results")
     record = run_cell(Cell("glue-sst2", "frozen", 64, 0, suite="e2e"), store=store, quiet=True)
-    assert record["status"] == "failed" and "SST-2/train.tsv is missing" in record["error"]
+    assert record["status"] == "failed" and "SST-2/train.tsv is not available offline" in record["error"]
     assert store.get("e2e", record["key"])["status"] == "failed"
 
 
@@ -86,3 +86,22 @@ def test_text_is_evaluated_in_length_order_and_returned_in_split_order(minilm):
     features = runner.encode(split).numpy()
     with torch.inference_mode():
         np.testing.assert_allclose(features, minilm.encoder(**minilm.batcher(texts)).numpy(), atol=1e-5)
+
+
+def test_training_batches_cover_each_example_once_per_epoch_and_group_text_by_length():
+    import numpy as np
+
+    from bench.loop import epoch_batches
+
+    rng = np.random.default_rng(0)
+    lengths = (rng.lognormal(2.5, 0.6, size=1000)).astype(int) + 1  # skewed like sentence lengths
+    for group in (lengths, None):
+        batches = epoch_batches(np.random.default_rng(1), 1000, 32, group)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(1000))
+        assert all(1 <= len(b) <= 32 for b in batches)
+    grouped = epoch_batches(np.random.default_rng(1), 1000, 32, lengths)
+    plain = epoch_batches(np.random.default_rng(1), 1000, 32, None)
+    padded = lambda bs: np.mean([lengths[b].max() for b in bs])  # noqa: E731
+    assert padded(grouped) < 0.5 * padded(plain)
+    again = epoch_batches(np.random.default_rng(1), 1000, 32, lengths)
+    assert all(np.array_equal(a, b) for a, b in zip(grouped, again, strict=True))  # seeded

@@ -162,8 +162,10 @@ def analytic_trainable_no_head(method, loaded, task) -> int:
             return method.n_tokens * cfg.hidden_size
         s, p = task.image_size, method.pad
         return 3 * (s * s - (s - 2 * p) ** 2)
-    if kind == "prefix":  # a key and a value vector per token per layer
-        return method.n_tokens * cfg.num_hidden_layers * 2 * cfg.hidden_size
+    if kind == "prefix":  # a key and a value vector per token per layer (grouped-query attention: kv heads only)
+        head_dim = cfg.hidden_size // cfg.num_attention_heads
+        kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        return method.n_tokens * cfg.num_hidden_layers * 2 * kv_heads * head_dim
     raise AssertionError(f"no analytic count written for method {kind}: add it here")
 
 
