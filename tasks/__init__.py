@@ -3,3 +3,4 @@
 # ruff: noqa: F401
 import tasks.glue
 import tasks.medmnist
+import tasks.shift

@@ -43,6 +43,16 @@ EXPECTED = {
     "glue-qnli": (3963, 500, 1000, None),  # dev-only split (unofficial)
     "glue-mnli": (392202, 500, 9815, None),
     "glue-qqp": (363346, 500, 40430, None),
+    **{f"shift-sst2-to-{d}": (66849, 500, 872, 400) for d in ("books", "dvd", "electronics", "kitchen")},
+    **{
+        f"shift-amazon-{a}-to-{b}": (1400, 200, 400, 400)
+        for a in ("books", "dvd", "electronics", "kitchen")
+        for b in ("books", "dvd", "electronics", "kitchen")
+        if a != b
+    },
+    "shift-imdb-to-airline": (1400, 200, 400, 400),
+    "shift-mnist-to-usps": (7000, 1000, 2000, 2007),
+    "shift-cifar10-to-cifar10c": (5000, 1000, 2000, 2000),
 }
 
 
