@@ -36,6 +36,7 @@ DEFAULT_TIMEOUT_S = 3600
 ERROR_TAIL = 4000
 # imported once in the fork server, so each cell's process starts with them loaded
 PRELOAD = [
+    "bench.preload",
     "torch",
     "transformers",
     "peft",
@@ -51,7 +52,8 @@ _context = None
 
 
 def _cell_context():
-    """The fork-server context, created once per parent process (its server starts at the first cell)."""
+    """The fork-server context, created once per parent process (its server starts at the first cell and records
+    the checkout's git state as it imports the code, see ``meters.git_info``)."""
     global _context
     with _context_lock:
         if _context is None:

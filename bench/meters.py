@@ -8,6 +8,7 @@ process peak is mostly libraries: ``import torch`` alone is ~0.5 GB).
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import resource
@@ -97,7 +98,10 @@ class Clock:
         return time.perf_counter()
 
 
+@functools.cache
 def git_info() -> tuple[str | None, bool | None]:
+    """(sha, dirty) of the checkout, read once per process: the code a cell runs is the code imported when its
+    process (or the fork server it came from) started, so a commit made during a grid run must not relabel it."""
     root = Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
