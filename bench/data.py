@@ -146,13 +146,13 @@ class DataRoot:
 
 def task_files(names: list[str] | None = None) -> dict[str, tuple[str, ...]]:
     """name -> data files, for the given tasks (default: every task, then every forgetting probe's files)."""
-    from bench.probes import PROBE_FILES
+    from bench.probes import PROBES
     from bench.registry import TASKS, load_all
 
     load_all()
     out = {name: TASKS.get(name)().files() for name in (names or TASKS.names())}
     if not names:
-        out.update({f"probe {probe}": files for probe, files in PROBE_FILES.items()})
+        out.update({f"probe {name}": probe.files for name, probe in PROBES.items()})
     return out
 
 

@@ -242,9 +242,9 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
 
     metrics = {f"test/{k}": v for k, v in test_metrics.items()}
     metrics.update({f"test_ood/{k}": v for k, v in ood_metrics.items()})
-    # domain-shift gap: in-domain minus out-of-domain, signed so that positive = worse under shift
-    sign = 1.0 if spec.higher_is_better else -1.0
-    metrics.update({f"gap/{k}": sign * (test_metrics[k] - v) for k, v in ood_metrics.items()})
+    # domain-shift gap: in-domain minus out-of-domain; every metric in bench.metrics is higher-is-better, so
+    # positive = worse under shift
+    metrics.update({f"gap/{k}": test_metrics[k] - v for k, v in ood_metrics.items()})
     if fit is not None:
         metrics.update({f"val/{k}": v for k, v in fit.best_val.items()})
     record = base_record(res, "ok")

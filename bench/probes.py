@@ -105,6 +105,7 @@ class ProbeSpec:
     metric: str  # what the number is
     higher_is_better: bool
     fn: Callable
+    files: tuple[str, ...]  # what it reads from the data root, for `adaptbench data verify/fetch`
     limited: bool = True  # probe_limit caps its examples; False = a fixed budget (WikiText-2: 2048 tokens)
 
     def effective_limit(self, limit: int) -> int:
@@ -249,18 +250,13 @@ def wikitext2_ppl(loaded, data: DataRoot, device: str, limit: int = 0, window: i
     return float(torch.exp(torch.tensor(nll / count)))
 
 
-PROBE_FILES = {  # what each probe reads, for `adaptbench data verify/fetch`
-    "imagenet-top1": (IMAGENET_SAMPLE,),
-    "cifar10-linear": (CIFAR10_PROBE,),
-    "stsb-spearman": (STSB_DEV,),
-    "wikitext2-ppl": (WIKITEXT2_TEST,),
-}
-
 PROBES: dict[str, ProbeSpec] = {
-    "wikitext2-ppl": ProbeSpec("wikitext2-ppl", "perplexity", False, wikitext2_ppl, limited=False),
-    "imagenet-top1": ProbeSpec("imagenet-top1", "top-1 accuracy", True, imagenet_top1),
-    "stsb-spearman": ProbeSpec("stsb-spearman", "Spearman correlation", True, stsb_spearman),
-    "cifar10-linear": ProbeSpec("cifar10-linear", "linear-probe accuracy", True, cifar10_linear, limited=False),
+    "wikitext2-ppl": ProbeSpec("wikitext2-ppl", "perplexity", False, wikitext2_ppl, (WIKITEXT2_TEST,), limited=False),
+    "imagenet-top1": ProbeSpec("imagenet-top1", "top-1 accuracy", True, imagenet_top1, (IMAGENET_SAMPLE,)),
+    "stsb-spearman": ProbeSpec("stsb-spearman", "Spearman correlation", True, stsb_spearman, (STSB_DEV,)),
+    "cifar10-linear": ProbeSpec(
+        "cifar10-linear", "linear-probe accuracy", True, cifar10_linear, (CIFAR10_PROBE,), limited=False
+    ),
 }
 
 

@@ -250,13 +250,11 @@ def current_records(suite: str, records: list[dict[str, Any]]) -> tuple[list[dic
     """The records of the cells in the suite's current definition (same keys: same code versions, settings and
     budgets), and notes on what was left out or has not run yet. Records of an earlier definition stay on disk."""
     from bench.api import resolve_hparams
-    from bench.suite import load_suite
+    from bench.suite import load_suite, suite_names
 
-    try:
-        keys = [resolve_hparams(cell).key for cell in load_suite(suite).cells]
-    except ValueError:  # records without a suite file (e.g. `adaptbench run --suite adhoc`): show them all
+    if suite not in suite_names():  # records without a suite file (e.g. `adaptbench run --suite adhoc`): all of them
         return records, []
-    wanted = set(keys)
+    wanted = {resolve_hparams(cell).key for cell in load_suite(suite).cells}
     kept = [r for r in records if r.get("key") in wanted]
     notes = []
     if len(kept) < len(records):

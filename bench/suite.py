@@ -54,13 +54,13 @@ def load_suite(name_or_path: str) -> Suite:
     common: dict[str, Any] = spec.get("set", {})
     if not spec.get("matrix"):
         raise ValueError(f"suite {name}: no [[matrix]] block; add one with tasks, methods and budgets")
+    load_all()
     cells: list[Cell] = []
     for i, block in enumerate(spec["matrix"]):
         missing = {"tasks", "methods", "budgets"} - set(block)
         if missing:
             raise ValueError(f"suite {name}: [[matrix]] block {i + 1} lacks {', '.join(sorted(missing))}")
         settings = {**common, **block.get("set", {})}
-        load_all()
         tasks = TASKS.names() if block["tasks"] == ["*"] else block["tasks"]
         methods = METHODS.names() if block["methods"] == ["*"] else block["methods"]
         for task in tasks:
