@@ -18,12 +18,39 @@ import numpy as np
 from bench.registry import suggest
 
 if TYPE_CHECKING:
-    from bench.backbones import BackboneSpec
+    from bench.backbones import Backbone
     from bench.data import DataRoot
     from bench.model import AdaptModel
 
 VISION, TEXT = "vision", "text"
 CLASSIFICATION, REGRESSION = "classification", "regression"
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """How a task is put to a language model without training (few-shot / zero-shot prompting): label ``i`` is
+    scored as ``label_words[i]`` after the ``instruction`` and the input filled into ``input_template``
+    (``{text}`` for single texts, ``{text_a}`` / ``{text_b}`` for pairs)."""
+
+    label_words: tuple[str, ...]
+    instruction: str
+    input_template: str
+
+    def __post_init__(self) -> None:
+        if len(self.label_words) < 2 or len(set(self.label_words)) != len(self.label_words):
+            raise ValueError(f"Invalid label_words: {self.label_words} (two or more distinct words)")
+        if "{text" not in self.input_template:
+            raise ValueError(
+                f"Invalid input_template: {self.input_template!r} (needs {{text}} or {{text_a}}/{{text_b}})"
+            )
+
+    def format(self, item: Any) -> str:
+        """The template filled with one example: a string, or an (a, b) pair."""
+        if isinstance(item, str):
+            return self.input_template.format(text=item)
+        if "{text_a}" in self.input_template:
+            return self.input_template.format(text_a=item[0], text_b=item[1])
+        return self.input_template.format(text=" ".join(item))
 
 
 @dataclass(frozen=True)
@@ -42,8 +69,13 @@ class TaskSpec:
     description: str
     higher_is_better: bool = True
     official_splits: bool = True
+    prompt: PromptSpec | None = None  # how to prompt a language model with it (None: the task cannot be prompted)
 
     def __post_init__(self) -> None:
+        if self.prompt is not None and len(self.prompt.label_words) != self.num_labels:
+            raise ValueError(
+                f"task {self.name}: {len(self.prompt.label_words)} label words for {self.num_labels} labels"
+            )
         if self.modality not in (VISION, TEXT):
             raise ValueError(f"Invalid modality {self.modality!r} for task {self.name}: use 'vision' or 'text'")
         if self.primary_metric not in self.metrics:
@@ -136,6 +168,32 @@ class TrainConfig:
             raise ValueError(f"Invalid warmup_ratio: {self.warmup_ratio} (must be in [0, 1))")
 
 
+@dataclass
+class Predictor:
+    """What a method without gradient steps builds from the training subset: ``module`` maps a batch to outputs
+    (logits); ``on_features`` says it reads the frozen backbone's cached features (the harness then replaces the
+    model's head with it) rather than raw batches; ``batcher`` replaces the backbone's batcher when the method
+    formats inputs itself (prompts); ``notes`` are recorded (e.g. how many demonstrations)."""
+
+    module: Any
+    on_features: bool = False
+    batcher: Any = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FitContext:
+    """What a method without gradient steps may use to build its predictor."""
+
+    task: Task
+    train: Split
+    seed: int
+    device: str
+    encoder: Any  # the backbone (frozen), e.g. ``encoder.lm`` for a causal LM
+    tokenizer: Any  # None for vision backbones
+    features: Any  # Split -> backbone features (computed once per split)
+
+
 class Task:
     """Base for tasks. Subclasses are frozen dataclasses (their fields are task hyperparameters, e.g. image size)
     with a class attribute ``spec`` and ``load(data)`` returning the budget-independent pool (train pool, val,
@@ -201,18 +259,21 @@ class Method:
 
     @classmethod
     def backbone_for(cls, spec: TaskSpec) -> str | None:
-        """The backbone this method needs on the task, when it is not the task's default (None: the default)."""
+        """The backbone this method needs on the task, when it is not the task's default (None: the default).
+        Name a role (``BACKBONES.default("causal-lm")``), never an architecture."""
         return None
 
-    def unsupported_reason(self, task: TaskSpec, backbone: BackboneSpec) -> str | None:
+    def unsupported_reason(self, task: TaskSpec, backbone: Backbone) -> str | None:
+        """Why this method cannot run on this task with this backbone (None: it can). Ask the backbone's
+        ``traits()``, never its name. Callers use ``Resolved.unsupported_reason``, which also checks modalities."""
         return None
 
-    def fit_without_gradients(self, runner: Any, train: Split, seed: int, task: Task) -> bool:
+    def predictor(self, ctx: FitContext) -> Predictor:
         """For ``trains = False`` methods: build the predictor from the training subset (demonstrations, class
-        means) without gradient steps. Returns whether test should be evaluated on cached backbone features."""
+        means) without gradient steps."""
         raise NotImplementedError
 
-    def prepare(self, model: AdaptModel, backbone: BackboneSpec, task: Task) -> AdaptModel:
+    def prepare(self, model: AdaptModel, backbone: Backbone, task: Task) -> AdaptModel:
         """Freeze, wrap or inject into ``model`` (in place is fine) and return it. ``task`` gives the input
         settings (e.g. ``image_size``) that some methods size their parameters by."""
         raise NotImplementedError
@@ -269,6 +330,15 @@ class Resolved:
             "method": dataclasses.asdict(self.method),
             "train": dataclasses.asdict(self.train),
         }
+
+    def unsupported_reason(self) -> str | None:
+        """The one answer to "can this cell run?", used by run, grid, ``ls --matrix`` and the report."""
+        from bench.backbones import get_backbone
+
+        spec, backbone = self.task.spec, get_backbone(self.backbone)
+        if backbone.modality != spec.modality:
+            return f"backbone {backbone.name} is a {backbone.modality} model and {spec.name} a {spec.modality} task"
+        return self.method.unsupported_reason(spec, backbone)
 
     @property
     def key(self) -> str:
@@ -331,9 +401,8 @@ def resolve_hparams(cell: Cell) -> Resolved:
     backbone = method_cls.backbone_for(spec) or spec.backbone
     for key, value in cell.overrides.items():
         if key == "backbone":
-            if value not in BACKBONES:
-                raise ValueError(suggest(str(value), list(BACKBONES), "backbone"))
-            backbone = value
+            BACKBONES.get(str(value))  # an unknown name fails here, with suggestions
+            backbone = str(value)
             continue
         hits = [o for o, names in owners.items() if key in names]
         if not hits:

@@ -48,38 +48,46 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for name in METHODS:
         print(f"  {name:20s} {METHODS.get(name).description}")
     print("backbones:")
-    for name, b in BACKBONES.items():
-        print(f"  {name:20s} {b.modality:6s} probe={b.probe:14s} {b.description}")
+    for name in BACKBONES:
+        b = BACKBONES.get(name)
+        print(f"  {name:20s} {b.modality:6s} probes={','.join(b.probes):28s} {b.description}")
+    print("  " + ", ".join(f"{p}:<model>" for p in sorted(BACKBONES.families)) + "  (any model of a family, no code)")
     print("suites:")
     for name in suite_names():
         print(f"  {name}")
     return 0
 
 
-def _print_matrix() -> int:
-    import dataclasses
-
-    from bench.backbones import BACKBONES
+def support_matrix(budget: int = 64) -> list[tuple[str, str, str, str | None]]:
+    """(task, method, backbone, unsupported reason or None) for every registered pair, exactly as ``run`` and
+    ``grid`` decide it (the same resolution and ``Resolved.unsupported_reason``)."""
+    from bench.api import Cell, resolve_hparams
     from bench.registry import METHODS, TASKS
 
-    methods = METHODS.names()
-    print("task".ljust(20) + "".join(m[:10].ljust(11) for m in methods))
-    notes = []
+    rows = []
     for t in TASKS:
-        spec = TASKS.get(t).spec
-        row = t.ljust(20)
-        for m in methods:
-            cls = METHODS.get(m)
-            method = cls(
-                **{k: v for k, v in cls.defaults_for(spec).items() if k in {f.name for f in dataclasses.fields(cls)}}
-            )
-            reason = method.unsupported_reason(spec, BACKBONES[spec.backbone])
-            if reason:
-                notes.append(f"  [{len(notes) + 1}] {t} x {m}: {reason}")
-                row += f"- [{len(notes)}]".ljust(11)
-            else:
-                row += "ok".ljust(11)
-        print(row)
+        for m in METHODS:
+            res = resolve_hparams(Cell(t, m, budget, 0))
+            rows.append((t, m, res.backbone, res.unsupported_reason()))
+    return rows
+
+
+def _print_matrix() -> int:
+    from bench.registry import METHODS
+
+    methods = METHODS.names()
+    print("task".ljust(28) + "".join(m[:10].ljust(11) for m in methods))
+    notes: list[str] = []
+    by_task: dict[str, list[str]] = {}
+    for task, method, backbone, reason in support_matrix():
+        row = by_task.setdefault(task, [])
+        if reason:
+            notes.append(f"  [{len(notes) + 1}] {task} x {method} ({backbone}): {reason}")
+            row.append(f"- [{len(notes)}]".ljust(11))
+        else:
+            row.append("ok".ljust(11))
+    for task, row in by_task.items():
+        print(task.ljust(28) + "".join(row))
     print("\n".join(notes))
     return 0
 

@@ -98,11 +98,9 @@ def run_cell(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Run one cell in a fresh process and return its record (also written to the store)."""
-    from bench.backbones import BACKBONES
-
     store = store or Store()
     res = resolve_hparams(cell)  # bad names and settings fail here, before any process starts
-    reason = res.method.unsupported_reason(res.task.spec, BACKBONES[res.backbone])
+    reason = res.unsupported_reason()
     if reason:
         record = base_record(res, "unsupported", reason)
         store.write(record)
@@ -167,11 +165,11 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
     """Run a resolved cell in this process and return its record (status ok, or an exception propagates)."""
     import numpy as np
 
-    from bench.backbones import load_backbone
+    from bench.backbones import get_backbone
     from bench.loop import Runner
     from bench.meters import PeakMemory, environment, forward_flops_per_example, pick_device
     from bench.model import AdaptModel, count_params, make_head, quantized_share, tensor_digests
-    from bench.probes import PROBES, run_probe
+    from bench.probes import run_probe
 
     wall_start = time.perf_counter()
     cell, spec, method, cfg = res.cell, res.task.spec, res.method, res.train
@@ -180,64 +178,42 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
     splits = res.task.splits(cell.budget, cell.seed, data).limit_eval(cfg.eval_limit, spec.kind == "classification")
     sizes = {"image_size": getattr(res.task, "image_size", 224), "max_len": getattr(res.task, "max_len", 128)}
 
-    loaded = load_backbone(res.backbone, pretrained=True, **sizes)
+    backbone = get_backbone(res.backbone)
+    loaded = backbone.load(pretrained=True, **sizes)
     loaded.encoder.to(device)
-    probes = loaded.spec.probes  # the first is the primary one (``forgetting``), the rest ``forgetting_extra``
+    probes = backbone.probes  # the first is the primary one (``forgetting``), the rest ``forgetting_extra``
     before = {p: run_probe(p, loaded, data, device, cfg.probe_limit)[0] for p in probes}
     if not method.pretrained or method.quantize:
         # the probe baseline above is always the untouched full-precision pretrained model
-        loaded = load_backbone(
-            res.backbone, pretrained=method.pretrained, quantize=method.quantize, device=device, **sizes
-        )
+        loaded = backbone.load(pretrained=method.pretrained, quantize=method.quantize, device=device, **sizes)
         loaded.encoder.to(device)
 
     outputs = spec.num_labels if spec.kind == "classification" else 1
-    model = AdaptModel(loaded.encoder, make_head(loaded.spec.feature_dim, outputs))
-    model = method.prepare(model, loaded.spec, res.task).to(device)
+    model = AdaptModel(loaded.encoder, make_head(loaded.feature_dim, outputs))
+    model = method.prepare(model, backbone, res.task).to(device)
     loaded.encoder = model.encoder  # the probe must see the adapted encoder (e.g. with LoRA layers injected)
     params = count_params(model)
     params.update(quantized_share(model.encoder))
     digests = tensor_digests(model.encoder)
 
-    runner = Runner(model, loaded.batcher, res.task, cfg, device, extras=loaded.extras)
+    runner = Runner(model, loaded.batcher, res.task, cfg, device)
     with PeakMemory(device) as mem:
-        cached, setup_s = method.cache_features, 0.0
+        cached, setup_s, fit = method.cache_features, 0.0, None
         if method.trains:
             fit = runner.fit(method, splits.train, splits.val, cell.seed)
         else:
-            fit, t0 = None, runner.clock.now()
-            cached = method.fit_without_gradients(runner, splits.train, cell.seed, res.task)
-            setup_s = runner.clock.now() - t0
+            t0 = runner.clock.now()
+            predictor = runner.fit_predictor(method, splits.train, cell.seed, loaded.extras.get("tokenizer"))
+            cached, setup_s = predictor.on_features, runner.clock.now() - t0
         test_metrics, eval_rate = runner.evaluate(splits.test, cached)
         ood_metrics = runner.evaluate(splits.test_ood, cached)[0] if splits.test_ood else {}
     adapted = tensor_digests(model.encoder)  # hashed once: adapter bytes and the probe's cache key
     params["adapter_bytes"] = _changed_bytes(digests, adapted, model.encoder)
     runner.model.eval()  # the predictor actually used (few-shot methods replace it)
     flops = forward_flops_per_example(runner.model, runner.inputs(splits.test, np.arange(min(8, len(splits.test)))))
-
-    forgetting = {}
-    for p in probes:
-        if method.pretrained:
-            after, after_cached = run_probe(p, loaded, data, device, cfg.probe_limit, digests=adapted)
-            forgetting[p] = {
-                "probe": p,
-                "before": before[p],
-                "after": after,
-                # positive = forgot, whichever way the probe's metric points
-                "drop": (before[p] - after) if PROBES[p].higher_is_better else (after - before[p]),
-                "higher_is_better": PROBES[p].higher_is_better,
-                "after_from_identical_weights": after_cached,
-                "limit": PROBES[p].effective_limit(cfg.probe_limit),
-            }
-        else:
-            forgetting[p] = {
-                "probe": p,
-                "before": before[p],
-                "after": None,
-                "drop": None,
-                "note": "not applicable: scratch never had the pretrained weights",
-            }
-
+    forgetting = {
+        p: _forgetting(p, before[p], method.pretrained, loaded, data, device, cfg.probe_limit, adapted) for p in probes
+    }
     merge_cost = _merged_throughput(method, runner, splits.test, cached)
 
     metrics = {f"test/{k}": v for k, v in test_metrics.items()}
@@ -288,6 +264,32 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
         }
     )
     return record
+
+
+def _forgetting(probe, before, pretrained, loaded, data, device, limit, digests) -> dict[str, Any]:
+    """The probe on the adapted backbone beside its value on the untouched pretrained one."""
+    from bench.probes import PROBES, run_probe
+
+    spec = PROBES[probe]
+    if not pretrained:
+        return {
+            "probe": probe,
+            "before": before,
+            "after": None,
+            "drop": None,
+            "note": "not applicable: scratch never had the pretrained weights",
+        }
+    after, after_cached = run_probe(probe, loaded, data, device, limit, digests=digests)
+    return {
+        "probe": probe,
+        "before": before,
+        "after": after,
+        # positive = forgot, whichever way the probe's metric points
+        "drop": (before - after) if spec.higher_is_better else (after - before),
+        "higher_is_better": spec.higher_is_better,
+        "after_from_identical_weights": after_cached,
+        "limit": spec.effective_limit(limit),
+    }
 
 
 def _merged_throughput(method, runner, test, cached: bool, n: int = 256) -> dict[str, float]:

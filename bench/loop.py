@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.api import CLASSIFICATION, Method, Split, Task, TrainConfig
+from bench.api import CLASSIFICATION, FitContext, Method, Predictor, Split, Task, TrainConfig
 from bench.meters import Clock
 
 TIMING_WARMUP_STEPS = 2  # steps excluded from throughput (allocator, lazy init, first-batch effects)
@@ -44,12 +44,9 @@ class FitResult:
 class Runner:
     """Holds what a cell's loop needs: model, batcher, device, precision. Built by the harness."""
 
-    def __init__(
-        self, model: nn.Module, batcher, task: Task, cfg: TrainConfig, device: str, extras: dict | None = None
-    ) -> None:
+    def __init__(self, model: nn.Module, batcher, task: Task, cfg: TrainConfig, device: str) -> None:
         self.model = model
         self.batcher = batcher
-        self.extras = extras or {}  # backbone assets (tokenizer, ...) for methods that build their own predictor
         self.notes: dict[str, Any] = {}  # what a method wants recorded about how it ran
         self.task = task
         self.cfg = cfg
@@ -58,6 +55,33 @@ class Runner:
         if cfg.precision == "bf16" and device != "cuda":
             raise ValueError("precision=bf16 needs a CUDA device here; use precision=fp32 on the CPU")
         self.features: dict[str, torch.Tensor] = {}  # split name -> cached backbone features
+
+    def fit_predictor(self, method: Method, train: Split, seed: int, tokenizer: Any = None) -> Predictor:
+        """For methods without gradient steps: let the method build its predictor from the training subset (it
+        reads, never mutates, the loop), then evaluate with it."""
+        ctx = FitContext(
+            task=self.task,
+            train=train,
+            seed=seed,
+            device=self.device,
+            encoder=self.model.encoder,
+            tokenizer=tokenizer,
+            features=self.encode,
+        )
+        predictor = method.predictor(ctx)
+        self.use(predictor)
+        return predictor
+
+    def use(self, predictor: Predictor) -> None:
+        """Evaluate with a method's predictor from now on (methods without gradient steps): a head over the cached
+        backbone features, or a whole model with its own batcher."""
+        if predictor.on_features:
+            self.model.head = predictor.module
+        else:
+            self.model = predictor.module
+        if predictor.batcher is not None:
+            self.batcher = predictor.batcher
+        self.notes = dict(predictor.notes)
 
     # ------------------------------------------------------------------------------------ helpers
     def autocast(self):

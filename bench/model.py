@@ -35,9 +35,10 @@ class VisionEncoder(nn.Module):
         return self.net(pixel_values)
 
     def blocks(self) -> list[nn.Module]:
-        """The backbone as ordered stages, input first: stem, each block stage, head conv (for partial / LLRD)."""
-        net = self.net
-        return [nn.ModuleList([net.conv_stem, net.bn1]), *net.blocks, nn.ModuleList([net.conv_head, net.bn2])]
+        """The backbone as ordered stages, input first (partial / gradual / LLRD): stem, each stage, head layers."""
+        from bench.backbones.base import cnn_blocks
+
+        return cnn_blocks(self.net)
 
 
 class TextEncoder(nn.Module):
@@ -56,39 +57,59 @@ class TextEncoder(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
+    @property
+    def transformer(self) -> nn.Module:
+        """The Hugging Face model inside (what quantization preparation and structure queries work on)."""
+        return self.bert
+
+    @transformer.setter
+    def transformer(self, module: nn.Module) -> None:
+        self.bert = module
+
     def wrap_transformer(self, wrap) -> None:
         """Replace the transformer with ``wrap(transformer)`` (e.g. a peft prompt-learning model)."""
         self.bert = wrap(self.bert)
 
     def blocks(self) -> list[nn.Module]:
-        """The backbone as ordered stages, input first: embeddings, then each transformer layer."""
-        bert = self.bert.get_base_model() if hasattr(self.bert, "get_base_model") else self.bert
-        return [bert.embeddings, *bert.encoder.layer]
+        """The backbone as ordered stages, input first: embeddings, each transformer layer, any final norm."""
+        from bench.backbones.base import transformer_blocks, unwrap
+
+        return transformer_blocks(unwrap(self.bert))
 
 
 class CausalLMEncoder(nn.Module):
     """A causal LM: features are the final hidden state of the last real token (right padding), as
     LlamaForSequenceClassification pools. ``lm`` keeps its LM head for scoring label words and perplexity.
-    Prompt-learning methods wrap ``lm.model`` (the decoder stack, ``wrap_transformer``), so both the features and
-    the LM head (the forgetting probe) see the learned prompt or prefix."""
+    Prompt-learning methods wrap ``lm.base_model`` (the decoder stack, ``wrap_transformer``), so both the features
+    and the LM head (the forgetting probe) see the learned prompt or prefix."""
 
     def __init__(self, lm: nn.Module) -> None:
         super().__init__()
         self.lm = lm
 
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
-        hidden = self.lm.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        hidden = self.lm.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if hidden.shape[1] > attention_mask.shape[1]:  # prompt tuning prepended virtual tokens
             hidden = hidden[:, -attention_mask.shape[1] :]
         last = attention_mask.sum(1).long() - 1
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
+    @property
+    def transformer(self) -> nn.Module:
+        return self.lm
+
+    @transformer.setter
+    def transformer(self, module: nn.Module) -> None:
+        self.lm = module
+
     def wrap_transformer(self, wrap) -> None:
-        self.lm.model = wrap(self.lm.model)
+        setattr(self.lm, self.lm.base_model_prefix, wrap(self.lm.base_model))
 
     def blocks(self) -> list[nn.Module]:
-        base = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
-        return [base.model.embed_tokens, *base.model.layers, base.model.norm]
+        """Embeddings, each decoder layer, final norm; the LM head (tied to the embeddings) is not a block."""
+        from bench.backbones.base import transformer_blocks, unwrap
+
+        return transformer_blocks(unwrap(self.lm).base_model)
 
 
 BATCHNORM = (nn.modules.batchnorm._BatchNorm,)

@@ -208,14 +208,12 @@ def cifar10_linear(loaded, data: DataRoot, device: str, limit: int = 0, batch_si
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from bench.backbones import _vision_batcher
-
     with np.load(data.file(CIFAR10_PROBE)) as z:
         images, labels = z["images"], z["labels"].astype(np.int64)
     first = np.zeros(len(labels), dtype=bool)
     for c in np.unique(labels):
         first[np.flatnonzero(labels == c)[: (labels == c).sum() // 2]] = True
-    batcher, encoder, feats = _vision_batcher(CIFAR10_PROBE_SIZE), loaded.encoder.eval(), []
+    batcher, encoder, feats = loaded.extras["make_batcher"](CIFAR10_PROBE_SIZE), loaded.encoder.eval(), []
     with torch.inference_mode():
         for sl in _batches(len(labels), batch_size):
             feats.append(encoder(pixel_values=batcher(images[sl])["pixel_values"].to(device)).float().cpu().numpy())

@@ -6,10 +6,12 @@ transformers (ENVIRONMENT.md). Small on purpose; every parameter count has a clo
   the attention output and one after the feed-forward output of every layer; ``pfeiffer`` only after the
   feed-forward output. Parameters per insertion: 2*d*b + b + d (d = hidden size, b = ``bottleneck``).
 - CNNs (residual adapters, Rebuffi et al. 2017/2018): a 1x1-conv bottleneck in parallel with every depthwise
-  (spatial) convolution, y = dw(x) + W_up W_down x, with the depthwise stride on W_down; the pointwise
-  convolutions are where LoRA goes, the spatial ones are where these go. Parameters per insertion: b*(c_in+c_out).
-W_up starts at zero, so training starts exactly from the pretrained function. The rest of the backbone is frozen
-(batch-norm statistics too); the head trains. Adapters are not mergeable: they cost inference time.
+  (spatial) convolution (every spatial convolution after the stem, for CNNs without depthwise ones),
+  y = dw(x) + W_up W_down x, with the depthwise stride on W_down; the pointwise convolutions are where LoRA goes,
+  the spatial ones are where these go. Parameters per insertion: b*(c_in+c_out).
+Where they go is the backbone's answer (``Backbone.adapter_points``). W_up starts at zero, so training starts
+exactly from the pretrained function. The rest of the backbone is frozen (batch-norm statistics too); the head
+trains. Adapters are not mergeable: they cost inference time.
 Version history: 1 - first version.
 """
 
@@ -66,30 +68,6 @@ class ParallelConv(nn.Module):
         return self.conv(x) + self.up(self.down(x))
 
 
-def insertion_points(encoder: nn.Module, placement: str) -> list[tuple[nn.Module, str]]:
-    """(parent module, attribute) pairs where adapters go, for the backbones we know."""
-    points: list[tuple[nn.Module, str]] = []
-    bert = getattr(encoder, "bert", None)
-    if bert is not None:
-        for layer in bert.encoder.layer:
-            if placement == "houlsby":
-                points.append((layer.attention.output, "dense"))
-            points.append((layer.output, "dense"))
-        return points
-    lm = getattr(encoder, "lm", None)
-    if lm is not None:  # Llama: after the attention output projection and the MLP down projection
-        for layer in lm.model.layers:
-            if placement == "houlsby":
-                points.append((layer.self_attn, "o_proj"))
-            points.append((layer.mlp, "down_proj"))
-        return points
-    for module in encoder.modules():
-        conv = getattr(module, "conv_dw", None)
-        if isinstance(conv, nn.Conv2d):
-            points.append((module, "conv_dw"))
-    return points
-
-
 @METHODS.register("adapter")
 @dataclass(frozen=True)
 class Adapter(FrozenBackbone):
@@ -109,9 +87,9 @@ class Adapter(FrozenBackbone):
 
     def prepare(self, model, backbone, task):
         set_trainable(model, False)
-        points = insertion_points(model.encoder, self.placement)
+        points = backbone.adapter_points(model.encoder, self.placement)
         if not points:
-            raise ValueError(f"no adapter insertion points known for backbone {backbone.name}")
+            raise ValueError(f"backbone {backbone.name} offers no adapter insertion points")
         for parent, attr in points:
             inner = getattr(parent, attr)
             wrapped = (

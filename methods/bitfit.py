@@ -22,8 +22,8 @@ class BitFit(FrozenBackbone):
     description = "biases only (+ head); BN running stats fixed"
 
     def unsupported_reason(self, task, backbone) -> str | None:
-        if backbone.name == "smollm2-135m":
-            return "SmolLM2 (Llama) has no bias terms: BitFit would train nothing but the head (use frozen)"
+        if not backbone.traits().has_bias:
+            return f"{backbone.name} has no bias terms: BitFit would train nothing but the head (use frozen)"
         return None
 
     def prepare(self, model, backbone, task):

@@ -1,7 +1,8 @@
 """fewshot and zeroshot: prediction without gradient updates.
 
-Text (in-context learning, Brown et al. 2020) on a causal LM (smollm2-135m, chosen automatically): the prompt is
-the task's instruction, then ``k`` labelled demonstrations drawn from the cell's training subset with the cell's
+Text (in-context learning, Brown et al. 2020) on a causal LM (the registry's default causal LM, smollm2-135m,
+chosen automatically; any backbone whose traits say causal LM works): the prompt is the task's instruction (its
+``PromptSpec``), then ``k`` labelled demonstrations drawn from the cell's training subset with the cell's
 seed, then the test input; the prediction is the label word with the highest next-token log-probability (the
 first token of " positive", " negative", ...). Demonstrations are class-balanced and interleaved class by class in
 a seeded order, because SmolLM2 is very sensitive to imbalance and to runs of one label at the end of the prompt
@@ -23,11 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.api import CLASSIFICATION, TEXT, VISION, Method, TaskSpec
+from bench.api import CLASSIFICATION, TEXT, VISION, FitContext, Method, Predictor, TaskSpec
 from bench.model import set_trainable
 from bench.registry import METHODS
-
-CAUSAL_LM = "smollm2-135m"
 
 
 def pick_demonstrations(labels: np.ndarray, k: int, seed: int) -> list[int]:
@@ -49,6 +48,8 @@ class PromptScorer(nn.Module):
     def __init__(self, lm: nn.Module, prefix_ids: torch.Tensor, label_ids: list[int], reuse_cache: bool) -> None:
         super().__init__()
         self.lm = lm
+        self.decoder = lm.base_model  # the stack under the LM head
+        self.lm_head = lm.get_output_embeddings()
         self.prefix_ids = prefix_ids  # (1, Lp)
         self.label_ids = label_ids
         self.cache = None
@@ -64,15 +65,15 @@ class PromptScorer(nn.Module):
             cache = copy.deepcopy(self.cache)
             cache.batch_repeat_interleave(b)
             positions = torch.arange(lp, lp + lq, device=input_ids.device).expand(b, -1)
-            hidden = self.lm.model(
+            hidden = self.decoder(
                 input_ids=input_ids, attention_mask=mask, past_key_values=cache, position_ids=positions, use_cache=True
             ).last_hidden_state
         else:
             ids = torch.cat([self.prefix_ids.expand(b, -1), input_ids], dim=1)
-            hidden = self.lm.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, lp:]
+            hidden = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, lp:]
         last = attention_mask.sum(1).long() - 1  # queries are right-padded
         # the vocabulary projection only where the label word is predicted (not at every position)
-        next_token = self.lm.lm_head(hidden[torch.arange(b, device=hidden.device), last]).float().log_softmax(-1)
+        next_token = self.lm_head(hidden[torch.arange(b, device=hidden.device), last]).float().log_softmax(-1)
         return next_token[:, self.label_ids]
 
 
@@ -105,47 +106,51 @@ class FewShot(Method):
 
     @classmethod
     def backbone_for(cls, spec: TaskSpec) -> str | None:
-        return CAUSAL_LM if spec.modality == TEXT else None
+        from bench.backbones import BACKBONES
+
+        return BACKBONES.default("causal-lm") if spec.modality == TEXT else None
 
     def unsupported_reason(self, task: TaskSpec, backbone) -> str | None:
         if task.kind != CLASSIFICATION:
             return "prompting with label words needs a classification task"
-        if task.modality == TEXT and backbone.name != CAUSAL_LM:
-            return f"in-context prompting needs a causal LM with a language-model head; use backbone={CAUSAL_LM}"
+        if task.modality == TEXT and task.prompt is None:
+            return f"task {task.name} declares no prompt (TaskSpec.prompt: label words, instruction, template)"
+        if task.modality == TEXT and not backbone.traits().causal_lm:
+            from bench.backbones import BACKBONES
+
+            return (
+                f"in-context prompting needs a causal LM with a language-model head; {backbone.name} is an encoder "
+                f"(use backbone={BACKBONES.default('causal-lm')} or hf-causal:<model>)"
+            )
         return None
 
     def prepare(self, model, backbone, task):
         set_trainable(model, False)
         return model
 
-    def fit_without_gradients(self, runner, train, seed: int, task) -> bool:
-        if task.spec.modality == VISION:
-            features = runner.encode(train)
+    def predictor(self, ctx: FitContext) -> Predictor:
+        spec, train = ctx.task.spec, ctx.train
+        if spec.modality == VISION:
+            features = ctx.features(train)
             labels = torch.as_tensor(train.labels, device=features.device)
-            means = torch.stack([features[labels == c].mean(0) for c in range(task.spec.num_labels)])
-            runner.model.head = CosineNCM(means)
-            return True
-        if not task.label_words:
-            raise ValueError(f"task {task.spec.name} declares no label_words, so it cannot be prompted")
-        tokenizer = runner.extras["tokenizer"]
-        demos = pick_demonstrations(train.labels, self.k, seed) if self.k else []
+            means = torch.stack([features[labels == c].mean(0) for c in range(spec.num_labels)])
+            return Predictor(CosineNCM(means), on_features=True)
+        prompt, tokenizer = spec.prompt, ctx.tokenizer
+        demos = pick_demonstrations(train.labels, self.k, ctx.seed) if self.k else []
         prefix = (
-            task.instruction
+            prompt.instruction
             + "\n\n"
-            + "".join(
-                format_input(task.input_template, train.inputs[i]) + f" {task.label_words[train.labels[i]]}\n\n"
-                for i in demos
-            )
+            + "".join(prompt.format(train.inputs[i]) + f" {prompt.label_words[train.labels[i]]}\n\n" for i in demos)
         )
-        label_ids = [tokenizer(" " + w, add_special_tokens=False).input_ids[0] for w in task.label_words]
+        label_ids = [tokenizer(" " + w, add_special_tokens=False).input_ids[0] for w in prompt.label_words]
         if len(set(label_ids)) != len(label_ids):
-            raise ValueError(f"label words {task.label_words} share their first token; choose distinct words")
-        prefix_ids = tokenizer(prefix, add_special_tokens=False, return_tensors="pt").input_ids.to(runner.device)
-        runner.model = PromptScorer(runner.model.encoder.lm.eval(), prefix_ids, label_ids, self.reuse_cache)
-        max_len = getattr(task, "max_len", 128)
+            raise ValueError(f"label words {prompt.label_words} share their first token; choose distinct words")
+        prefix_ids = tokenizer(prefix, add_special_tokens=False, return_tensors="pt").input_ids.to(ctx.device)
+        scorer = PromptScorer(ctx.encoder.lm.eval(), prefix_ids, label_ids, self.reuse_cache)
+        max_len = getattr(ctx.task, "max_len", 128)
 
         def batcher(texts):
-            queries = [format_input(task.input_template, t) for t in texts]
+            queries = [prompt.format(t) for t in texts]
             return dict(
                 tokenizer(
                     queries,
@@ -157,18 +162,8 @@ class FewShot(Method):
                 )
             )
 
-        runner.batcher = batcher
-        runner.notes = {"demonstrations": len(demos), "prefix_tokens": int(prefix_ids.shape[1])}
-        return False
-
-
-def format_input(template: str, item) -> str:
-    """The task's input template filled with one example: ``{text}``, or ``{text_a}``/``{text_b}`` for pairs."""
-    if isinstance(item, str):
-        return template.format(text=item)
-    if "{text_a}" in template:
-        return template.format(text_a=item[0], text_b=item[1])
-    return template.format(text=" ".join(item))
+        notes = {"demonstrations": len(demos), "prefix_tokens": int(prefix_ids.shape[1])}
+        return Predictor(scorer, batcher=batcher, notes=notes)
 
 
 @METHODS.register("zeroshot")

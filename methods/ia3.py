@@ -1,7 +1,7 @@
-"""ia3: (IA)^3, learned rescaling vectors (Liu et al. 2022) through peft. Keys and values (and, on MiniLM, the
-attention-output and FFN-output projections' inputs, peft's default for BERT) are multiplied elementwise by
-trainable vectors initialised to one; on EfficientNet the pointwise convolutions' outputs (expansion, head conv)
-and the projection convolutions' inputs are rescaled. Fewer parameters than LoRA; DOMAIN.md: LR ~1e-3.
+"""ia3: (IA)^3, learned rescaling vectors (Liu et al. 2022) through peft. The backbone says where
+(``Backbone.ia3_targets``): on transformers, keys and values and the FFN output projection's input (peft's default
+per model type); on CNNs, the pointwise convolutions' outputs and the projection convolutions' inputs. Each is
+multiplied elementwise by a trainable vector initialised to one. Fewer parameters than LoRA; DOMAIN.md: LR ~1e-3.
 Version history: 1 - first version.
 """
 
@@ -11,12 +11,6 @@ from dataclasses import dataclass
 
 from bench.registry import METHODS
 from methods._common import FrozenBackbone, inject_peft, merge_tuner_layers
-
-TARGETS = {
-    "minilm-l6": (["key", "value", "output.dense"], ["output.dense"]),
-    "efficientnet-lite0": (r".*\.(conv_pw|conv_pwl|conv_head)$", r".*\.conv_pwl$"),
-    "smollm2-135m": (["k_proj", "v_proj", "down_proj"], ["down_proj"]),  # peft's default for Llama
-}
 
 
 @METHODS.register("ia3")
@@ -28,15 +22,10 @@ class IA3(FrozenBackbone):
 
     lr: float = 3e-3
 
-    def unsupported_reason(self, task, backbone) -> str | None:
-        if backbone.name not in TARGETS:
-            return f"no (IA)^3 target modules are defined for backbone {backbone.name}"
-        return None
-
     def prepare(self, model, backbone, task):
         from peft import IA3Config
 
-        targets, feedforward = TARGETS[backbone.name]
+        targets, feedforward = backbone.ia3_targets(model.encoder)
         return inject_peft(model, IA3Config(target_modules=targets, feedforward_modules=feedforward), "ia3_")
 
     def merge(self, model) -> bool:

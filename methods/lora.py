@@ -2,9 +2,10 @@
 (alpha / r) * B A with A: r x d_in, B: d_out x r (B starts at zero, so training starts from the pretrained
 function); everything else in the backbone is frozen, batch-norm statistics included; the new head trains.
 
-Targets come from the backbone: every linear layer of MiniLM (query, key, value, attention output, FFN in/out);
-the pointwise (1x1) convolutions of EfficientNet (expansion, projection, head conv), where a 1x1 conv is a
-linear map per pixel. Trainable backbone parameters = sum over targets of r * (d_in + d_out).
+Targets come from the backbone (``Backbone.lora_targets``): every linear layer inside a transformer's layers
+(MiniLM: query, key, value, attention output, FFN in/out); every 1x1 convolution and linear layer of a CNN
+(EfficientNet: expansion, projection, head conv), where a 1x1 conv is a linear map per pixel.
+Trainable backbone parameters = sum over targets of r * (d_in + d_out).
 Version history: 1 - first version.
 """
 
@@ -40,7 +41,10 @@ class LoRA(FrozenBackbone):
         from peft import LoraConfig
 
         config = LoraConfig(
-            r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=backbone.lora_targets
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=backbone.lora_targets(model.encoder),
         )
         return inject_peft(model, config, "lora_")
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.api import TEXT
 from bench.model import set_trainable
 from bench.registry import METHODS
 from methods._common import FrozenBackbone
@@ -33,10 +32,10 @@ class Prefix(FrozenBackbone):
             raise ValueError(f"Invalid n_tokens: {self.n_tokens} (must be >= 1)")
 
     def unsupported_reason(self, task, backbone) -> str | None:
-        if backbone.modality != TEXT:
+        if not backbone.traits().attention:
             return (
-                f"prefix tuning prepends key/value vectors to attention layers; {backbone.name} is a CNN "
-                "without attention (use prompt: visual prompting works on CNNs)"
+                f"prefix tuning prepends key/value vectors to attention layers; {backbone.name} has none "
+                "(use prompt: visual prompting works on CNNs)"
             )
         return None
 

@@ -5,7 +5,8 @@ precision. Same LoRA targets and defaults as ``lora``, so the two differ only by
 
 Only ``nn.Linear`` weights are quantized: on MiniLM that is every attention and feed-forward matrix (~47% of the
 weights; the embeddings stay in full precision) and the record says so (``params.quantized_fraction``).
-EfficientNet-Lite0's weights are convolutions, so nothing would be quantized: unsupported, with that reason.
+A CNN's weights are convolutions, so nothing would be quantized: unsupported there, with that reason
+(``Traits.quantizable``).
 Version history: 1 - first version.
 """
 
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.api import TEXT
 from bench.registry import METHODS
 from methods.lora import LoRA
 
@@ -27,10 +27,10 @@ class QLoRA(LoRA):
     description = "LoRA on a 4-bit NF4 (double-quantized) base via bitsandbytes + head"
 
     def unsupported_reason(self, task, backbone) -> str | None:
-        if backbone.modality != TEXT:
+        if not backbone.traits().quantizable:
             return (
-                f"bitsandbytes 4-bit quantizes linear layers; {backbone.name}'s weights are convolutions, so "
-                "no backbone weight would be quantized (use lora)"
+                f"bitsandbytes 4-bit loading quantizes the linear layers of Hugging Face models; {backbone.name} is "
+                "not one (a CNN's weights are convolutions, so no backbone weight would be quantized): use lora"
             )
         return None
 
@@ -44,7 +44,6 @@ class QLoRA(LoRA):
         for module in model.encoder.modules():
             if hasattr(module, "support_avx512bf16_for_cpu"):
                 module.support_avx512bf16_for_cpu = False
-        attr = "bert" if hasattr(model.encoder, "bert") else "lm"
-        hf = prepare_model_for_kbit_training(getattr(model.encoder, attr), use_gradient_checkpointing=False)
-        setattr(model.encoder, attr, hf)
+        encoder = model.encoder
+        encoder.transformer = prepare_model_for_kbit_training(encoder.transformer, use_gradient_checkpointing=False)
         return super().prepare(model, backbone, task)

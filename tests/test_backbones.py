@@ -1,0 +1,226 @@
+"""Backbone registry contracts, parametrized over every registered entry and one tiny model per generic family
+(built from a config in conftest, no download): a new backbone is tested without new test code. Also: the existing
+backbones keep exactly the structure they had before the registry (so committed records stay comparable), and
+`ls --matrix` agrees with `run` on every (task, method) pair.
+Run: `.venv/bin/python -m pytest tests/test_backbones.py -q`."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from bench.api import Cell, resolve_hparams
+from bench.backbones import BACKBONES, Backbone, get_backbone
+from bench.probes import PROBES
+from bench.registry import UnknownNameError, load_all
+
+load_all()
+ALL = [*BACKBONES.names(), "tiny-timm", "tiny-hf", "tiny-hf-causal"]
+VISION_BATCH = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8).numpy()
+TEXT_BATCH = ["a fine film", "dull", ("a pair", "of sentences")]
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_entry_declares_modality_probes_and_description(name):
+    b = BACKBONES.get(name)
+    assert isinstance(b, Backbone) and b.name == name and b.description
+    assert b.modality in ("vision", "text")
+    assert b.probes and set(b.probes) <= set(PROBES), "forgetting probes must be registered in bench.probes"
+
+
+@pytest.mark.parametrize("backbone", ALL)
+def test_backbone_loads_and_its_traits_match_the_loaded_model(backbone, load_named):
+    loaded = load_named(backbone)
+    traits = loaded.spec.traits()
+    batch = loaded.batcher(VISION_BATCH if loaded.spec.modality == "vision" else TEXT_BATCH[:2])
+    with torch.inference_mode():
+        features = loaded.encoder.eval()(**batch)
+    assert features.shape == (len(next(iter(batch.values()))), traits.feature_dim)
+    assert torch.isfinite(features).all()
+    names = [n for n, _ in loaded.encoder.named_parameters()]
+    assert traits.has_bias == any(n.endswith(".bias") and "lm_head" not in n for n in names)
+    assert traits.causal_lm == hasattr(loaded.encoder, "lm")
+    assert loaded.source != "random-init", "pretrained=True loads weights"
+
+
+@pytest.mark.parametrize("backbone", ALL)
+def test_blocks_partition_the_backbone_in_input_order(backbone, load_named):
+    encoder = load_named(backbone).encoder
+    blocks = encoder.blocks()
+    assert len(blocks) >= 3, "partial / gradual / LLRD need a stem, stages and a top"
+    seen: set[int] = set()
+    for block in blocks:
+        ids = {id(p) for p in block.parameters()}
+        assert ids and not ids & seen, "each block owns parameters no other block has"
+        seen |= ids
+    every = {id(p) for p in encoder.parameters()}
+    assert seen <= every
+    covered = sum(p.numel() for p in encoder.parameters() if id(p) in seen)
+    assert covered / sum(p.numel() for p in encoder.parameters()) > 0.99, "blocks cover the backbone"
+    first = blocks[0]
+    is_input = any(isinstance(m, nn.Embedding) for m in first.modules()) or any(
+        isinstance(m, nn.Conv2d) and m.in_channels == 3 for m in first.modules()
+    )
+    assert is_input, "the first block takes the input (embeddings or the stem convolution)"
+
+
+@pytest.mark.parametrize("backbone", ALL)
+def test_parameter_efficient_targets_exist_and_have_the_right_types(backbone, load_named):
+    loaded = load_named(backbone)
+    b, encoder = loaded.spec, loaded.encoder
+    modules = dict(encoder.named_modules())
+    lora = b.lora_targets(encoder)
+    assert lora and all(isinstance(modules[n], nn.Linear | nn.Conv2d) for n in lora)
+    targets, feedforward = b.ia3_targets(encoder)
+
+    def hits(spec):
+        if isinstance(spec, str):
+            return {n for n in modules if re.fullmatch(spec, n)}
+        return {n for n in modules if any(n == t or n.endswith("." + t) for t in spec)}
+
+    assert hits(targets) and hits(feedforward) <= hits(targets), "(IA)^3 feed-forward targets are targets too"
+    for placement in ("houlsby", "pfeiffer"):
+        points = b.adapter_points(encoder, placement)
+        assert points and all(isinstance(getattr(p, a), nn.Linear | nn.Conv2d) for p, a in points)
+    if b.modality == "text":
+        n_layers = len(encoder.blocks()) - (2 if b.traits().causal_lm else 1)
+        assert len(b.adapter_points(encoder, "houlsby")) == 2 * n_layers
+        assert len(b.adapter_points(encoder, "pfeiffer")) == n_layers
+
+
+# ------------------------------------------------------------------------- the pre-registry structure, kept
+def _names(encoder, modules) -> set[str]:
+    ids = {id(m) for m in modules}
+    return {n for n, m in encoder.named_modules() if id(m) in ids}
+
+
+def test_efficientnet_lite0_keeps_its_blocks_and_targets(efficientnet):
+    enc, b = efficientnet.encoder, efficientnet.spec
+    net = enc.net
+    old_blocks = [[net.conv_stem, net.bn1], *[[s] for s in net.blocks], [net.conv_head, net.bn2]]
+    got = enc.blocks()
+    assert [[id(p) for p in blk.parameters()] for blk in got] == [
+        [id(p) for m in old for p in m.parameters()] for old in old_blocks
+    ]
+    lora_regex = r".*\.(conv_pw|conv_pwl|conv_head)$"
+    assert set(b.lora_targets(enc)) == {n for n, _ in enc.named_modules() if re.fullmatch(lora_regex, n)}
+    targets, ff = b.ia3_targets(enc)
+    assert set(targets) == set(b.lora_targets(enc)) and set(ff) == {n for n in targets if n.endswith(".conv_pwl")}
+    old_adapters = [(m, "conv_dw") for m in enc.modules() if isinstance(getattr(m, "conv_dw", None), nn.Conv2d)]
+    assert [(id(p), a) for p, a in b.adapter_points(enc, "houlsby")] == [(id(p), a) for p, a in old_adapters]
+
+
+def test_minilm_keeps_its_blocks_and_targets(minilm):
+    enc, b = minilm.encoder, minilm.spec
+    bert = enc.bert
+    assert [id(m) for m in enc.blocks()] == [id(m) for m in [bert.embeddings, *bert.encoder.layer]]
+    old_lora = {n for n, m in enc.named_modules() if isinstance(m, nn.Linear)}  # ("query","key","value","dense")
+    assert set(b.lora_targets(enc)) == old_lora
+    assert b.ia3_targets(enc) == (["key", "value", "output.dense"], ["output.dense"])
+    old = [(lyr.attention.output, "dense") for lyr in bert.encoder.layer]
+    old = [x for lyr, att in zip(bert.encoder.layer, old, strict=True) for x in (att, (lyr.output, "dense"))]
+    assert [(id(p), a) for p, a in b.adapter_points(enc, "houlsby")] == [(id(p), a) for p, a in old]
+
+
+def test_smollm2_keeps_its_blocks_and_targets(smollm2):
+    enc, b = smollm2.encoder, smollm2.spec
+    base = enc.lm.model
+    assert [id(m) for m in enc.blocks()] == [id(m) for m in [base.embed_tokens, *base.layers, base.norm]]
+    suffixes = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    assert set(b.lora_targets(enc)) == {n for n, _ in enc.named_modules() if n.endswith(suffixes)}
+    assert b.ia3_targets(enc) == (["k_proj", "v_proj", "down_proj"], ["down_proj"])
+    old = [x for lyr in base.layers for x in ((lyr.self_attn, "o_proj"), (lyr.mlp, "down_proj"))]
+    assert [(id(p), a) for p, a in b.adapter_points(enc, "houlsby")] == [(id(p), a) for p, a in old]
+
+
+def test_committed_records_keep_their_keys():
+    """Every committed baseline record is found again under the key its cell resolves to today."""
+    records = sorted(Path(__file__).resolve().parent.parent.glob("results/baselines/*/*.json"))
+    assert records, "no committed baselines found"
+    for path in records:
+        r = json.loads(path.read_text())
+        cell = Cell(r["task"], r["method"], r["budget"], r["seed"], r.get("overrides") or {}, suite=r["suite"])
+        assert resolve_hparams(cell).key == r["key"], path.name
+
+
+# ------------------------------------------------------------------------------------- names and families
+def test_family_names_build_entries_without_downloading():
+    b = get_backbone("timm:test_resnet")
+    assert b.modality == "vision" and b.traits().feature_dim == 96  # from a weightless skeleton
+    assert get_backbone("timm:test_resnet") is b, "built once, then cached"
+    assert "timm:test_resnet" in BACKBONES and "timm:" not in BACKBONES
+    loaded = b.load(pretrained=False, image_size=32)
+    assert loaded.source == "random-init" and len(loaded.encoder.blocks()) >= 3
+
+
+def test_unknown_backbones_get_suggestions_and_the_families():
+    with pytest.raises(UnknownNameError, match=r"Did you mean .*'efficientnet-lite0'.*hf-causal:<model>"):
+        get_backbone("efficientnet-lite")
+    with pytest.raises(UnknownNameError, match="names no model"):
+        get_backbone("hf:")
+    with pytest.raises(ValueError, match="unknown timm model"):
+        get_backbone("timm:resnet_does_not_exist")
+    with pytest.raises(UnknownNameError):
+        resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"backbone": "bert-base"}))
+
+
+def test_a_backbone_of_the_wrong_modality_is_unsupported_with_the_reason():
+    res = resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"backbone": "efficientnet-lite0"}))
+    assert "vision model" in res.unsupported_reason()
+
+
+def test_capabilities_come_from_traits_not_names(tiny_backbones):
+    """The tiny causal LM gets few-shot and no BitFit (no biases) through its traits alone."""
+    causal = tiny_backbones["tiny-hf-causal"]
+    few = resolve_hparams(Cell("glue-sst2", "fewshot", 64, 0, {"backbone": causal}))
+    assert few.unsupported_reason() is None
+    bitfit = resolve_hparams(Cell("glue-sst2", "bitfit", 64, 0, {"backbone": causal}))
+    assert "no bias terms" in bitfit.unsupported_reason()
+    encoder = resolve_hparams(Cell("glue-sst2", "fewshot", 64, 0, {"backbone": tiny_backbones["tiny-hf"]}))
+    assert "causal LM" in encoder.unsupported_reason()
+
+
+def test_matrix_agrees_with_run_for_every_task_and_method(tmp_path, monkeypatch):
+    """`ls --matrix` and `run` give the same answer: run writes an unsupported record with the matrix's reason
+    exactly where the matrix has one, and starts a cell process exactly where it has none."""
+    from bench import harness
+    from bench.cli import support_matrix
+    from bench.store import Store
+
+    class Started(Exception):
+        pass
+
+    def no_process():
+        raise Started
+
+    monkeypatch.setattr(harness, "_cell_context", no_process)
+    store = Store(tmp_path)
+    for task, method, _, reason in support_matrix():
+        cell = Cell(task, method, 64, 0, suite="m")
+        if reason is None:
+            with pytest.raises(Started):
+                harness.run_cell(cell, store=store)
+        else:
+            record = harness.run_cell(cell, store=store)
+            assert (record["status"], record["error"]) == ("unsupported", reason), f"{task} x {method}"
+
+
+@pytest.mark.parametrize(
+    ("task", "method", "backbone"), [("glue-sst2", "lora", "tiny-hf"), ("pneumonia-mnist", "full", "tiny-timm")]
+)
+def test_a_generic_backbone_runs_a_real_cell_end_to_end(task, method, backbone, tiny_backbones, data):
+    """A user's own model, named by family or by one entry, goes through the whole harness: load, probe the
+    untouched model, adapt, train, evaluate, probe again."""
+    from bench.harness import execute
+
+    settings = {"backbone": tiny_backbones[backbone], "epochs": 1, "eval_limit": 32, "probe_limit": 20}
+    res = resolve_hparams(Cell(task, method, 32, 0, settings))
+    record = execute(res, data, "cpu")
+    assert record["status"] == "ok" and record["backbone"] == tiny_backbones[backbone]
+    assert record["forgetting"]["before"] is not None and record["forgetting"]["after"] is not None
+    assert record["params"]["trainable"] > 0 and record["cost"]["steps"] > 0
