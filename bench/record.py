@@ -1,0 +1,231 @@
+"""The record: what one cell produced, as typed dataclasses, written and read through this module only.
+
+The JSON layout on disk is the one every earlier record has (flat enough for ``pandas.json_normalize``):
+``Record.to_json()`` writes it, ``Record.from_json()`` reads any record of this schema, old ones included: a
+section an older record lacks comes back as None, and keys this code does not know are kept in ``extra`` and
+written back unchanged, so reading and rewriting a record never loses data. Metric names stay dictionary keys
+(``test/accuracy``, ``gap/auroc``): they are data, not schema. Everything else is a field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+SCHEMA_VERSION = 1
+OK, UNSUPPORTED = "ok", "unsupported"
+# ok: finished; unsupported: the method cannot run on this task/backbone (the reason in ``error``); failed: an
+# exception; oom: an allocation failure; killed: ended by a signal; timeout: out of time; diverged: non-finite loss
+STATUSES = ("ok", "unsupported", "failed", "oom", "killed", "timeout", "diverged")
+
+
+class _Section:
+    """from_json/to_json for a flat dataclass section; unknown keys are kept in ``extra``."""
+
+    extra: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None):
+        if data is None:
+            return None
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known = {k: v for k, v in data.items() if k in names}
+        return cls(**known, extra={k: v for k, v in data.items() if k not in names})
+
+    def to_json(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        out = {k: v for k, v in out.items() if v is not None or k in self.always}
+        return {**out, **self.extra}
+
+    always: ClassVar[frozenset[str]] = frozenset()
+
+
+@dataclass
+class Forgetting(_Section):
+    """A forgetting probe on the untouched pretrained backbone (``before``) and on the adapted one (``after``);
+    ``drop`` is positive when the adapted backbone does worse, whichever way the probe's metric points."""
+
+    probe: str
+    before: float | None = None
+    after: float | None = None
+    drop: float | None = None
+    higher_is_better: bool | None = None
+    after_from_identical_weights: bool | None = None  # the adapted weights are the base ones: same number
+    limit: int | None = None  # examples the probe used (0 = all)
+    note: str | None = None  # why there is no ``after`` (scratch)
+    extra: dict[str, Any] = field(default_factory=dict)
+    always: ClassVar[frozenset[str]] = frozenset({"probe", "before", "after", "drop"})
+
+
+@dataclass
+class Params(_Section):
+    total: int
+    trainable: int
+    trainable_no_head: int
+    adapter_bytes: int = 0  # bytes of backbone tensors adaptation changed, or added: what must be saved
+    quantized_weights: int = 0
+    quantized_fraction: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    always: ClassVar[frozenset[str]] = frozenset({"total", "trainable", "trainable_no_head", "adapter_bytes"})
+
+    @property
+    def trainable_share(self) -> float:
+        return self.trainable / self.total if self.total else math.nan
+
+
+@dataclass
+class SplitSizes(_Section):
+    train: int
+    val: int
+    test: int
+    test_ood: int | None = None
+    official: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+    always: ClassVar[frozenset[str]] = frozenset({"test_ood"})
+
+
+@dataclass
+class Cost(_Section):
+    """Time, memory and throughput. Records of cells that died before finishing hold ``wall_time_s`` only."""
+
+    wall_time_s: float | None = None
+    device: str | None = None
+    peak_mem_bytes: int | None = None
+    peak_mem_delta_bytes: int | None = None  # the cell's own increase over its starting memory
+    peak_mem_kind: str | None = None  # cuda_max_allocated | process_peak_rss
+    train_samples_per_s: float | None = None  # warm-up steps excluded
+    eval_samples_per_s: float | None = None
+    train_time_s: float | None = None
+    feature_time_s: float | None = None
+    steps: int | None = None
+    epochs: float | None = None
+    fwd_flops_per_example: float | None = None
+    eval_samples_per_s_unmerged: float | None = None
+    eval_samples_per_s_merged: float | None = None
+    merge_max_abs_diff: float | None = None
+    merge_error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    always: ClassVar[frozenset[str]] = frozenset({"train_samples_per_s"})
+
+
+@dataclass
+class Selection(_Section):
+    on: str  # the validation metric that chose the checkpoint
+    best_step: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    always: ClassVar[frozenset[str]] = frozenset({"best_step", "history"})
+
+
+@dataclass
+class Env(_Section):
+    """The code and machine a cell ran on."""
+
+    git_sha: str | None = None
+    dirty: bool | None = None
+    python: str | None = None
+    torch: str | None = None
+    transformers: str | None = None
+    peft: str | None = None
+    timm: str | None = None
+    bitsandbytes: str | None = None
+    cuda: str | None = None
+    gpu_name: str | None = None
+    cpu: str | None = None
+    cpu_count: int | None = None
+    threads: int | None = None
+    hostname: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    always: ClassVar[frozenset[str]] = frozenset({"git_sha", "dirty", "cuda", "gpu_name"})
+
+
+_SECTIONS: dict[str, type[_Section]] = {
+    "forgetting": Forgetting,
+    "params": Params,
+    "splits": SplitSizes,
+    "cost": Cost,
+    "selection": Selection,
+    "env": Env,
+}
+
+
+@dataclass
+class Record:
+    """One cell's result. ``status`` is one of ``STATUSES``; only ``ok`` records carry metrics and sections."""
+
+    key: str
+    suite: str
+    created_at: str
+    status: str
+    task: str
+    task_version: int
+    method: str
+    method_version: int
+    backbone: str
+    budget: int
+    seed: int
+    hparams: dict[str, Any]
+    overrides: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    schema: int = SCHEMA_VERSION
+    metrics: dict[str, float] = field(default_factory=dict)
+    forgetting: Forgetting | None = None
+    forgetting_extra: dict[str, Forgetting] = field(default_factory=dict)
+    params: Params | None = None
+    splits: SplitSizes | None = None
+    cost: Cost | None = None
+    selection: Selection | None = None
+    method_notes: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None  # where the backbone's weights came from
+    data_root: str | None = None
+    env: Env | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # keys of newer code, kept as they were
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"Invalid status {self.status!r} (one of {', '.join(STATUSES)})")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    def test_metric(self, name: str) -> float:
+        return self.metrics.get(f"test/{name}", math.nan)
+
+    # ------------------------------------------------------------------------------------------ JSON
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra":
+                continue
+            if isinstance(value, _Section):
+                value = value.to_json()
+            elif f.name == "forgetting_extra":
+                value = {k: v.to_json() for k, v in value.items()}
+            if value is None and f.name in _SECTIONS:
+                continue
+            if f.name in ("metrics", "forgetting_extra", "method_notes") and not value and not self.ok:
+                continue
+            out[f.name] = value
+        return {**out, **self.extra}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Record:
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        missing = {"key", "suite", "status", "task", "method", "budget", "seed"} - set(data)
+        if missing:
+            raise ValueError(f"not a record: lacks {', '.join(sorted(missing))}")
+        values: dict[str, Any] = {k: v for k, v in data.items() if k in names}
+        for name, section in _SECTIONS.items():
+            values[name] = section.from_json(data.get(name))
+        values["forgetting_extra"] = {k: Forgetting.from_json(v) for k, v in (data.get("forgetting_extra") or {}).items()}
+        for name in ("metrics", "method_notes", "overrides", "hparams"):
+            values[name] = data.get(name) or {}
+        values.setdefault("created_at", "")
+        values.setdefault("task_version", 0)
+        values.setdefault("method_version", 0)
+        values.setdefault("backbone", "")
+        return cls(**values, extra={k: v for k, v in data.items() if k not in names})
