@@ -4,9 +4,11 @@ Each cell runs in its own process: a crash, a kill or an out-of-memory cannot ta
 memory is the cell's own. The processes are forked from a multiprocessing fork server that has imported torch,
 transformers, peft, timm and the registries once (``PRELOAD``): a fresh interpreter spends ~10 s on those imports,
 which dominated small cells. Nothing else is shared: the fork server never touches a device or a thread pool, and
-each child receives the parent's current environment. The child writes the record; if it dies without doing
-so, the parent writes a ``failed`` (or ``timeout``) record with the exit code and the end of its stderr, so a
-failed cell is a record, never a silent gap. Inside the child, in this order: seed everything and fix the thread
+each child receives the parent's current environment. Before the process starts, the parent checks what a user
+can get wrong (names, settings, budget against the pool, data files: ``check_inputs``) and raises, writing no
+record. The child writes the record; if it dies without doing so, the parent writes one whose status says how
+(``killed`` by a named signal, ``oom``, ``timeout``, ``failed``) with the exit code and the end of its stderr, so
+a failed cell is a record, never a silent gap. Inside the child, in this order: seed everything and fix the thread
 count; load the pretrained backbone; probe the untouched base model (forgetting baseline); prepare the method;
 count parameters; train with validation-based selection inside the memory window; evaluate test once; probe the
 adapted backbone; write the record.
