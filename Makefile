@@ -47,5 +47,7 @@ format: setup
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# keeps results/baselines/ (committed: the CI gate's reference records) and the READMEs
 clean:
-	rm -rf results/*/ reports/*/ .pytest_cache .ruff_cache build *.egg-info
+	find results -mindepth 1 -maxdepth 1 -type d ! -name baselines -exec rm -rf {} +
+	rm -rf reports/*/ .pytest_cache .ruff_cache build *.egg-info

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from typing import Any
 
 EPILOG = """examples:
@@ -16,6 +17,41 @@ EPILOG = """examples:
   adaptbench data verify                           # checksums, and which tasks can run offline
   adaptbench data fetch --task blood-mnist         # online: fill the data root from the publishers
 """
+
+
+MAX_SEED = 2**32 - 1  # numpy's seed range
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line (``adaptbench: error: ...``, exit 2) instead of the usage text."""
+
+    def error(self, message: str):  # type: ignore[override]
+        print(f"adaptbench: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _int_in(low: int, high: int | None, what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer ({what})") from None
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: must be {bound} ({what})")
+        return value
+
+    return parse
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value:g} is not a positive number of seconds")
+    return value
 
 
 def _parse_sets(items: list[str] | None) -> dict[str, Any]:
@@ -105,14 +141,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if record["status"] in ("ok", "unsupported") else 1
 
 
+STATUS_HELP = {
+    "killed": "the cell's process was ended by a signal",
+    "oom": "out of memory (an allocation failed), after one retry with half the micro-batch",
+    "diverged": "the training loss became NaN or infinite",
+    "timeout": "the cell ran past the suite's timeout_s",
+}
+
+
 def format_record(r: dict[str, Any]) -> str:
     lines = [
         f"{r['task']} x {r['method']} @ budget {r['budget'] or 'all'}, seed {r['seed']}: {r['status'].upper()}",
         f"  key      {r['key']}  (suite {r['suite']})",
     ]
+    if r.get("retry"):
+        t = r["retry"]
+        lines.append(
+            f"  retry    after {t['reason']}: micro-batch {t['micro_batch']} x {t['grad_accum']} accumulation "
+            "(same effective batch)"
+        )
     if r["status"] != "ok":
+        if r["status"] in STATUS_HELP:
+            lines.append(f"  status   {r['status']}: {STATUS_HELP[r['status']]}")
         lines.append("  error    " + (r.get("error") or "").strip().replace("\n", "\n           ")[-1500:])
         return "\n".join(lines)
+    for flag in r.get("flags") or []:
+        lines.append(f"  FLAG     {flag}: {(r.get('flag_notes') or {}).get(flag, '')}")
     m, c, p, f = r["metrics"], r["cost"], r["params"], r["forgetting"]
     lines.append("  metrics  " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(m.items())))
     lines.append(
@@ -146,18 +200,31 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from bench.suite import load_suite, run_grid
 
     suite = load_suite(args.suite)
-    records = run_grid(suite, Store(args.results), args.filter, args.jobs, args.data_root, args.device)
-    bad = [r for r in records if r["status"] not in ("ok", "unsupported")]
+    store = Store(args.results)
+    result = run_grid(suite, store, args.filter, args.jobs, args.data_root, args.device)
+    bad = [r for r in result.records if r["status"] not in ("ok", "unsupported")]
     for r in bad:
         print(f"  {r['status']}: {r['task']} x {r['method']} @ {r['budget']} seed {r['seed']} ({r['key']})")
-    return 1 if bad else 0
+    for line in store.warnings():
+        print(f"warning: {line}", file=sys.stderr)
+    if result.refused:
+        print(
+            f"adaptbench: error: {len(result.refused)} tasks not run ({', '.join(result.refused)}); "
+            "see the reasons above (`adaptbench data verify` lists what each task has)",
+            file=sys.stderr,
+        )
+        return 2
+    return 0 if result.ok else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import write_report
     from bench.store import Store
 
-    path = write_report(args.suite, Store(args.results), args.out, all_records=args.all_records)
+    store = Store(args.results)
+    path = write_report(args.suite, store, args.out, all_records=args.all_records)
+    for line in store.warnings():
+        print(f"warning: {line} (not in the report; rerun the grid to recompute the cell)", file=sys.stderr)
     print(f"report: {path}")
     return 0
 
@@ -184,11 +251,18 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(f"  {status:8s} {rel}")
     bad = [r for r in rows if r[1] == "MISMATCH"]
     print(f"{sum(s == 'ok' for _, s in rows)} ok, {sum(s == 'missing' for _, s in rows)} missing, {len(bad)} corrupt")
-    print("tasks (offline = every file is under the data root; the rest need `adaptbench data fetch` online):")
+    print("tasks (ready = every file present and verified; missing ones need `adaptbench data fetch` online):")
+    checked = dict(rows)
     for task, files in task_files(args.task).items():
+        corrupt = [rel for rel in files if checked.get(rel) == "MISMATCH"]
         missing = [rel for rel in files if not (root.path / rel).exists()]
-        status = "ready" if not missing else "missing"
-        print(f"  {status:8s} {task}" + (f": {', '.join(missing)}" if missing else ""))
+        if corrupt:
+            status, detail = "corrupt", f": {', '.join(corrupt)} fails its checksum (replace it: see the list above)"
+        elif missing:
+            status, detail = "missing", f": {', '.join(missing)}"
+        else:
+            status, detail = "ready", ""
+        print(f"  {status:8s} {task}{detail}")
     return 1 if bad else 0
 
 
@@ -200,13 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="data folder (default: $ADAPTBENCH_DATA, else ../shared/data, else ~/.cache/adaptbench)",
     )
     common.add_argument("--results", default=None, help="records folder (default: results/ in the checkout)")
-    parser = argparse.ArgumentParser(
+    common.add_argument("--debug", action="store_true", help="show the traceback of an error (records keep it too)")
+    parser = Parser(
         prog="adaptbench",
         description="Benchmark adaptation strategies: tasks x methods x budgets x seeds.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("ls", parents=[common], help="list tasks, methods, backbones, suites")
     p.add_argument("--matrix", action="store_true", help="task x method grid with the reason for every gap")
@@ -221,8 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--task", required=True)
     p.add_argument("--method", required=True)
-    p.add_argument("--budget", type=int, required=True, help="labelled training examples (0 = all)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--budget",
+        type=_int_in(0, None, "labelled training examples, 0 = the whole pool"),
+        required=True,
+        help="labelled training examples (0 = all; more than the task's training pool is refused)",
+    )
+    p.add_argument("--seed", type=_int_in(0, MAX_SEED, "a seed"), default=0, help=f"0 to {MAX_SEED}")
     p.add_argument(
         "--set",
         action="append",
@@ -231,18 +311,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--suite", default="adhoc", help="where the record is filed (results/<suite>/)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--timeout", type=float, default=3600.0, help="seconds before the cell is killed")
+    p.add_argument("--timeout", type=_positive_seconds, default=3600.0, help="seconds before the cell is killed")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("grid", parents=[common], help="run every cell of a suite (resumes)")
     p.add_argument("--suite", required=True, help="a name from `adaptbench ls` or a path to a .toml file")
     p.add_argument("--filter", default=None, help="glob or substring over task/method/budget/seed")
-    p.add_argument("--jobs", type=int, default=1, help="cells at once (each in its own process)")
+    p.add_argument(
+        "--jobs", type=_int_in(1, None, "cells at once"), default=1, help="cells at once (each in its own process)"
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(fn=cmd_grid)
 
     p = sub.add_parser("report", parents=[common], help="write reports/<suite>/index.html from the records")
-    p.add_argument("--suite", required=True)
+    p.add_argument("--suite", required=True, help="a suite name, a records folder under results/, or a .toml path")
     p.add_argument("--out", default=None, help="output folder (default reports/<suite>)")
     p.add_argument(
         "--all-records", action="store_true", help="also show records of cells no longer in the suite's definition"
@@ -269,10 +351,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.data_root:
         os.environ["ADAPTBENCH_DATA"] = args.data_root
+    if args.debug:
+        os.environ["ADAPTBENCH_DEBUG"] = "1"  # cells' records keep the traceback of data errors too
     try:
         return args.fn(args)
     except (UnknownNameError, ValueError, DataError) as e:
-        print(f"adaptbench: error: {e}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        message = " ".join(str(e).split())  # one paragraph, whatever line breaks the message had
+        print(f"adaptbench: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -4,9 +4,11 @@ Each cell runs in its own process: a crash, a kill or an out-of-memory cannot ta
 memory is the cell's own. The processes are forked from a multiprocessing fork server that has imported torch,
 transformers, peft, timm and the registries once (``PRELOAD``): a fresh interpreter spends ~10 s on those imports,
 which dominated small cells. Nothing else is shared: the fork server never touches a device or a thread pool, and
-each child receives the parent's current environment. The child writes the record; if it dies without doing
-so, the parent writes a ``failed`` (or ``timeout``) record with the exit code and the end of its stderr, so a
-failed cell is a record, never a silent gap. Inside the child, in this order: seed everything and fix the thread
+each child receives the parent's current environment. Before the process starts, the parent checks what a user
+can get wrong (names, settings, budget against the pool, data files: ``check_inputs``) and raises, writing no
+record. The child writes the record; if it dies without doing so, the parent writes one whose status says how
+(``killed`` by a named signal, ``oom``, ``timeout``, ``failed``) with the exit code and the end of its stderr, so
+a failed cell is a record, never a silent gap. Inside the child, in this order: seed everything and fix the thread
 count; load the pretrained backbone; probe the untouched base model (forgetting baseline); prepare the method;
 count parameters; train with validation-based selection inside the memory window; evaluate test once; probe the
 adapted backbone; write the record.
@@ -15,10 +17,13 @@ adapted backbone; write the record.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
+import math
 import multiprocessing
 import os
 import random
+import signal
 import sys
 import tempfile
 import threading
@@ -89,6 +94,37 @@ def base_record(res: Resolved, status: str, error: str | None = None) -> dict[st
 
 
 # ------------------------------------------------------------------------------------------- parent
+# What an allocation failure says, in the exception or in the stderr of a process that died of one.
+OOM_PATTERNS = ("MemoryError", "can't allocate memory", "out of memory", "OutOfMemoryError")
+
+
+def check_inputs(res: Resolved, data: DataRoot, pool_sizes: dict[str, int] | None = None) -> None:
+    """Refuse a cell whose inputs are wrong before a process starts, with one clear message: its data files (the
+    task's and its backbone's probes') must be present and verified, or be downloadable now (``DataError``), and
+    its budget must fit the training pool (``ValueError``). A task's declared budgets are known to fit; any other
+    budget costs one load of the pool (cached in ``pool_sizes`` by task settings)."""
+    from bench.backbones import get_backbone
+    from bench.probes import PROBES
+
+    probes = get_backbone(res.backbone).probes
+    for rel in dict.fromkeys([*res.task.files(), *(f for p in probes for f in PROBES[p].files)]):
+        data.file(rel)  # fetches a missing file when online, then verifies its checksum; else DataError
+    budget = res.cell.budget
+    if budget < 0:
+        raise ValueError(f"budget {budget} is negative; use a number of training examples, or 0 for the whole pool")
+    if budget == 0 or budget in res.task.spec.budgets:
+        return
+    ident = repr(res.task)
+    sizes = pool_sizes if pool_sizes is not None else {}
+    if ident not in sizes:
+        sizes[ident] = len(res.task.load(data).train)
+    if budget > sizes[ident]:
+        raise ValueError(
+            f"budget {budget} exceeds the {sizes[ident]}-example training pool of {res.cell.task}; "
+            'use --budget 0 (in a suite: budgets = "task+full" or 0) for the whole pool'
+        )
+
+
 def run_cell(
     cell: Cell,
     store: Store | None = None,
@@ -96,8 +132,11 @@ def run_cell(
     device: str = "auto",
     timeout_s: float = DEFAULT_TIMEOUT_S,
     quiet: bool = False,
+    checked: bool = False,
 ) -> dict[str, Any]:
-    """Run one cell in a fresh process and return its record (also written to the store)."""
+    """Run one cell in a fresh process and return its record (also written to the store). User errors (names,
+    settings, budget, missing or corrupt data) raise here, before any process starts, and write no record;
+    ``checked`` says the caller (the grid) has already checked the inputs."""
     store = store or Store()
     res = resolve_hparams(cell)  # bad names and settings fail here, before any process starts
     reason = res.unsupported_reason()
@@ -105,6 +144,8 @@ def run_cell(
         record = base_record(res, "unsupported", reason)
         store.write(record)
         return record
+    if not checked:
+        check_inputs(res, DataRoot.resolve(data_root))
 
     with tempfile.TemporaryDirectory(prefix="adaptbench-cell-") as tmp:
         done_file, stderr_path = Path(tmp) / "done.json", Path(tmp) / "stderr.txt"
@@ -130,15 +171,33 @@ def run_cell(
         if done_file.exists():
             return json.loads(done_file.read_text())
         tail = stderr_path.read_text(errors="replace")[-ERROR_TAIL:] if stderr_path.exists() else ""
-        if code is None:
-            status, error = "timeout", f"cell exceeded {timeout_s:.0f} s and was killed"
-        else:
-            status = "oom" if code in (-9, 137) else "failed"
-            error = f"cell process exited with code {code} without writing a record"
+        status, error, signal_name = exit_status(code, tail, timeout_s)
         record = base_record(res, status, f"{error}\n--- stderr tail ---\n{tail}")
+        record["exit_code"] = code
+        record["signal"] = signal_name
         record["cost"] = {"wall_time_s": time.perf_counter() - started}
         store.write(record)
         return record
+
+
+def exit_status(code: int | None, stderr_tail: str, timeout_s: float) -> tuple[str, str, str | None]:
+    """(status, error, signal name) of a cell process that ended without writing its record. ``code`` is
+    multiprocessing's exit code: None = still running at the time limit, negative = ended by that signal."""
+    if code is None:
+        return "timeout", f"cell exceeded {timeout_s:.0f} s and was killed", "SIGKILL"
+    oom = any(p in stderr_tail for p in OOM_PATTERNS)
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        if oom:
+            return "oom", f"cell process ran out of memory and was ended by {name}", name
+        hint = " (by a user, a scheduler, or the kernel's OOM killer when memory ran out)" if name == "SIGKILL" else ""
+        return "killed", f"cell process was killed by {name}{hint} before writing a record", name
+    if oom:
+        return "oom", f"cell process ran out of memory and exited with code {code} without writing a record", None
+    return "failed", f"cell process exited with code {code} without writing a record", None
 
 
 # -------------------------------------------------------------------------------------------- child
@@ -258,6 +317,7 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> dict
                 "history": fit.history if fit else [],
             },
             "method_notes": runner.notes,
+            **collapse_flags(runner.outputs.get(splits.test.name), spec.kind),
             "weights": loaded.source if method.pretrained else "random-init",
             "data_root": str(data.path),
             "env": environment(device, cfg.threads),
@@ -347,17 +407,25 @@ def _exit_with(parent: int, every_s: float = 1.0) -> None:
 
 
 def child_main(cell: Cell, done_file: str, device: str, results: str | None, data_root: str | None) -> int:
-    """Body of the per-cell process: always writes a record, whatever happens."""
+    """Body of the per-cell process: always writes a record, whatever happens. A cell that runs out of memory is
+    retried once with half the micro-batch and twice the gradient accumulation (same effective batch, same
+    number of optimizer steps, so the same cell and key); ``record["retry"]`` says so."""
     store = Store(results)
     res = resolve_hparams(cell)
-    try:
-        record = execute(res, DataRoot.resolve(data_root), device)
-    except Exception as e:  # every failure becomes a record with its traceback
-        status = "oom" if _is_oom(e) else "failed"
-        text = "".join(traceback.format_exception(e))
-        if len(text) > ERROR_TAIL:  # keep where it started and how it ended
-            text = text[: ERROR_TAIL // 4] + "\n[...]\n" + text[-3 * ERROR_TAIL // 4 :]
-        record = base_record(res, status, text)
+    data = DataRoot.resolve(data_root)
+    record = _attempt(res, data, device, grad_accum=1)
+    if record["status"] == "oom" and res.train.batch_size >= 2:
+        first_error = (record.get("error") or "").strip().splitlines()
+        gc.collect()  # the failed attempt's tensors are unreachable now that _attempt returned
+        _empty_cuda_cache()
+        record = _attempt(res, data, device, grad_accum=2)
+        record["retry"] = {
+            "reason": "oom",
+            "micro_batch": math.ceil(res.train.batch_size / 2),
+            "grad_accum": 2,
+            "eval_batch": max(1, res.train.eval_batch_size // 2),
+            "first_error": first_error[-1] if first_error else "",
+        }
     store.write(record)
     tmp = Path(done_file).with_suffix(".tmp")
     tmp.write_text(json.dumps(record, default=str))
@@ -365,12 +433,65 @@ def child_main(cell: Cell, done_file: str, device: str, results: str | None, dat
     return 0 if record["status"] == "ok" else 1
 
 
+def _attempt(res: Resolved, data: DataRoot, device: str, grad_accum: int) -> dict[str, Any]:
+    """One run of the cell; any exception becomes a record with a status that says what happened."""
+    from bench.data import DataError
+    from bench.loop import DivergedError, grad_accumulation
+
+    try:
+        with grad_accumulation(grad_accum):
+            return execute(res, data, device)
+    except Exception as e:  # every failure becomes a record
+        text = "".join(traceback.format_exception(e))
+        if isinstance(e, DataError) and not os.environ.get("ADAPTBENCH_DEBUG"):
+            text = str(e)  # one paragraph that names the file and the fix; the traceback adds nothing
+        if len(text) > ERROR_TAIL:  # keep where it started and how it ended
+            text = text[: ERROR_TAIL // 4] + "\n[...]\n" + text[-3 * ERROR_TAIL // 4 :]
+        if isinstance(e, DivergedError):
+            record = base_record(res, "diverged", text)
+            record["divergence"] = {"step": e.step, "loss": str(e.loss)}
+            return record
+        return base_record(res, "oom" if _is_oom(e) else "failed", text)
+
+
+def collapse_flags(outputs: Any, kind: str) -> dict[str, Any]:
+    """``flags`` (``["degenerate"]`` when every test prediction is the same: one class for classification, a
+    constant score for regression, i.e. training collapsed) and ``flag_notes`` (why), for an ok record."""
+    import numpy as np
+
+    if outputs is None or len(outputs) < 2:
+        return {"flags": [], "flag_notes": {}}
+    out = np.asarray(outputs, dtype=np.float64)
+    if kind == "classification" and out.ndim == 2 and out.shape[1] > 1:
+        classes = np.unique(out.argmax(axis=1))
+        if len(classes) == 1:
+            note = f"every one of the {len(out)} test predictions is class {int(classes[0])}: training collapsed"
+            return {"flags": ["degenerate"], "flag_notes": {"degenerate": note}}
+    else:
+        scores = out.reshape(len(out), -1)[:, 0]
+        if not np.isfinite(scores).all() or scores.std() <= 1e-6 * max(1.0, abs(scores.mean())):
+            note = f"the {len(out)} test predictions are constant ({scores.mean():.4g}): training collapsed"
+            return {"flags": ["degenerate"], "flag_notes": {"degenerate": note}}
+    return {"flags": [], "flag_notes": {}}
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _is_oom(e: BaseException) -> bool:
+    """An allocation failure: Python's MemoryError, CUDA's OutOfMemoryError, or the CPU allocator's
+    RuntimeError ("DefaultCPUAllocator: can't allocate memory")."""
     if isinstance(e, MemoryError):
         return True
     try:
         import torch
 
-        return isinstance(e, torch.cuda.OutOfMemoryError)
+        if isinstance(e, torch.cuda.OutOfMemoryError):
+            return True
     except ImportError:
-        return False
+        pass
+    return isinstance(e, RuntimeError) and any(p in str(e) for p in OOM_PATTERNS[1:])

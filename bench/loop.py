@@ -10,6 +10,11 @@ Training on text groups by length the way Hugging Face's ``group_by_length`` doe
 is a fresh random permutation, cut into mega-batches of 16 batches, each sorted by length and cut into batches,
 and the batches are shuffled. On SST-2 this pads a batch to ~16 tokens instead of ~41 (a random batch of 32
 phrases almost always holds one long sentence). ``group_by_length=false`` gives plain random batches.
+
+Gradient accumulation (``grad_accum``, set by the harness when a cell ran out of memory and is retried) splits
+each batch into that many micro-batches, each loss weighted by its share of the batch, and steps the optimizer
+once: the effective batch, the number of optimizer steps and (up to float rounding and batch-norm statistics,
+which see smaller batches) the result are unchanged. Evaluation batches shrink by the same factor.
 """
 
 from __future__ import annotations
@@ -27,6 +32,29 @@ from bench.api import CLASSIFICATION, FitContext, Method, Predictor, Split, Task
 from bench.meters import Clock
 
 TIMING_WARMUP_STEPS = 2  # steps excluded from throughput (allocator, lazy init, first-batch effects)
+_grad_accum = 1  # micro-batches per optimizer step for Runners built now (see ``grad_accumulation``)
+
+
+class DivergedError(FloatingPointError):
+    """The training loss became NaN or infinite: the run diverged (the record says at which step)."""
+
+    def __init__(self, step: int, loss: float) -> None:
+        super().__init__(f"training diverged: loss is {loss} at step {step}; lower the learning rate")
+        self.step, self.loss = step, loss
+
+
+@contextlib.contextmanager
+def grad_accumulation(n: int):
+    """Runners built inside this block split each batch into ``n`` micro-batches (and evaluate ``n`` times
+    smaller batches): the harness's retry after running out of memory."""
+    global _grad_accum
+    if n < 1:
+        raise ValueError(f"Invalid grad_accum: {n} (must be >= 1)")
+    previous, _grad_accum = _grad_accum, n
+    try:
+        yield
+    finally:
+        _grad_accum = previous
 
 
 @dataclass
@@ -55,6 +83,9 @@ class Runner:
         if cfg.precision == "bf16" and device != "cuda":
             raise ValueError("precision=bf16 needs a CUDA device here; use precision=fp32 on the CPU")
         self.features: dict[str, torch.Tensor] = {}  # split name -> cached backbone features
+        self.outputs: dict[str, np.ndarray] = {}  # split name -> outputs of its last evaluation
+        self.grad_accum = _grad_accum
+        self.eval_batch_size = max(1, cfg.eval_batch_size // self.grad_accum)
 
     def fit_predictor(self, method: Method, train: Split, seed: int, tokenizer: Any = None) -> Predictor:
         """For methods without gradient steps: let the method build its predictor from the training subset (it
@@ -104,7 +135,7 @@ class Runner:
             encoder = self.model.encoder.eval()
             order, out = eval_order(split), []
             with torch.inference_mode(), self.autocast():
-                for sl in _slices(len(split), self.cfg.eval_batch_size):
+                for sl in _slices(len(split), self.eval_batch_size):
                     out.append(encoder(**self.inputs(split, order[sl])).float())
             self.features[split.name] = torch.cat(out)[torch.from_numpy(np.argsort(order)).to(self.device)]
         return self.features[split.name]
@@ -123,7 +154,7 @@ class Runner:
         outs, timed_n, timed_start = [], 0, None
         order = np.arange(len(split)) if cached else eval_order(split)
         with torch.inference_mode(), self.autocast():
-            for i, sl in enumerate(_slices(len(split), self.cfg.eval_batch_size)):
+            for i, sl in enumerate(_slices(len(split), self.eval_batch_size)):
                 if i == 1 and not cached:  # first batch is warm-up
                     timed_start = self.clock.now()
                 outs.append(self.forward_batch(split, order[sl], cached).float().cpu())
@@ -138,6 +169,7 @@ class Runner:
 
     def evaluate(self, split: Split, cached: bool) -> tuple[dict[str, float], float]:
         outputs, rate = self.predict(split, cached)
+        self.outputs[split.name] = outputs
         return self.task.evaluate(outputs, split.labels), rate
 
     # --------------------------------------------------------------------------------------- fit
@@ -176,16 +208,8 @@ class Runner:
             method.on_step(self.model, step, total)
             method.train_mode(self.model)
             t0 = self.clock.now()
-            with self.autocast():
-                outputs = self.forward_batch(train, index, cached)
-            loss = self.loss(outputs, labels[index].to(self.device))
-            extra = method.penalty(self.model)
-            if extra is not None:
-                loss = loss + extra
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = self._accumulate(train, index, labels, cached, method, step)
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
             optimizer.step()
@@ -195,7 +219,7 @@ class Runner:
                 timed_n += len(index)
             if step in eval_at:
                 metrics, _ = self.evaluate(val, cached)
-                result.history.append({"step": step, "train_loss": float(loss.item()), **_prefixed("val", metrics)})
+                result.history.append({"step": step, "train_loss": loss, **_prefixed("val", metrics)})
                 score = sign * metrics[primary] if not math.isnan(metrics[primary]) else -math.inf
                 if score > best_score or best_state is None:
                     best_score, result.best_step, result.best_val = score, step, metrics
@@ -210,6 +234,28 @@ class Runner:
         else:
             result.train_samples_per_s = timed_n / max(timed_time, 1e-9)
         return result
+
+    def _accumulate(
+        self, train: Split, index: np.ndarray, labels: torch.Tensor, cached: bool, method: Method, step: int
+    ) -> float:
+        """Forward and backward one batch as ``grad_accum`` micro-batches, each loss weighted by its share of the
+        batch (so the gradient is the full batch's); the method's penalty is added once. Returns the batch loss."""
+        total = 0.0
+        parts = [p for p in np.array_split(index, min(self.grad_accum, len(index))) if len(p)]
+        for i, part in enumerate(parts):
+            with self.autocast():
+                outputs = self.forward_batch(train, part, cached)
+            loss = self.loss(outputs, labels[part].to(self.device)) * (len(part) / len(index))
+            if i == 0:
+                extra = method.penalty(self.model)
+                if extra is not None:
+                    loss = loss + extra
+            value = float(loss.item())
+            if not math.isfinite(value):
+                raise DivergedError(step, value)
+            loss.backward()
+            total += value
+        return total
 
 
 def text_lengths(split: Split) -> np.ndarray | None:

@@ -221,7 +221,9 @@ class Record:
         values: dict[str, Any] = {k: v for k, v in data.items() if k in names}
         for name, section in _SECTIONS.items():
             values[name] = section.from_json(data.get(name))
-        values["forgetting_extra"] = {k: Forgetting.from_json(v) for k, v in (data.get("forgetting_extra") or {}).items()}
+        values["forgetting_extra"] = {
+            k: Forgetting.from_json(v) for k, v in (data.get("forgetting_extra") or {}).items()
+        }
         for name in ("metrics", "method_notes", "overrides", "hparams"):
             values[name] = data.get(name) or {}
         values.setdefault("created_at", "")

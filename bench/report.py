@@ -3,7 +3,8 @@
 Every number shown is computed from the suite's records at report time; nothing is typed in. Per task: a table
 with one row per (method, budget) and a sample-efficiency plot (primary test metric vs label budget, one line per
 method). Over several seeds a cell shows the mean and a 95% t-interval; with one seed it shows the value and says
-n=1. Cells that failed, timed out or are unsupported are listed with their reason.
+n=1. Cells that failed, timed out or are unsupported are listed with their reason; rows with a collapsed run
+(``degenerate`` flag) are marked, and unreadable record files are named at the top.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
             vals = [c.get(key) for c in cost if c.get(key) is not None]
             row[key] = sum(vals) / len(vals) if vals else math.nan
         row["device"] = cost[0].get("device")
+        row["degenerate"] = sum("degenerate" in (r.get("flags") or []) for r in rs)
         out.setdefault(task, []).append(row)
     return out
 
@@ -137,9 +139,10 @@ def _table_rows(rows: list[dict[str, Any]], primary: str) -> tuple[list[str], li
         p = r["params"]
         share = 100 * p["trainable"] / p["total"] if p["total"] else math.nan
         forget = "n/a (random init)" if r["forgetting"] is None else _fmt(*r["forgetting"])
+        mark = f" [degenerate: {r['degenerate']} of {r['n']}]" if r.get("degenerate") else ""
         body.append(
             [
-                r["method"],
+                r["method"] + mark,
                 str(r["budget"] or "all"),
                 str(r["n"]),
                 *[_fmt(*r["metrics"][m]) if m in r["metrics"] else "–" for m in metric_names],
@@ -172,10 +175,16 @@ def markdown_tables(records: list[dict[str, Any]]) -> str:
         parts.append("| " + " | ".join(header) + " |")
         parts.append("|" + "---|" * len(header))
         parts.extend("| " + " | ".join(line) + " |" for line in body)
+        if any(r.get("degenerate") for r in rows):
+            parts.append(f"\n{DEGENERATE_NOTE}")
         parts.append("")
     return "\n".join(parts)
 
 
+DEGENERATE_NOTE = (
+    "[degenerate: k of n]: in k of the row's n seeds every test prediction was the same class (or a constant "
+    "score): training collapsed, and those numbers measure a constant predictor, not the method."
+)
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1300px;color:#222;padding:0 1rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0 1.5rem}
@@ -185,13 +194,22 @@ th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
 """
 
 
-def render_html(suite: str, records: list[dict[str, Any]], notes: list[str] | None = None) -> str:
+def render_html(
+    suite: str,
+    records: list[dict[str, Any]],
+    notes: list[str] | None = None,
+    source: str | Path | None = None,
+    warnings: list[str] | None = None,
+) -> str:
+    """The report page. ``source`` names the records folder read; ``warnings`` (unreadable record files) are
+    shown at the top in red."""
     from bench.registry import TASKS, load_all
 
     load_all()
     esc = html.escape
     ok = [r for r in records if r.get("status") == "ok"]
     bad = [r for r in records if r.get("status") != "ok"]
+    n_degenerate = sum("degenerate" in (r.get("flags") or []) for r in ok)
     shas = sorted({(r.get("env") or {}).get("git_sha") or "?" for r in ok})
     dirty = any((r.get("env") or {}).get("dirty") for r in ok)
     devices = sorted({r["cost"]["device"] for r in ok})
@@ -201,8 +219,9 @@ def render_html(suite: str, records: list[dict[str, Any]], notes: list[str] | No
         f"<!doctype html><html><head><meta charset='utf-8'><title>adaptbench: {esc(suite)}</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>adaptbench report: suite <code>{esc(suite)}</code></h1>",
-        f"<p class='meta'>{len(ok)} ok cells, {len(bad)} not ok. Generated "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC from the records in <code>results/{esc(suite)}/</code>. "
+        f"<p class='meta'>{len(ok)} ok cells ({n_degenerate} flagged degenerate), {len(bad)} not ok"
+        f"{f', {len(warnings)} unreadable' if warnings else ''}. Generated "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC from the records in <code>{esc(str(source or suite))}</code>. "
         f"Code {', '.join(s[:10] for s in shas)}{' (uncommitted changes)' if dirty else ''}; device "
         f"{', '.join(devices)}; torch threads {', '.join(threads)}; torch {esc(str(env.get('torch')))}, "
         f"transformers {esc(str(env.get('transformers')))}, peft {esc(str(env.get('peft')))}, "
@@ -213,6 +232,7 @@ def render_html(suite: str, records: list[dict[str, Any]], notes: list[str] | No
         "increase), CUDA max allocated on a GPU. Throughput excludes warm-up steps; for cached-feature methods "
         "it includes the one backbone pass.</p>",
         *(f"<p class='meta'>{esc(note)}</p>" for note in notes or []),
+        *(f"<p class='bad'>Warning: {esc(w)} (not in this report; the grid recomputes it)</p>" for w in warnings or []),
     ]
     for task, rows in summarise(records).items():
         spec = TASKS.get(task).spec if task in TASKS else None
@@ -229,6 +249,8 @@ def render_html(suite: str, records: list[dict[str, Any]], notes: list[str] | No
         out.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
         out.extend("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in line) + "</tr>" for line in body)
         out.append("</table>")
+        if any(r.get("degenerate") for r in rows):
+            out.append(f"<p class='bad'>{esc(DEGENERATE_NOTE)}</p>")
     if bad:
         out.append(
             "<h2 class='bad'>Cells that did not produce results</h2><table><tr><th>cell</th><th>status</th>"
@@ -246,15 +268,18 @@ def render_html(suite: str, records: list[dict[str, Any]], notes: list[str] | No
     return "\n".join(out)
 
 
-def current_records(suite: str, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+def current_records(
+    suite: str, records: list[dict[str, Any]], suite_file: str | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
     """The records of the cells in the suite's current definition (same keys: same code versions, settings and
-    budgets), and notes on what was left out or has not run yet. Records of an earlier definition stay on disk."""
+    budgets), and notes on what was left out or has not run yet. Records of an earlier definition stay on disk.
+    ``suite_file`` is the suite's path when it is not one of ``bench/suites/``."""
     from bench.api import resolve_hparams
     from bench.suite import load_suite, suite_names
 
-    if suite not in suite_names():  # records without a suite file (e.g. `adaptbench run --suite adhoc`): all of them
+    if suite_file is None and suite not in suite_names():  # records without a suite file (`run --suite adhoc`)
         return records, []
-    wanted = {resolve_hparams(cell).key for cell in load_suite(suite).cells}
+    wanted = {resolve_hparams(cell).key for cell in load_suite(suite_file or suite).cells}
     kept = [r for r in records if r.get("key") in wanted]
     notes = []
     if len(kept) < len(records):
@@ -272,6 +297,9 @@ def write_report(
     suite: str, store: Store | None = None, out_dir: str | Path | None = None, all_records: bool = False
 ) -> Path:
     store = store or Store()
+    suite_file = None
+    if suite.endswith(".toml"):  # a path, as `grid` takes it: the records are filed under the file's stem
+        suite_file, suite = suite, Path(suite).stem
     records = store.records(suite)
     if not records:
         raise ValueError(
@@ -280,7 +308,7 @@ def write_report(
         )
     notes: list[str] = []
     if not all_records:
-        records, notes = current_records(suite, records)
+        records, notes = current_records(suite, records, suite_file)
         if not records:
             raise ValueError(
                 f"none of the records under {store.suite_dir(suite)} belong to the current definition of suite "
@@ -290,7 +318,8 @@ def write_report(
     folder.mkdir(parents=True, exist_ok=True)
     from bench.store import atomic_write_text
 
-    atomic_write_text(folder / "index.html", render_html(suite, records, notes))
+    html_text = render_html(suite, records, notes, source=store.suite_dir(suite), warnings=store.warnings())
+    atomic_write_text(folder / "index.html", html_text)
     atomic_write_text(folder / "summary.md", markdown_tables(records))
     for note in notes:
         print(f"note: {note}")

@@ -2,7 +2,9 @@
 
 A write goes to a temporary file in the same folder, is fsynced, then renamed over the target, so a crash or a
 kill leaves either the old record or the new one, never a torn file. A record that is not ``ok`` never replaces an
-``ok`` one: it is kept beside it under ``attempts/`` so no finished result is lost to a bad rerun.
+``ok`` one: it is kept beside it under ``attempts/`` so no finished result is lost to a bad rerun. A record file
+that cannot be read (truncated by a full disk, edited by hand) is remembered in ``Store.unreadable`` so the report
+and the grid can name it; the grid reruns that cell.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 class Store:
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root) if root else RESULTS_ROOT
+        self.unreadable: dict[Path, str] = {}  # record files that could not be read, and why
 
     def suite_dir(self, suite: str) -> Path:
         return self.root / suite
@@ -45,13 +48,24 @@ class Store:
         return self.suite_dir(suite) / f"{key}.json"
 
     def get(self, suite: str, key: str) -> dict[str, Any] | None:
+        """The record of a cell, or None when it has none or its file is unreadable (then named in
+        ``self.unreadable``: such a cell counts as not done, is rerun and its file replaced atomically)."""
         path = self.path(suite, key)
         if not path.exists():
             return None
+        return self._read(path)
+
+    def _read(self, path: Path) -> dict[str, Any] | None:
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            return None  # unreadable = not done; it will be rerun and replaced atomically
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            self.unreadable[path] = f"{type(e).__name__}: {e}"
+            return None
+        if not isinstance(record, dict) or not {"key", "status"} <= set(record):
+            self.unreadable[path] = "not a record (no key or status)"
+            return None
+        self.unreadable.pop(path, None)
+        return record
 
     def has_ok(self, suite: str, key: str) -> bool:
         record = self.get(suite, key)
@@ -69,14 +83,19 @@ class Store:
         return path
 
     def records(self, suite: str) -> list[dict[str, Any]]:
+        """Every readable record of a suite; unreadable files are named in ``self.unreadable``, never dropped
+        silently (see ``warnings``)."""
         folder = self.suite_dir(suite)
         out = []
         for f in sorted(folder.glob("*.json")) if folder.exists() else []:
-            try:
-                out.append(json.loads(f.read_text(encoding="utf-8")))
-            except json.JSONDecodeError:
-                continue
+            record = self._read(f)
+            if record is not None:
+                out.append(record)
         return out
+
+    def warnings(self) -> list[str]:
+        """One line per unreadable record file met so far (torn, truncated, not JSON)."""
+        return [f"unreadable record {path}: {why}" for path, why in sorted(self.unreadable.items())]
 
     def frame(self, suite: str):
         """All records of a suite as a flat DataFrame (``metrics.test/auroc``, ``cost.peak_mem_bytes``, ...)."""

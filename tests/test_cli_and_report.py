@@ -101,7 +101,7 @@ def test_report_is_self_contained_and_lists_failures(tmp_path):
 def test_ls_matrix_gives_a_reason_for_every_unsupported_cell(capsys):
     assert main(["ls", "--matrix"]) == 0
     out = capsys.readouterr().out
-    assert "pneumonia-mnist x prefix: prefix tuning prepends key/value vectors" in out
+    assert "pneumonia-mnist x prefix (efficientnet-lite0): prefix tuning prepends key/value vectors" in out
     header = out.splitlines()[0]
     assert "prefix" in header and "lora" in header
 

@@ -47,13 +47,25 @@ def test_one_real_cell_runs_end_to_end_and_writes_a_complete_record(tmp_path):
     assert record["selection"]["best_step"] in {h["step"] for h in record["selection"]["history"]}
 
 
-def test_a_crashing_cell_becomes_a_failed_record(tmp_path, monkeypatch):
+def test_a_crashing_cell_becomes_a_failed_record(tmp_path):
+    store = Store(tmp_path / "results")
+    # bf16 autocast is refused on the CPU only once the cell's process builds its loop: a crash inside the cell
+    record = run_cell(Cell("glue-sst2", "frozen", 64, 0, {"precision": "bf16"}, suite="e2e"), store, device="cpu")
+    assert record["status"] == "failed" and "precision=bf16 needs a CUDA device" in record["error"]
+    assert store.get("e2e", record["key"])["status"] == "failed"
+
+
+def test_missing_data_offline_is_refused_before_the_cell_starts_and_writes_no_record(tmp_path, monkeypatch):
+    import pytest
+
+    from bench.data import DataError
+
     monkeypatch.setenv("ADAPTBENCH_DATA", str(tmp_path / "no-data-here"))
     monkeypatch.setenv("ADAPTBENCH_OFFLINE", "1")
     store = Store(tmp_path / "results")
-    record = run_cell(Cell("glue-sst2", "frozen", 64, 0, suite="e2e"), store=store, quiet=True)
-    assert record["status"] == "failed" and "SST-2/train.tsv is not available offline" in record["error"]
-    assert store.get("e2e", record["key"])["status"] == "failed"
+    with pytest.raises(DataError, match=r"SST-2/train\.tsv is not available offline"):
+        run_cell(Cell("glue-sst2", "frozen", 64, 0, suite="e2e"), store=store, quiet=True)
+    assert not list((tmp_path / "results").rglob("*.json"))
 
 
 def test_a_cell_past_its_time_limit_is_killed_and_recorded_as_timeout(tmp_path):

@@ -89,6 +89,6 @@ def test_a_killed_grid_resumes_without_redoing_finished_cells(tmp_path, monkeypa
         run_grid(suite, store, log=lambda _: None)
     done = {c.describe() for c in calls[:2]}
     calls.clear()
-    records = run_grid(suite, store, log=lambda _: None)
+    records = run_grid(suite, store, log=lambda _: None).records
     assert len(calls) == 2 and not done & {c.describe() for c in calls}, "finished cells are not run again"
     assert len(records) == 4 and all(r["status"] == "ok" for r in records)
