@@ -6,7 +6,10 @@ import argparse
 import os
 import sys
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.record import Record
 
 EPILOG = """examples:
   adaptbench ls
@@ -138,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cell, store=Store(args.results), data_root=args.data_root, device=args.device, timeout_s=args.timeout
     )
     print(format_record(record))
-    return 0 if record["status"] in ("ok", "unsupported") else 1
+    return 0 if record.status in ("ok", "unsupported") else 1
 
 
 STATUS_HELP = {
@@ -149,49 +152,49 @@ STATUS_HELP = {
 }
 
 
-def format_record(r: dict[str, Any]) -> str:
+def format_record(r: Record) -> str:
     lines = [
-        f"{r['task']} x {r['method']} @ budget {r['budget'] or 'all'}, seed {r['seed']}: {r['status'].upper()}",
-        f"  key      {r['key']}  (suite {r['suite']})",
+        f"{r.task} x {r.method} @ budget {r.budget or 'all'}, seed {r.seed}: {r.status.upper()}",
+        f"  key      {r.key}  (suite {r.suite}, backbone {r.backbone})",
     ]
-    if r.get("retry"):
-        t = r["retry"]
+    if r.retry:
         lines.append(
-            f"  retry    after {t['reason']}: micro-batch {t['micro_batch']} x {t['grad_accum']} accumulation "
-            "(same effective batch)"
+            f"  retry    after {r.retry.reason}: micro-batch {r.retry.micro_batch} x {r.retry.grad_accum} "
+            "accumulation (same effective batch)"
         )
-    if r["status"] != "ok":
-        if r["status"] in STATUS_HELP:
-            lines.append(f"  status   {r['status']}: {STATUS_HELP[r['status']]}")
-        lines.append("  error    " + (r.get("error") or "").strip().replace("\n", "\n           ")[-1500:])
+    if not r.ok:
+        if r.status in STATUS_HELP:
+            lines.append(f"  status   {r.status}: {STATUS_HELP[r.status]}")
+        lines.append("  error    " + (r.error or "").strip().replace("\n", "\n           ")[-1500:])
         return "\n".join(lines)
-    for flag in r.get("flags") or []:
-        lines.append(f"  FLAG     {flag}: {(r.get('flag_notes') or {}).get(flag, '')}")
-    m, c, p, f = r["metrics"], r["cost"], r["params"], r["forgetting"]
-    lines.append("  metrics  " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(m.items())))
+    for flag in r.flags:
+        lines.append(f"  FLAG     {flag}: {r.flag_notes.get(flag, '')}")
+    c, p, f = r.cost, r.params, r.forgetting
+    lines.append("  metrics  " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(r.metrics.items())))
     lines.append(
-        f"  params   trainable {p['trainable']:,} of {p['total']:,} "
-        f"({100 * p['trainable'] / p['total']:.2f}%), without head {p['trainable_no_head']:,}, "
-        f"saved {p['adapter_bytes'] / 2**20:.2f} MiB"
+        f"  params   trainable {p.trainable:,} of {p.total:,} ({100 * p.trainable_share:.2f}%), without head "
+        f"{p.trainable_no_head:,}, saved {p.adapter_bytes / 2**20:.2f} MiB"
     )
-    if f.get("after") is not None:
-        lines.append(f"  forget   {f['probe']}: {f['before']:.4f} -> {f['after']:.4f} (drop {f['drop']:+.4f})")
+    if f.after is not None:
+        lines.append(f"  forget   {f.probe}: {f.before:.4f} -> {f.after:.4f} (drop {f.drop:+.4f})")
     else:
-        lines.append(f"  forget   {f['probe']}: {f.get('note', 'n/a')}")
-    train_rate = c["train_samples_per_s"]
+        lines.append(f"  forget   {f.probe}: {f.note or 'n/a'}")
+    for extra in r.forgetting_extra.values():
+        if extra.after is not None:
+            lines.append(f"           {extra.probe}: {extra.before:.4f} -> {extra.after:.4f} (drop {extra.drop:+.4f})")
+    rate = c.train_samples_per_s
     lines.append(
-        f"  cost     {c['device']} peak mem {c['peak_mem_bytes'] / 2**20:.0f} MiB "
-        f"(+{c['peak_mem_delta_bytes'] / 2**20:.0f} MiB in cell), train "
-        f"{'n/a' if train_rate is None else f'{train_rate:.1f}'} ex/s, eval {c['eval_samples_per_s']:.1f} ex/s"
+        f"  cost     {c.device} peak mem {c.peak_mem_bytes / 2**20:.0f} MiB "
+        f"(+{c.peak_mem_delta_bytes / 2**20:.0f} MiB in cell), train "
+        f"{'n/a' if rate is None else f'{rate:.1f}'} ex/s, eval {c.eval_samples_per_s:.1f} ex/s"
     )
     lines.append(
-        f"  time     train {c['train_time_s']:.1f} s ({c['steps']} steps, {c['epochs']:.1f} epochs), "
-        f"cell {c['wall_time_s']:.1f} s; threads {r['env']['threads']}"
+        f"  time     train {c.train_time_s:.1f} s ({c.steps} steps, {c.epochs:.1f} epochs), "
+        f"cell {c.wall_time_s:.1f} s; threads {r.env.threads}"
     )
-    if c.get("fwd_flops_per_example"):
-        lines.append(f"  flops    {c['fwd_flops_per_example'] / 1e9:.3f} GFLOPs per example (forward)")
-    sel = r["selection"]
-    lines.append(f"  select   best {sel['on']} at step {sel['best_step']} of {c['steps']}")
+    if c.fwd_flops_per_example:
+        lines.append(f"  flops    {c.fwd_flops_per_example / 1e9:.3f} GFLOPs per example (forward)")
+    lines.append(f"  select   best {r.selection.on} at step {r.selection.best_step} of {c.steps}")
     return "\n".join(lines)
 
 
@@ -202,9 +205,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     store = Store(args.results)
     result = run_grid(suite, store, args.filter, args.jobs, args.data_root, args.device)
-    bad = [r for r in result.records if r["status"] not in ("ok", "unsupported")]
+    bad = [r for r in result.records if r.status not in ("ok", "unsupported")]
     for r in bad:
-        print(f"  {r['status']}: {r['task']} x {r['method']} @ {r['budget']} seed {r['seed']} ({r['key']})")
+        print(f"  {r.status}: {r.task} x {r.method} @ {r.budget} seed {r.seed} ({r.key})")
     for line in store.warnings():
         print(f"warning: {line}", file=sys.stderr)
     if result.refused:

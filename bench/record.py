@@ -12,7 +12,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from bench.api import Resolved
 
 SCHEMA_VERSION = 1
 OK, UNSUPPORTED = "ok", "unsupported"
@@ -141,6 +145,26 @@ class Env(_Section):
     always: ClassVar[frozenset[str]] = frozenset({"git_sha", "dirty", "cuda", "gpu_name"})
 
 
+@dataclass
+class Retry(_Section):
+    """The cell ran out of memory once and was run again with half the micro-batch and twice the gradient
+    accumulation (same effective batch and optimizer steps, so the same cell)."""
+
+    reason: str
+    micro_batch: int
+    grad_accum: int
+    eval_batch: int | None = None
+    first_error: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Divergence(_Section):
+    step: int
+    loss: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
 _SECTIONS: dict[str, type[_Section]] = {
     "forgetting": Forgetting,
     "params": Params,
@@ -148,6 +172,8 @@ _SECTIONS: dict[str, type[_Section]] = {
     "cost": Cost,
     "selection": Selection,
     "env": Env,
+    "retry": Retry,
+    "divergence": Divergence,
 }
 
 
@@ -178,6 +204,12 @@ class Record:
     cost: Cost | None = None
     selection: Selection | None = None
     method_notes: dict[str, Any] = field(default_factory=dict)
+    flags: list[str] = field(default_factory=list)  # e.g. "degenerate": every test prediction the same
+    flag_notes: dict[str, str] = field(default_factory=dict)  # flag -> why
+    retry: Retry | None = None
+    divergence: Divergence | None = None  # status diverged: where the loss became non-finite
+    exit_code: int | None = None  # records the parent wrote for a process that died
+    signal: str | None = None
     weights: str | None = None  # where the backbone's weights came from
     data_root: str | None = None
     env: Env | None = None
@@ -195,6 +227,12 @@ class Record:
         return self.metrics.get(f"test/{name}", math.nan)
 
     # ------------------------------------------------------------------------------------------ JSON
+    def dumps(self) -> str:
+        """The record as the JSON text a record file holds."""
+        import json
+
+        return json.dumps(self.to_json(), indent=1, sort_keys=True, default=_jsonable)
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
@@ -205,8 +243,10 @@ class Record:
                 value = value.to_json()
             elif f.name == "forgetting_extra":
                 value = {k: v.to_json() for k, v in value.items()}
-            if value is None and f.name in _SECTIONS:
+            if value is None and f.name in (*_SECTIONS, "exit_code", "signal", "weights", "data_root"):
                 continue
+            if f.name in ("flags", "flag_notes") and not value:
+                continue  # no flag raised (older records have no such key)
             if f.name in ("metrics", "forgetting_extra", "method_notes") and not value and not self.ok:
                 continue
             out[f.name] = value
@@ -224,10 +264,48 @@ class Record:
         values["forgetting_extra"] = {
             k: Forgetting.from_json(v) for k, v in (data.get("forgetting_extra") or {}).items()
         }
-        for name in ("metrics", "method_notes", "overrides", "hparams"):
+        for name in ("metrics", "method_notes", "overrides", "hparams", "flag_notes"):
             values[name] = data.get(name) or {}
+        values["flags"] = list(data.get("flags") or [])
         values.setdefault("created_at", "")
         values.setdefault("task_version", 0)
         values.setdefault("method_version", 0)
         values.setdefault("backbone", "")
         return cls(**values, extra={k: v for k, v in data.items() if k not in names})
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_record(res: Resolved, status: str, error: str | None = None) -> Record:
+    """A record of a resolved cell with its identity filled in; results are added by the cell's body."""
+    cell = res.cell
+    return Record(
+        key=res.key,
+        suite=cell.suite,
+        created_at=now_iso(),
+        status=status,
+        error=error,
+        task=cell.task,
+        task_version=res.task.spec.version,
+        method=cell.method,
+        method_version=res.method.version,
+        backbone=res.backbone,
+        budget=cell.budget,
+        seed=cell.seed,
+        hparams=res.hparams,
+        overrides=dict(cell.overrides),
+    )
+
+
+def _jsonable(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if hasattr(obj, "__fspath__"):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

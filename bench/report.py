@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.record import Env, Record
 from bench.store import Store
 
 REPORTS_ROOT = Path(__file__).resolve().parent.parent / "reports"
@@ -47,31 +48,31 @@ def _method_rank(name: str) -> tuple[int, str]:
     return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)
 
 
-def summarise(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def summarise(records: list[Record]) -> dict[str, list[dict[str, Any]]]:
     """task -> rows (one per method and budget, seeds aggregated), from ok records."""
-    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, int], list[Record]] = {}
     for r in records:
-        if r.get("status") == "ok":
-            groups.setdefault((r["task"], r["method"], r["budget"]), []).append(r)
+        if r.ok:
+            groups.setdefault((r.task, r.method, r.budget), []).append(r)
     out: dict[str, list[dict[str, Any]]] = {}
     for (task, method, budget), rs in sorted(
         groups.items(), key=lambda kv: (kv[0][0], _method_rank(kv[0][1]), kv[0][2])
     ):
-        metric_names = sorted({k for r in rs for k in r["metrics"] if k.startswith(("test/", "test_ood/", "gap/"))})
+        metric_names = sorted({k for r in rs for k in r.metrics if k.startswith(("test/", "test_ood/", "gap/"))})
         row: dict[str, Any] = {"task": task, "method": method, "budget": budget, "n": len(rs), "metrics": {}}
         for name in metric_names:
-            row["metrics"][name] = mean_ci([r["metrics"].get(name, math.nan) for r in rs])
-        drops = [r["forgetting"].get("drop") for r in rs]
+            row["metrics"][name] = mean_ci([r.metrics.get(name, math.nan) for r in rs])
+        drops = [r.forgetting.drop for r in rs]
         row["forgetting"] = mean_ci([d for d in drops if d is not None]) if any(d is not None for d in drops) else None
         row["forgetting_extra"] = {}
-        for name in rs[0].get("forgetting_extra") or {}:
-            extra = [(r.get("forgetting_extra") or {}).get(name, {}).get("drop") for r in rs]
+        for name in rs[0].forgetting_extra:
+            extra = [r.forgetting_extra[name].drop if name in r.forgetting_extra else None for r in rs]
             if all(d is not None for d in extra):
                 row["forgetting_extra"][name] = mean_ci(extra)
-        row["probe"] = rs[0]["forgetting"].get("probe")
-        row["probe_before"] = rs[0]["forgetting"].get("before")
-        row["params"] = rs[0]["params"]
-        cost = [r["cost"] for r in rs]
+        row["probe"] = rs[0].forgetting.probe
+        row["probe_before"] = rs[0].forgetting.before
+        row["params"] = rs[0].params
+        cost = [r.cost for r in rs]
         for key in (
             "peak_mem_bytes",
             "peak_mem_delta_bytes",
@@ -80,10 +81,11 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
             "train_time_s",
             "wall_time_s",
         ):
-            vals = [c.get(key) for c in cost if c.get(key) is not None]
+            vals = [getattr(c, key) for c in cost if getattr(c, key) is not None]
             row[key] = sum(vals) / len(vals) if vals else math.nan
-        row["device"] = cost[0].get("device")
-        row["degenerate"] = sum("degenerate" in (r.get("flags") or []) for r in rs)
+        row["device"] = cost[0].device
+        row["backbone"] = rs[0].backbone
+        row["degenerate"] = sum("degenerate" in r.flags for r in rs)
         out.setdefault(task, []).append(row)
     return out
 
@@ -137,7 +139,7 @@ def _table_rows(rows: list[dict[str, Any]], primary: str) -> tuple[list[str], li
     body = []
     for r in rows:
         p = r["params"]
-        share = 100 * p["trainable"] / p["total"] if p["total"] else math.nan
+        share = 100 * p.trainable_share
         forget = "n/a (random init)" if r["forgetting"] is None else _fmt(*r["forgetting"])
         mark = f" [degenerate: {r['degenerate']} of {r['n']}]" if r.get("degenerate") else ""
         body.append(
@@ -146,8 +148,8 @@ def _table_rows(rows: list[dict[str, Any]], primary: str) -> tuple[list[str], li
                 str(r["budget"] or "all"),
                 str(r["n"]),
                 *[_fmt(*r["metrics"][m]) if m in r["metrics"] else "–" for m in metric_names],
-                f"{p['trainable']:,} ({share:.2f}%)",
-                f"{p['adapter_bytes'] / 2**20:.2f}",
+                f"{p.trainable:,} ({share:.2f}%)",
+                f"{p.adapter_bytes / 2**20:.2f}",
                 f"{r['peak_mem_bytes'] / 2**20:,.0f} (+{r['peak_mem_delta_bytes'] / 2**20:,.0f})",
                 f"{r['train_samples_per_s']:,.1f}" if not math.isnan(r["train_samples_per_s"]) else "–",
                 f"{r['eval_samples_per_s']:,.1f}",
@@ -159,7 +161,7 @@ def _table_rows(rows: list[dict[str, Any]], primary: str) -> tuple[list[str], li
     return header, body
 
 
-def markdown_tables(records: list[dict[str, Any]]) -> str:
+def markdown_tables(records: list[Record]) -> str:
     """The per-task tables as Markdown (used for the README's results table)."""
     from bench.registry import TASKS, load_all
 
@@ -196,7 +198,7 @@ th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
 
 def render_html(
     suite: str,
-    records: list[dict[str, Any]],
+    records: list[Record],
     notes: list[str] | None = None,
     source: str | Path | None = None,
     warnings: list[str] | None = None,
@@ -207,14 +209,14 @@ def render_html(
 
     load_all()
     esc = html.escape
-    ok = [r for r in records if r.get("status") == "ok"]
-    bad = [r for r in records if r.get("status") != "ok"]
-    n_degenerate = sum("degenerate" in (r.get("flags") or []) for r in ok)
-    shas = sorted({(r.get("env") or {}).get("git_sha") or "?" for r in ok})
-    dirty = any((r.get("env") or {}).get("dirty") for r in ok)
-    devices = sorted({r["cost"]["device"] for r in ok})
-    threads = sorted({str(r["env"]["threads"]) for r in ok})
-    env = ok[0]["env"] if ok else {}
+    ok = [r for r in records if r.ok]
+    bad = [r for r in records if not r.ok]
+    n_degenerate = sum("degenerate" in r.flags for r in ok)
+    shas = sorted({(r.env.git_sha if r.env else None) or "?" for r in ok})
+    dirty = any(r.env and r.env.dirty for r in ok)
+    devices = sorted({str(r.cost.device) for r in ok})
+    threads = sorted({str(r.env.threads) for r in ok if r.env})
+    env = ok[0].env if ok and ok[0].env else Env()
     out = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>adaptbench: {esc(suite)}</title>",
         f"<style>{CSS}</style></head><body>",
@@ -223,9 +225,9 @@ def render_html(
         f"{f', {len(warnings)} unreadable' if warnings else ''}. Generated "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC from the records in <code>{esc(str(source or suite))}</code>. "
         f"Code {', '.join(s[:10] for s in shas)}{' (uncommitted changes)' if dirty else ''}; device "
-        f"{', '.join(devices)}; torch threads {', '.join(threads)}; torch {esc(str(env.get('torch')))}, "
-        f"transformers {esc(str(env.get('transformers')))}, peft {esc(str(env.get('peft')))}, "
-        f"timm {esc(str(env.get('timm')))}.</p>",
+        f"{', '.join(devices)}; torch threads {', '.join(threads)}; torch {esc(str(env.torch))}, "
+        f"transformers {esc(str(env.transformers))}, peft {esc(str(env.peft))}, "
+        f"timm {esc(str(env.timm))}.</p>",
         "<p class='meta'>Test metrics are from the epoch selected on validation (test is evaluated once per "
         "cell). Forgetting drop = probe on the untouched pretrained backbone minus probe on the adapted "
         "backbone (positive = forgot). Peak memory: process peak RSS on the CPU (in brackets the cell's own "
@@ -256,11 +258,11 @@ def render_html(
             "<h2 class='bad'>Cells that did not produce results</h2><table><tr><th>cell</th><th>status</th>"
             "<th>reason</th></tr>"
         )
-        for r in sorted(bad, key=lambda r: (r["task"], r["method"], r["budget"])):
-            reason = (r.get("error") or "").strip().splitlines()
+        for r in sorted(bad, key=lambda r: (r.task, r.method, r.budget)):
+            reason = (r.error or "").strip().splitlines()
             out.append(
-                f"<tr><td>{esc(r['task'])} x {esc(r['method'])} @ {r['budget']} seed {r['seed']}</td>"
-                f"<td>{esc(r['status'])}</td><td style='text-align:left'>{esc(reason[-1] if reason else '')}"
+                f"<tr><td>{esc(r.task)} x {esc(r.method)} @ {r.budget} seed {r.seed}</td>"
+                f"<td>{esc(r.status)}</td><td style='text-align:left'>{esc(reason[-1] if reason else '')}"
                 "</td></tr>"
             )
         out.append("</table>")
@@ -268,9 +270,7 @@ def render_html(
     return "\n".join(out)
 
 
-def current_records(
-    suite: str, records: list[dict[str, Any]], suite_file: str | None = None
-) -> tuple[list[dict[str, Any]], list[str]]:
+def current_records(suite: str, records: list[Record], suite_file: str | None = None) -> tuple[list[Record], list[str]]:
     """The records of the cells in the suite's current definition (same keys: same code versions, settings and
     budgets), and notes on what was left out or has not run yet. Records of an earlier definition stay on disk.
     ``suite_file`` is the suite's path when it is not one of ``bench/suites/``."""
@@ -280,14 +280,14 @@ def current_records(
     if suite_file is None and suite not in suite_names():  # records without a suite file (`run --suite adhoc`)
         return records, []
     wanted = {resolve_hparams(cell).key for cell in load_suite(suite_file or suite).cells}
-    kept = [r for r in records if r.get("key") in wanted]
+    kept = [r for r in records if r.key in wanted]
     notes = []
     if len(kept) < len(records):
         notes.append(
             f"{len(records) - len(kept)} records of cells outside the suite's current definition (earlier code "
             "versions, settings or budgets) are not shown; they stay in the results folder (--all-records shows them)."
         )
-    missing = len(wanted - {r.get("key") for r in kept})
+    missing = len(wanted - {r.key for r in kept})
     if missing:
         notes.append(f"{missing} of the suite's {len(wanted)} cells have no record yet (run the grid to fill them).")
     return kept, notes

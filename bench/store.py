@@ -13,10 +13,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+
+from bench.record import Record
 
 RESULTS_ROOT = Path(os.environ.get("ADAPTBENCH_RESULTS", Path(__file__).resolve().parent.parent / "results"))
-SCHEMA_VERSION = 1
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -47,7 +47,7 @@ class Store:
     def path(self, suite: str, key: str) -> Path:
         return self.suite_dir(suite) / f"{key}.json"
 
-    def get(self, suite: str, key: str) -> dict[str, Any] | None:
+    def get(self, suite: str, key: str) -> Record | None:
         """The record of a cell, or None when it has none or its file is unreadable (then named in
         ``self.unreadable``: such a cell counts as not done, is rerun and its file replaced atomically)."""
         path = self.path(suite, key)
@@ -55,34 +55,37 @@ class Store:
             return None
         return self._read(path)
 
-    def _read(self, path: Path) -> dict[str, Any] | None:
+    def _read(self, path: Path) -> Record | None:
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             self.unreadable[path] = f"{type(e).__name__}: {e}"
             return None
-        if not isinstance(record, dict) or not {"key", "status"} <= set(record):
-            self.unreadable[path] = "not a record (no key or status)"
+        if not isinstance(data, dict):
+            self.unreadable[path] = "not a record (not a JSON object)"
+            return None
+        try:
+            record = Record.from_json(data)
+        except (TypeError, ValueError) as e:
+            self.unreadable[path] = f"not a record ({e})"
             return None
         self.unreadable.pop(path, None)
         return record
 
     def has_ok(self, suite: str, key: str) -> bool:
         record = self.get(suite, key)
-        return record is not None and record.get("status") == "ok"
+        return record is not None and record.ok
 
-    def write(self, record: dict[str, Any]) -> Path:
-        suite, key = record["suite"], record["key"]
-        text = json.dumps(record, indent=1, sort_keys=True, default=_jsonable)
-        if record.get("status") != "ok" and self.has_ok(suite, key):
-            stamp = record.get("created_at", "").replace(":", "").replace("-", "")
-            path = self.suite_dir(suite) / "attempts" / f"{key}.{stamp}.{record['status']}.json"
+    def write(self, record: Record) -> Path:
+        if not record.ok and self.has_ok(record.suite, record.key):
+            stamp = record.created_at.replace(":", "").replace("-", "")
+            path = self.suite_dir(record.suite) / "attempts" / f"{record.key}.{stamp}.{record.status}.json"
         else:
-            path = self.path(suite, key)
-        atomic_write_text(path, text)
+            path = self.path(record.suite, record.key)
+        atomic_write_text(path, record.dumps())
         return path
 
-    def records(self, suite: str) -> list[dict[str, Any]]:
+    def records(self, suite: str) -> list[Record]:
         """Every readable record of a suite; unreadable files are named in ``self.unreadable``, never dropped
         silently (see ``warnings``)."""
         folder = self.suite_dir(suite)
@@ -101,21 +104,9 @@ class Store:
         """All records of a suite as a flat DataFrame (``metrics.test/auroc``, ``cost.peak_mem_bytes``, ...)."""
         import pandas as pd
 
-        return pd.json_normalize(self.records(suite))
+        return pd.json_normalize([r.to_json() for r in self.records(suite)])
 
     def suites(self) -> list[str]:
         if not self.root.exists():
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and any(p.glob("*.json")))
-
-
-def _jsonable(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api import Cell, resolve_hparams
+from bench.record import Record
 from bench.registry import METHODS, TASKS, load_all, suggest
 from bench.store import Store
 
@@ -177,13 +178,13 @@ class GridResult:
     """What a grid did: the records of its cells (run now or earlier), the cells it left to another grid that
     holds their claims, and the tasks it could not run (their data is missing or corrupt, or a budget is too big)."""
 
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[Record] = field(default_factory=list)
     claimed: dict[str, list[Cell]] = field(default_factory=dict)  # "pid P on host H" -> cells it holds
     refused: dict[str, str] = field(default_factory=dict)  # task -> why its cells were not run
 
     @property
     def ok(self) -> bool:
-        return not self.refused and all(r["status"] in ("ok", "unsupported") for r in self.records)
+        return not self.refused and all(r.status in ("ok", "unsupported") for r in self.records)
 
 
 def run_grid(
@@ -270,15 +271,15 @@ def run_grid(
     return result
 
 
-def summary_line(record: dict[str, Any]) -> str:
+def summary_line(record: Record) -> str:
     """One line per finished cell: its test metrics, or its status and the last paragraph of its error."""
-    if record["status"] != "ok":
-        error = (record.get("error") or "").split("--- stderr tail ---")[0]  # the parent's own words come first
+    if not record.ok:
+        error = (record.error or "").split("--- stderr tail ---")[0]  # the parent's own words come first
         paragraphs = [p for p in error.strip().split("\n\n") if p.strip()]
         last = paragraphs[-1] if paragraphs else ""
         if "\n" in last:  # a traceback: its last line holds the exception and its message
             last = last.strip().splitlines()[-1]
-        return f"{record['status'].upper()}: {last}"
-    tests = {k: v for k, v in record["metrics"].items() if k.startswith("test")}
-    flags = "".join(f" [{f}]" for f in record.get("flags") or [])
+        return f"{record.status.upper()}: {last}"
+    tests = {k: v for k, v in record.metrics.items() if k.startswith("test")}
+    flags = "".join(f" [{f}]" for f in record.flags)
     return " ".join(f"{k}={v:.4f}" for k, v in tests.items()) + flags

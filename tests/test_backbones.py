@@ -207,7 +207,7 @@ def test_matrix_agrees_with_run_for_every_task_and_method(tmp_path, monkeypatch)
                 harness.run_cell(cell, store=store, checked=True)  # data checks are not what this tests
         else:
             record = harness.run_cell(cell, store=store, checked=True)
-            assert (record["status"], record["error"]) == ("unsupported", reason), f"{task} x {method}"
+            assert (record.status, record.error) == ("unsupported", reason), f"{task} x {method}"
 
 
 @pytest.mark.parametrize(
@@ -221,6 +221,6 @@ def test_a_generic_backbone_runs_a_real_cell_end_to_end(task, method, backbone, 
     settings = {"backbone": tiny_backbones[backbone], "epochs": 1, "eval_limit": 32, "probe_limit": 20}
     res = resolve_hparams(Cell(task, method, 32, 0, settings))
     record = execute(res, data, "cpu")
-    assert record["status"] == "ok" and record["backbone"] == tiny_backbones[backbone]
-    assert record["forgetting"]["before"] is not None and record["forgetting"]["after"] is not None
-    assert record["params"]["trainable"] > 0 and record["cost"]["steps"] > 0
+    assert record.status == "ok" and record.backbone == tiny_backbones[backbone]
+    assert record.forgetting.before is not None and record.forgetting.after is not None
+    assert record.params.trainable > 0 and record.cost.steps > 0

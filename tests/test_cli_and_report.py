@@ -8,7 +8,7 @@ import sys
 
 from bench.api import Cell, resolve_hparams
 from bench.cli import main
-from bench.harness import base_record
+from bench.record import Cost, Env, Forgetting, Params, new_record
 from bench.report import mean_ci, render_html, write_report
 from bench.store import Store
 
@@ -50,32 +50,23 @@ def _records():
     out = []
     for method, acc in (("frozen", [0.70, 0.72, 0.74]), ("lora", [0.80, 0.82, 0.81])):
         for seed, a in enumerate(acc):
-            r = base_record(resolve_hparams(Cell("glue-sst2", method, 64, seed, suite="t")), "ok")
-            r.update(
-                {
-                    "metrics": {"test/accuracy": a, "val/accuracy": a + 0.01},
-                    "forgetting": {
-                        "probe": "stsb-spearman",
-                        "before": 0.87,
-                        "after": 0.87 - 0.01 * seed,
-                        "drop": 0.01 * seed,
-                    },
-                    "params": {"total": 1000, "trainable": 10, "trainable_no_head": 0, "adapter_bytes": 0},
-                    "cost": {
-                        "device": "cpu",
-                        "peak_mem_bytes": 2**30,
-                        "peak_mem_delta_bytes": 2**28,
-                        "train_samples_per_s": 10.0,
-                        "eval_samples_per_s": 20.0,
-                        "train_time_s": 5.0,
-                        "wall_time_s": 9.0,
-                    },
-                    "env": {"git_sha": "abc", "dirty": False, "threads": 2, "torch": "x"},
-                }
+            r = new_record(resolve_hparams(Cell("glue-sst2", method, 64, seed, suite="t")), "ok")
+            r.metrics = {"test/accuracy": a, "val/accuracy": a + 0.01}
+            r.forgetting = Forgetting("stsb-spearman", before=0.87, after=0.87 - 0.01 * seed, drop=0.01 * seed)
+            r.params = Params(total=1000, trainable=10, trainable_no_head=0, adapter_bytes=0)
+            r.cost = Cost(
+                device="cpu",
+                peak_mem_bytes=2**30,
+                peak_mem_delta_bytes=2**28,
+                train_samples_per_s=10.0,
+                eval_samples_per_s=20.0,
+                train_time_s=5.0,
+                wall_time_s=9.0,
             )
+            r.env = Env(git_sha="abc", dirty=False, threads=2, torch="x")
             out.append(r)
     failed = copy.deepcopy(out[0])
-    failed.update({"status": "failed", "error": "Traceback ...\nRuntimeError: exploded", "method": "full"})
+    failed.status, failed.error, failed.method = "failed", "Traceback ...\nRuntimeError: exploded", "full"
     return [*out, failed]
 
 
@@ -112,8 +103,13 @@ def test_a_suite_report_shows_only_its_current_cells_and_says_what_it_left_out(t
     store = Store(tmp_path)
     current, stale = _records()[0], copy.deepcopy(_records()[3])
     cell = load_suite("proxy").cells[0]
-    current.update({"key": resolve_hparams(cell).key, "suite": "proxy", "task": cell.task, "method": cell.method})
-    stale.update({"key": "from-an-earlier-definition", "suite": "proxy"})
+    current.key, current.suite, current.task, current.method = (
+        resolve_hparams(cell).key,
+        "proxy",
+        cell.task,
+        cell.method,
+    )
+    stale.key, stale.suite = "from-an-earlier-definition", "proxy"
     store.write(current)
     store.write(stale)
     html = write_report("proxy", store, tmp_path / "out").read_text()

@@ -32,27 +32,27 @@ def test_one_real_cell_runs_end_to_end_and_writes_a_complete_record(tmp_path):
         suite="e2e",
     )
     record = run_cell(cell, store=store, quiet=True)
-    assert record["status"] == "ok", record.get("error")
-    assert store.get("e2e", record["key"]) == record
-    assert 0.0 <= record["metrics"]["test/auroc"] <= 1.0 and "val/auroc" in record["metrics"]
-    assert record["splits"]["train"] == 64 and record["splits"]["test"] == 624
-    f = record["forgetting"]
-    assert f["probe"] == "imagenet-top1" and f["before"] > 0.5 and math.isclose(f["drop"], f["before"] - f["after"])
-    p = record["params"]
-    assert 0 < p["trainable_no_head"] < p["trainable"] < p["total"] and p["adapter_bytes"] > 0
-    c = record["cost"]
-    assert c["device"] == "cpu" and c["peak_mem_bytes"] > c["peak_mem_delta_bytes"] > 0
-    assert c["train_samples_per_s"] > 0 and c["eval_samples_per_s"] > 0 and c["steps"] == 4
-    assert record["env"]["threads"] == 2 and record["env"]["torch"]
-    assert record["selection"]["best_step"] in {h["step"] for h in record["selection"]["history"]}
+    assert record.status == "ok", record.error
+    assert store.get("e2e", record.key) == record
+    assert 0.0 <= record.metrics["test/auroc"] <= 1.0 and "val/auroc" in record.metrics
+    assert record.splits.train == 64 and record.splits.test == 624
+    f = record.forgetting
+    assert f.probe == "imagenet-top1" and f.before > 0.5 and math.isclose(f.drop, f.before - f.after)
+    p = record.params
+    assert 0 < p.trainable_no_head < p.trainable < p.total and p.adapter_bytes > 0
+    c = record.cost
+    assert c.device == "cpu" and c.peak_mem_bytes > c.peak_mem_delta_bytes > 0
+    assert c.train_samples_per_s > 0 and c.eval_samples_per_s > 0 and c.steps == 4
+    assert record.env.threads == 2 and record.env.torch
+    assert record.selection.best_step in {h["step"] for h in record.selection.history}
 
 
 def test_a_crashing_cell_becomes_a_failed_record(tmp_path):
     store = Store(tmp_path / "results")
     # bf16 autocast is refused on the CPU only once the cell's process builds its loop: a crash inside the cell
     record = run_cell(Cell("glue-sst2", "frozen", 64, 0, {"precision": "bf16"}, suite="e2e"), store, device="cpu")
-    assert record["status"] == "failed" and "precision=bf16 needs a CUDA device" in record["error"]
-    assert store.get("e2e", record["key"])["status"] == "failed"
+    assert record.status == "failed" and "precision=bf16 needs a CUDA device" in record.error
+    assert store.get("e2e", record.key).status == "failed"
 
 
 def test_missing_data_offline_is_refused_before_the_cell_starts_and_writes_no_record(tmp_path, monkeypatch):
@@ -71,8 +71,8 @@ def test_missing_data_offline_is_refused_before_the_cell_starts_and_writes_no_re
 def test_a_cell_past_its_time_limit_is_killed_and_recorded_as_timeout(tmp_path):
     store = Store(tmp_path)
     record = run_cell(Cell("glue-sst2", "full", 64, 0, suite="e2e"), store=store, timeout_s=1.0, quiet=True)
-    assert record["status"] == "timeout" and "exceeded 1 s" in record["error"]
-    assert store.get("e2e", record["key"])["status"] == "timeout"
+    assert record.status == "timeout" and "exceeded 1 s" in record.error
+    assert store.get("e2e", record.key).status == "timeout"
 
 
 def test_text_is_evaluated_in_length_order_and_returned_in_split_order(minilm):

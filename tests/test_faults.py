@@ -20,10 +20,12 @@ from torch import nn
 
 import bench.harness
 from bench.api import Cell, Split, TrainConfig, resolve_hparams
+from bench.cell import collapse_flags
 from bench.claims import Claims
 from bench.cli import main
-from bench.harness import base_record, child_main, collapse_flags, exit_status
+from bench.harness import child_main, exit_status
 from bench.loop import DivergedError, Runner, grad_accumulation
+from bench.record import Cost, Env, Forgetting, Params, Record, new_record
 from bench.registry import TASKS, load_all
 from bench.store import Store
 from bench.suite import load_suite, run_grid
@@ -31,17 +33,14 @@ from bench.suite import load_suite, run_grid
 BLOCK = '[[matrix]]\ntasks = ["glue-sst2"]\nmethods = ["frozen"]\nbudgets = [64]\n'
 
 
-def _ok(cell: Cell) -> dict:
-    record = base_record(resolve_hparams(cell), "ok")
-    record.update(
-        metrics={"test/accuracy": 0.75},
-        flags=[],
-        forgetting={"probe": "stsb-spearman", "before": 0.8, "drop": 0.1},
-        params={"trainable": 1, "total": 2, "trainable_no_head": 0, "adapter_bytes": 0},
-        cost={"device": "cpu", "peak_mem_bytes": 1, "peak_mem_delta_bytes": 1, "train_samples_per_s": 1.0}
-        | {"eval_samples_per_s": 1.0, "train_time_s": 1.0, "wall_time_s": 1.0},
-        env={"threads": 2},
-    )
+def _ok(cell: Cell) -> Record:
+    record = new_record(resolve_hparams(cell), "ok")
+    record.metrics = {"test/accuracy": 0.75}
+    record.forgetting = Forgetting("stsb-spearman", before=0.8, drop=0.1)
+    record.params = Params(trainable=1, total=2, trainable_no_head=0, adapter_bytes=0)
+    record.cost = Cost(device="cpu", peak_mem_bytes=1, peak_mem_delta_bytes=1, train_samples_per_s=1.0)
+    record.cost.eval_samples_per_s = record.cost.train_time_s = record.cost.wall_time_s = 1.0
+    record.env = Env(threads=2)
     return record
 
 
@@ -123,13 +122,14 @@ CHILD = """
 import os, resource, sys, torch
 import bench.harness, bench.loop
 from bench.api import Cell
-from bench.harness import base_record, child_main
+from bench.harness import child_main
+from bench.record import new_record
 done, results, headroom, need = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 def execute(res, data, device="auto"):
     block = torch.empty(need // bench.loop._grad_accum, dtype=torch.uint8)
     block[::4096] = 1
-    record = base_record(res, "ok")
-    record.update(metrics={"test/accuracy": 1.0}, flags=[])
+    record = new_record(res, "ok")
+    record.metrics = {"test/accuracy": 1.0}
     return record
 bench.harness.execute = execute
 vm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize"))
@@ -153,7 +153,7 @@ def test_a_real_allocation_failure_under_a_memory_limit_is_retried_with_half_the
     assert record["status"] == status, record.get("error")
     assert record["retry"]["reason"] == "oom" and record["retry"]["micro_batch"] == 16
     assert record["retry"]["grad_accum"] == 2 and "allocate" in record["retry"]["first_error"]
-    assert Store(tmp_path / "r").get("oom", record["key"]) == record
+    assert Store(tmp_path / "r").get("oom", record["key"]).to_json() == record
 
 
 def test_a_diverged_run_is_recorded_as_diverged_with_its_step(tmp_path, monkeypatch):
@@ -165,7 +165,7 @@ def test_a_diverged_run_is_recorded_as_diverged_with_its_step(tmp_path, monkeypa
     assert child_main(Cell("glue-sst2", "full", 64, 0, suite="d"), str(done), "cpu", str(tmp_path), None) == 1
     record = json.loads(done.read_text())
     assert record["status"] == "diverged" and record["divergence"] == {"step": 7, "loss": "nan"}
-    assert "retry" not in record
+    assert "retry" not in record, "the raw JSON: a retry is only recorded after an out-of-memory"
 
 
 # -------------------------------------------------------------------------------- loop on a tiny model
@@ -225,11 +225,11 @@ def test_a_non_finite_loss_raises_diverged_with_the_step():
 
 def test_constant_test_predictions_are_flagged_degenerate():
     collapsed = np.tile([[5.0, -5.0]], (624, 1))
-    flags = collapse_flags(collapsed, "classification")
-    assert flags["flags"] == ["degenerate"] and "class 0" in flags["flag_notes"]["degenerate"]
-    assert collapse_flags(np.random.default_rng(0).normal(size=(50, 2)), "classification")["flags"] == []
-    assert collapse_flags(np.full((50, 1), 2.5), "regression")["flags"] == ["degenerate"]
-    assert collapse_flags(np.linspace(0, 5, 50)[:, None], "regression")["flags"] == []
+    flags, why = collapse_flags(collapsed, "classification")
+    assert flags == ["degenerate"] and "class 0" in why["degenerate"]
+    assert collapse_flags(np.random.default_rng(0).normal(size=(50, 2)), "classification")[0] == []
+    assert collapse_flags(np.full((50, 1), 2.5), "regression")[0] == ["degenerate"]
+    assert collapse_flags(np.linspace(0, 5, 50)[:, None], "regression")[0] == []
 
 
 def test_the_report_marks_degenerate_rows_and_says_why(tmp_path):
@@ -237,7 +237,7 @@ def test_the_report_marks_degenerate_rows_and_says_why(tmp_path):
 
     cell = Cell("glue-sst2", "full", 64, 0, suite="s")
     record = _ok(cell)
-    record["flags"] = ["degenerate"]
+    record.flags = ["degenerate"]
     page = render_html("s", [record], source=tmp_path)
     assert "full [degenerate: 1 of 1]" in page and "training collapsed" in page and "1 flagged degenerate" in page
     assert f"records in <code>{tmp_path}</code>" in page
@@ -257,7 +257,7 @@ def _fake_run_cell(log_file=None, delay=0.0):
         record = _ok(cell)
         if log_file:
             with open(log_file, "a") as f:
-                f.write(f"{record['key']} {os.getpid()}\n")
+                f.write(f"{record.key} {os.getpid()}\n")
         store.write(record)
         return record
 
@@ -386,7 +386,7 @@ def test_a_grid_skips_a_task_without_its_data_says_so_once_and_runs_the_rest(tmp
     result = run_grid(load_suite(str(path)), Store(tmp_path / "r"), data_root=str(root), log=lines.append)
     assert list(result.refused) == ["pneumonia-mnist"] and not result.ok
     assert sum("error: pneumonia-mnist" in line for line in lines) == 1
-    assert {r["task"] for r in result.records} <= {"glue-sst2"}
+    assert {r.task for r in result.records} <= {"glue-sst2"}
 
 
 # ------------------------------------------------------------------------------------- real cells
@@ -408,8 +408,8 @@ def test_a_cell_killed_by_a_signal_is_recorded_as_killed_with_the_signal_name(tm
     victim.send_signal(signal.SIGKILL)
     runner.join(120)
     record = out["record"]
-    assert record["status"] == "killed" and record["signal"] == "SIGKILL" and "killed by SIGKILL" in record["error"]
-    assert Store(tmp_path).get("kill", record["key"]) == record
+    assert record.status == "killed" and record.signal == "SIGKILL" and "killed by SIGKILL" in record.error
+    assert Store(tmp_path).get("kill", record.key) == record
 
 
 def run_cell_result(cell: Cell, tmp_path) -> dict:

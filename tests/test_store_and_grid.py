@@ -7,14 +7,14 @@ import json
 import pytest
 
 from bench.api import Cell, resolve_hparams
-from bench.harness import base_record
+from bench.record import new_record
 from bench.store import Store
 from bench.suite import load_suite, run_grid, select
 
 
 def _record(cell: Cell, status: str = "ok") -> dict:
-    record = base_record(resolve_hparams(cell), status, None if status == "ok" else "boom")
-    record["metrics"] = {"test/accuracy": 0.75}
+    record = new_record(resolve_hparams(cell), status, None if status == "ok" else "boom")
+    record.metrics = {"test/accuracy": 0.75}
     return record
 
 
@@ -22,9 +22,10 @@ def test_a_record_round_trips_through_the_store(tmp_path):
     store = Store(tmp_path)
     record = _record(Cell("glue-sst2", "lora", 64, 0, {"r": 4}, suite="s"))
     path = store.write(record)
-    assert path.name == f"{record['key']}.json"
-    assert store.get("s", record["key"]) == json.loads(json.dumps(record))
-    assert store.has_ok("s", record["key"])
+    assert path.name == f"{record.key}.json"
+    assert store.get("s", record.key) == record
+    assert json.loads(path.read_text()) == record.to_json()
+    assert store.has_ok("s", record.key)
     assert list(store.frame("s")["metrics.test/accuracy"]) == [0.75]
     assert not list(tmp_path.rglob("*.tmp")), "atomic write leaves no temporary file behind"
 
@@ -35,7 +36,7 @@ def test_a_failed_rerun_never_replaces_an_ok_record(tmp_path):
     ok = _record(cell)
     store.write(ok)
     store.write(_record(cell, "failed"))
-    assert store.get("s", ok["key"])["status"] == "ok"
+    assert store.get("s", ok.key).status == "ok"
     kept = list((tmp_path / "s" / "attempts").glob("*.failed.json"))
     assert len(kept) == 1, "the failed attempt is kept beside the ok record"
 
@@ -43,9 +44,9 @@ def test_a_failed_rerun_never_replaces_an_ok_record(tmp_path):
 def test_a_torn_record_counts_as_not_done(tmp_path):
     store = Store(tmp_path)
     record = _record(Cell("glue-sst2", "full", 64, 0, suite="s"))
-    store.path("s", record["key"]).parent.mkdir(parents=True)
-    store.path("s", record["key"]).write_text('{"status": "ok", "key"')
-    assert not store.has_ok("s", record["key"])
+    store.path("s", record.key).parent.mkdir(parents=True)
+    store.path("s", record.key).write_text('{"status": "ok", "key"')
+    assert not store.has_ok("s", record.key)
 
 
 def _suite_file(tmp_path):
@@ -91,4 +92,4 @@ def test_a_killed_grid_resumes_without_redoing_finished_cells(tmp_path, monkeypa
     calls.clear()
     records = run_grid(suite, store, log=lambda _: None).records
     assert len(calls) == 2 and not done & {c.describe() for c in calls}, "finished cells are not run again"
-    assert len(records) == 4 and all(r["status"] == "ok" for r in records)
+    assert len(records) == 4 and all(r.status == "ok" for r in records)

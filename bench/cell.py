@@ -1,0 +1,200 @@
+"""What runs inside a cell's process: seed, load, probe the untouched backbone, adapt, train, evaluate, probe the
+adapted backbone, and assemble the typed record. ``bench.harness`` starts the process and turns a death into a
+status; this module is the body. In this order: seed everything and fix the thread count; load the pretrained
+backbone; probe it (the forgetting baseline); load the backbone to adapt (random for scratch, 4-bit for QLoRA);
+prepare the method; count parameters; train with validation-based selection (or build a no-gradient predictor)
+inside the memory window; evaluate test once; probe the adapted backbone; time merged inference (LoRA family).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+from bench.api import Resolved
+from bench.data import DataRoot
+from bench.record import Cost, Env, Forgetting, Params, Record, Selection, SplitSizes, new_record
+
+
+def seed_everything(seed: int, threads: int) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+        torch.backends.cudnn.benchmark = False
+
+
+def _changed_bytes(before: dict[str, str], after: dict[str, str], module) -> int:
+    """Bytes of the backbone tensors whose values adaptation changed: what must be saved beside the base model."""
+    state = module.state_dict()
+    return sum(state[n].numel() * state[n].element_size() for n in after if before.get(n) != after[n])
+
+
+def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Record:
+    """Run a resolved cell in this process and return its record (status ok, or an exception propagates)."""
+    import numpy as np
+
+    from bench.backbones import get_backbone
+    from bench.loop import Runner
+    from bench.meters import PeakMemory, environment, forward_flops_per_example, pick_device
+    from bench.model import AdaptModel, count_params, make_head, quantized_share, tensor_digests
+    from bench.probes import run_probe
+
+    wall_start = time.perf_counter()
+    cell, spec, method, cfg = res.cell, res.task.spec, res.method, res.train
+    seed_everything(cell.seed, cfg.threads)
+    device = pick_device(device_request)
+    splits = res.task.splits(cell.budget, cell.seed, data).limit_eval(cfg.eval_limit, spec.kind == "classification")
+    sizes = {"image_size": getattr(res.task, "image_size", 224), "max_len": getattr(res.task, "max_len", 128)}
+
+    backbone = get_backbone(res.backbone)
+    loaded = backbone.load(pretrained=True, **sizes)
+    loaded.encoder.to(device)
+    probes = backbone.probes  # the first is the primary one (``forgetting``), the rest ``forgetting_extra``
+    before = {p: run_probe(p, loaded, data, device, cfg.probe_limit)[0] for p in probes}
+    if not method.pretrained or method.quantize:
+        # the probe baseline above is always the untouched full-precision pretrained model
+        loaded = backbone.load(pretrained=method.pretrained, quantize=method.quantize, device=device, **sizes)
+        loaded.encoder.to(device)
+
+    outputs = spec.num_labels if spec.kind == "classification" else 1
+    model = AdaptModel(loaded.encoder, make_head(loaded.feature_dim, outputs))
+    model = method.prepare(model, backbone, res.task).to(device)
+    loaded.encoder = model.encoder  # the probe must see the adapted encoder (e.g. with LoRA layers injected)
+    params = count_params(model)
+    params.update(quantized_share(model.encoder))
+    digests = tensor_digests(model.encoder)
+
+    runner = Runner(model, loaded.batcher, res.task, cfg, device)
+    with PeakMemory(device) as mem:
+        cached, setup_s, fit = method.cache_features, 0.0, None
+        if method.trains:
+            fit = runner.fit(method, splits.train, splits.val, cell.seed)
+        else:
+            t0 = runner.clock.now()
+            predictor = runner.fit_predictor(method, splits.train, cell.seed, loaded.extras.get("tokenizer"))
+            cached, setup_s = predictor.on_features, runner.clock.now() - t0
+        test_metrics, eval_rate = runner.evaluate(splits.test, cached)
+        ood_metrics = runner.evaluate(splits.test_ood, cached)[0] if splits.test_ood else {}
+    adapted = tensor_digests(model.encoder)  # hashed once: adapter bytes and the probe's cache key
+    params["adapter_bytes"] = _changed_bytes(digests, adapted, model.encoder)
+    runner.model.eval()  # the predictor actually used (few-shot methods replace it)
+    flops = forward_flops_per_example(runner.model, runner.inputs(splits.test, np.arange(min(8, len(splits.test)))))
+    forgetting = {
+        p: _forgetting(p, before[p], method.pretrained, loaded, data, device, cfg.probe_limit, adapted) for p in probes
+    }
+    merge_cost = _merged_throughput(method, runner, splits.test, cached)
+
+    metrics = {f"test/{k}": v for k, v in test_metrics.items()}
+    metrics.update({f"test_ood/{k}": v for k, v in ood_metrics.items()})
+    # domain-shift gap: in-domain minus out-of-domain; every metric in bench.metrics is higher-is-better, so
+    # positive = worse under shift
+    metrics.update({f"gap/{k}": test_metrics[k] - v for k, v in ood_metrics.items()})
+    if fit is not None:
+        metrics.update({f"val/{k}": v for k, v in fit.best_val.items()})
+    record = new_record(res, "ok")
+    record.metrics = metrics
+    record.forgetting = forgetting[probes[0]]
+    record.forgetting_extra = {p: forgetting[p] for p in probes[1:]}
+    record.params = Params(**params)
+    record.splits = SplitSizes(
+        train=len(splits.train),
+        val=len(splits.val),
+        test=len(splits.test),
+        test_ood=len(splits.test_ood) if splits.test_ood else None,
+        official=res.task.official_splits,
+    )
+    record.cost = Cost(
+        device=device,
+        peak_mem_bytes=mem.peak_bytes,
+        peak_mem_delta_bytes=mem.delta_bytes,
+        peak_mem_kind="cuda_max_allocated" if device == "cuda" else "process_peak_rss",
+        train_samples_per_s=fit.train_samples_per_s if fit else None,
+        eval_samples_per_s=eval_rate,
+        train_time_s=fit.train_time_s if fit else setup_s,
+        feature_time_s=fit.feature_time_s if fit else 0.0,
+        wall_time_s=time.perf_counter() - wall_start,
+        steps=fit.steps if fit else 0,
+        epochs=fit.epochs if fit else 0.0,
+        fwd_flops_per_example=flops,
+        **merge_cost,
+    )
+    record.selection = Selection(
+        on=f"val/{spec.primary_metric}",
+        best_step=fit.best_step if fit else None,
+        history=fit.history if fit else [],
+    )
+    record.method_notes = runner.notes
+    record.flags, record.flag_notes = collapse_flags(runner.outputs.get(splits.test.name), spec.kind)
+    record.weights = loaded.source if method.pretrained else "random-init"
+    record.data_root = str(data.path)
+    record.env = Env(**environment(device, cfg.threads))
+    return record
+
+
+def _forgetting(probe, before, pretrained, loaded, data, device, limit, digests) -> Forgetting:
+    """The probe on the adapted backbone beside its value on the untouched pretrained one."""
+    from bench.probes import PROBES, run_probe
+
+    spec = PROBES[probe]
+    if not pretrained:
+        return Forgetting(probe, before, note="not applicable: scratch never had the pretrained weights")
+    after, after_cached = run_probe(probe, loaded, data, device, limit, digests=digests)
+    return Forgetting(
+        probe,
+        before,
+        after,
+        # positive = forgot, whichever way the probe's metric points
+        drop=(before - after) if spec.higher_is_better else (after - before),
+        higher_is_better=spec.higher_is_better,
+        after_from_identical_weights=after_cached,
+        limit=spec.effective_limit(limit),
+    )
+
+
+def _merged_throughput(method, runner, test, cached: bool, n: int = 256) -> dict[str, float]:
+    """For mergeable methods: eval throughput on the first ``n`` test examples with the adapters separate and then
+    folded into the weights, measured back to back, and the largest output difference between the two (a check
+    that merging preserved the function). Runs after the forgetting probe, so the probe saw the unmerged model."""
+    import numpy as np
+
+    sub = test.take(np.arange(min(n, len(test))))
+    before, unmerged = runner.predict(sub, cached)
+    try:
+        if not method.merge(runner.model):
+            return {}
+    except (RuntimeError, NotImplementedError, ValueError) as e:  # recorded, and the cell's results stand
+        return {"eval_samples_per_s_unmerged": unmerged, "merge_error": f"{type(e).__name__}: {e}"}
+    after, merged = runner.predict(sub, cached)
+    return {
+        "eval_samples_per_s_unmerged": unmerged,
+        "eval_samples_per_s_merged": merged,
+        "merge_max_abs_diff": float(np.abs(after - before).max()),
+    }
+
+
+def collapse_flags(outputs: Any, kind: str) -> tuple[list[str], dict[str, str]]:
+    """(flags, why): ``["degenerate"]`` when every test prediction is the same (one class for classification, a
+    constant score for regression), i.e. training collapsed; the record stays ``ok`` and the report shows it."""
+    import numpy as np
+
+    if outputs is None or len(outputs) < 2:
+        return [], {}
+    out = np.asarray(outputs, dtype=np.float64)
+    if kind == "classification" and out.ndim == 2 and out.shape[1] > 1:
+        classes = np.unique(out.argmax(axis=1))
+        if len(classes) == 1:
+            note = f"every one of the {len(out)} test predictions is class {int(classes[0])}: training collapsed"
+            return ["degenerate"], {"degenerate": note}
+    else:
+        scores = out.reshape(len(out), -1)[:, 0]
+        if not np.isfinite(scores).all() or scores.std() <= 1e-6 * max(1.0, abs(scores.mean())):
+            note = f"the {len(out)} test predictions are constant ({scores.mean():.4g}): training collapsed"
+            return ["degenerate"], {"degenerate": note}
+    return [], {}
