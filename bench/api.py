@@ -155,6 +155,11 @@ class TrainConfig:
     eval_limit: int = 0  # examples of val and of each test split, 0 = all (a fixed class-stratified subset)
     group_by_length: bool = True  # text: batches of similar length (less padding); false = plain random batches
 
+    # Settings added after records were first written. At its default such a setting is left out of a cell's key,
+    # since every earlier record ran with exactly that default behaviour: adding one keeps old records found.
+    # A new setting whose default changes behaviour must not be listed here (bump the method or task version).
+    KEYED_ONLY_WHEN_SET: ClassVar[frozenset[str]] = frozenset()
+
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "threads", "max_evals"):
             if getattr(self, name) < 1:
@@ -345,13 +350,22 @@ class Resolved:
         ident = {
             "task": [self.cell.task, self.task.spec.version],
             "method": [self.cell.method, self.method.version],
-            "hparams": self.hparams,
+            "hparams": {
+                name: _keyed(obj) for name, obj in (("task", self.task), ("method", self.method), ("train", self.train))
+            },
             "budget": self.cell.budget,
             "seed": self.cell.seed,
             "backbone": self.backbone,
         }
         digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
         return f"{self.cell.task}__{self.cell.method}__b{self.cell.budget}__s{self.cell.seed}__{digest}"
+
+
+def _keyed(obj: Any) -> dict[str, Any]:
+    """The fields of a task, method or training config that name a cell (see TrainConfig.KEYED_ONLY_WHEN_SET)."""
+    later = getattr(type(obj), "KEYED_ONLY_WHEN_SET", frozenset())
+    defaults = {f.name: f.default for f in dataclasses.fields(obj)}
+    return {k: v for k, v in dataclasses.asdict(obj).items() if k not in later or v != defaults[k]}
 
 
 def _coerce(value: Any, current: Any, key: str) -> Any:
