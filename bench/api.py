@@ -154,17 +154,18 @@ class TrainConfig:
     probe_limit: int = 0  # examples in the forgetting probe, 0 = the whole probe set
     eval_limit: int = 0  # examples of val and of each test split, 0 = all (a fixed class-stratified subset)
     group_by_length: bool = True  # text: batches of similar length (less padding); false = plain random batches
+    eval_every: int = 0  # validate every N optimizer steps (and at the end); 0 = max_evals passes spread evenly
 
     # Settings added after records were first written. At its default such a setting is left out of a cell's key,
     # since every earlier record ran with exactly that default behaviour: adding one keeps old records found.
     # A new setting whose default changes behaviour must not be listed here (bump the method or task version).
-    KEYED_ONLY_WHEN_SET: ClassVar[frozenset[str]] = frozenset()
+    KEYED_ONLY_WHEN_SET: ClassVar[frozenset[str]] = frozenset({"eval_every"})
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "threads", "max_evals"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Invalid {name}: {getattr(self, name)} (must be >= 1)")
-        for name in ("min_steps", "probe_limit", "eval_limit"):
+        for name in ("min_steps", "probe_limit", "eval_limit", "eval_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Invalid {name}: {getattr(self, name)} (must be >= 0; 0 = no limit)")
         if self.precision not in ("fp32", "bf16"):

@@ -8,11 +8,13 @@ inside the memory window; evaluate test once; probe the adapted backbone; time m
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from typing import Any
 
 from bench.api import Resolved
+from bench.cache import FeatureCache
 from bench.data import DataRoot
 from bench.record import Cost, Env, Forgetting, Params, Record, Selection, SplitSizes, new_record
 
@@ -43,7 +45,7 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
     from bench.backbones import get_backbone
     from bench.loop import Runner
     from bench.meters import PeakMemory, environment, forward_flops_per_example, pick_device
-    from bench.model import AdaptModel, count_params, make_head, quantized_share, tensor_digests
+    from bench.model import AdaptModel, count_params, fingerprint, make_head, quantized_share, tensor_digests
     from bench.probes import run_probe
 
     wall_start = time.perf_counter()
@@ -57,7 +59,8 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
     loaded = backbone.load(pretrained=True, **sizes)
     loaded.encoder.to(device)
     probes = backbone.probes  # the first is the primary one (``forgetting``), the rest ``forgetting_extra``
-    before = {p: run_probe(p, loaded, data, device, cfg.probe_limit)[0] for p in probes}
+    base_fingerprint = fingerprint(loaded.encoder)  # the untouched weights' sha256: names every cache entry
+    before = {p: run_probe(p, loaded, data, device, cfg.probe_limit, fingerprint=base_fingerprint) for p in probes}
     if not method.pretrained or method.quantize:
         # the probe baseline above is always the untouched full-precision pretrained model
         loaded = backbone.load(pretrained=method.pretrained, quantize=method.quantize, device=device, **sizes)
@@ -72,6 +75,16 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
     digests = tensor_digests(model.encoder)
 
     runner = Runner(model, loaded.batcher, res.task, cfg, device)
+    if method.cache_features or not method.trains:  # their backbone is the untouched one: share its features
+        runner.feature_cache = FeatureCache(
+            {
+                "backbone": res.backbone,
+                "weights": base_fingerprint,
+                "task": [spec.name, spec.version, dataclasses.asdict(res.task)],
+                "precision": cfg.precision,
+                "device": device,
+            }
+        )
     with PeakMemory(device) as mem:
         cached, setup_s, fit = method.cache_features, 0.0, None
         if method.trains:
@@ -87,7 +100,7 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
     runner.model.eval()  # the predictor actually used (few-shot methods replace it)
     flops = forward_flops_per_example(runner.model, runner.inputs(splits.test, np.arange(min(8, len(splits.test)))))
     forgetting = {
-        p: _forgetting(p, before[p], method.pretrained, loaded, data, device, cfg.probe_limit, adapted) for p in probes
+        p: _forgetting(p, *before[p], method.pretrained, loaded, data, device, cfg.probe_limit, adapted) for p in probes
     }
     merge_cost = _merged_throughput(method, runner, splits.test, cached)
 
@@ -116,6 +129,9 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
         peak_mem_delta_bytes=mem.delta_bytes,
         peak_mem_kind="cuda_max_allocated" if device == "cuda" else "process_peak_rss",
         train_samples_per_s=fit.train_samples_per_s if fit else None,
+        feature_samples_per_s=fit.feature_samples_per_s if fit else None,
+        head_train_time_s=fit.head_time_s if fit and method.cache_features else None,
+        feature_cache=runner.feature_cache.summary() if runner.feature_cache is not None else None,
         eval_samples_per_s=eval_rate,
         train_time_s=fit.train_time_s if fit else setup_s,
         feature_time_s=fit.feature_time_s if fit else 0.0,
@@ -138,13 +154,18 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
     return record
 
 
-def _forgetting(probe, before, pretrained, loaded, data, device, limit, digests) -> Forgetting:
+def _forgetting(probe, before, before_cached, pretrained, loaded, data, device, limit, digests) -> Forgetting:
     """The probe on the adapted backbone beside its value on the untouched pretrained one."""
     from bench.probes import PROBES, run_probe
 
     spec = PROBES[probe]
     if not pretrained:
-        return Forgetting(probe, before, note="not applicable: scratch never had the pretrained weights")
+        return Forgetting(
+            probe,
+            before,
+            before_from_cache=before_cached,
+            note="not applicable: scratch never had the pretrained weights",
+        )
     after, after_cached = run_probe(probe, loaded, data, device, limit, digests=digests)
     return Forgetting(
         probe,
@@ -154,6 +175,7 @@ def _forgetting(probe, before, pretrained, loaded, data, device, limit, digests)
         drop=(before - after) if spec.higher_is_better else (after - before),
         higher_is_better=spec.higher_is_better,
         after_from_identical_weights=after_cached,
+        before_from_cache=before_cached,
         limit=spec.effective_limit(limit),
     )
 

@@ -19,6 +19,7 @@ EPILOG = """examples:
   adaptbench report --suite default                # -> reports/default/index.html
   adaptbench data verify                           # checksums, and which tasks can run offline
   adaptbench data fetch --task blood-mnist         # online: fill the data root from the publishers
+  adaptbench cache ls                              # shared caches: frozen features, probe results, ...
 """
 
 
@@ -269,6 +270,19 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from bench import cache
+
+    print(f"cache: {cache.cache_dir()}")
+    if args.action == "clear":
+        gone = cache.clear(args.kind)
+        print(f"cleared: {', '.join(gone) if gone else 'nothing (already empty)'}")
+        return 0
+    for kind, entries, size in cache.usage():
+        print(f"  {kind:9s} {entries:6d} entries {size / 2**20:10.1f} MiB")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -333,6 +347,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--all-records", action="store_true", help="also show records of cells no longer in the suite's definition"
     )
     p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser("cache", parents=[common], help="show or empty the shared caches (features, probes, ...)")
+    p.add_argument("action", choices=["ls", "clear"], help="ls: entries and size per kind; clear: delete")
+    p.add_argument(
+        "--kind",
+        action="append",
+        choices=["features", "probes", "models", "derived", "machine"],
+        help="with clear: only these kinds (repeatable; default: features and probes, which cells recompute)",
+    )
+    p.set_defaults(fn=cmd_cache)
 
     p = sub.add_parser("data", parents=[common], help="data root: verify checksums, fetch from publishers")
     p.add_argument(

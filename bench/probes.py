@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.cache import cache_dir
 from bench.data import DataRoot, register_source
 
 PROBE_VERSION = 1
@@ -258,29 +259,37 @@ PROBES: dict[str, ProbeSpec] = {
 }
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("ADAPTBENCH_CACHE", Path.home() / ".cache" / "adaptbench"))
-
-
 def run_probe(
-    name: str, loaded, data: DataRoot, device: str, limit: int = 0, digests: dict[str, str] | None = None
+    name: str,
+    loaded,
+    data: DataRoot,
+    device: str,
+    limit: int = 0,
+    digests: dict[str, str] | None = None,
+    fingerprint: str | None = None,
 ) -> tuple[float, bool]:
-    """(value, from_cache). Cached by (probe, version, limit, weights fingerprint); the cache is an optimisation
-    only: identical weights give identical numbers, so a hit is the same measurement. ``digests``: the encoder's
-    ``tensor_digests`` if the caller already computed them."""
-    from bench.model import fingerprint
+    """(value, from_cache). Cached by (probe, version, limit, backbone entry, weights sha256): identical weights
+    and preprocessing give identical numbers, so a hit is the same measurement. ``digests`` / ``fingerprint``:
+    the encoder's ``tensor_digests`` or its fingerprint, if the caller already computed them. An entry whose
+    checksum fails is deleted and recomputed, never trusted."""
+    from bench.cache import digest
+    from bench.model import fingerprint as weights_sha256
     from bench.store import atomic_write_text
 
     spec = PROBES[name]
     limit = spec.effective_limit(limit)
-    fp = fingerprint(loaded.encoder, digests)
-    path = cache_dir() / "probes" / f"{name}-v{PROBE_VERSION}-n{limit}-{fp[:24]}.json"
+    fp = fingerprint or weights_sha256(loaded.encoder, digests)
+    ident = {"probe": name, "version": PROBE_VERSION, "limit": limit, "backbone": loaded.spec.name, "weights": fp}
+    path = cache_dir() / "probes" / f"{name}-{digest(ident)[:32]}.json"
     if path.exists():
         try:
-            return float(json.loads(path.read_text())["value"]), True
-        except (ValueError, KeyError):
-            path.unlink(missing_ok=True)  # a torn cache entry is recomputed, never trusted
+            entry = json.loads(path.read_text())
+            if entry["check"] != digest({**ident, "value": entry["value"]}):
+                raise ValueError("checksum mismatch")
+            return float(entry["value"]), True
+        except (ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)  # a torn or altered entry is recomputed, never trusted
     value = float(spec.fn(loaded, data, device, limit=limit))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({"probe": name, "value": value, "fingerprint": fp, "limit": limit}))
+    entry = {**ident, "value": value, "check": digest({**ident, "value": value})}
+    atomic_write_text(path, json.dumps(entry))
     return value, False

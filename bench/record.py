@@ -57,6 +57,7 @@ class Forgetting(_Section):
     drop: float | None = None
     higher_is_better: bool | None = None
     after_from_identical_weights: bool | None = None  # the adapted weights are the base ones: same number
+    before_from_cache: bool | None = None  # the untouched backbone's value came from the probe cache
     limit: int | None = None  # examples the probe used (0 = all)
     note: str | None = None  # why there is no ``after`` (scratch)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -102,7 +103,10 @@ class Cost(_Section):
     train_samples_per_s: float | None = None  # warm-up steps excluded
     eval_samples_per_s: float | None = None
     train_time_s: float | None = None
-    feature_time_s: float | None = None
+    feature_time_s: float | None = None  # cached-feature methods: the backbone pass over train and val
+    feature_samples_per_s: float | None = None  # examples encoded per second (None: every feature was cached)
+    head_train_time_s: float | None = None  # cached-feature methods: the head's training on the features
+    feature_cache: dict[str, Any] | None = None  # {hits, computed[, rejected]}: examples served / computed
     steps: int | None = None
     epochs: float | None = None
     fwd_flops_per_example: float | None = None

@@ -227,7 +227,7 @@ def _corrupted(test: Split, source_sha: str) -> Split:
     """test_ood of the CIFAR task, cached by its inputs, VARIANTS and the versions of the code that makes it."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from bench.probes import cache_dir
+    from bench.cache import cache_dir
 
     try:
         versions = [version(p) for p in ("imagecorruptions", "numpy", "scipy", "scikit-image", "opencv-python")]

@@ -1,0 +1,125 @@
+"""Shared caches: frozen features per example across cells, probe results, integrity checks, `adaptbench cache`;
+and the validation schedule. Run: `.venv/bin/python -m pytest tests/test_cache.py -q`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bench.api import Cell, Split, TrainConfig, resolve_hparams
+from bench.cache import FeatureCache, cache_dir
+from bench.loop import Runner, eval_steps
+from bench.model import AdaptModel, make_head
+from bench.registry import TASKS, load_all
+
+load_all()
+IMAGES = np.random.default_rng(0).integers(0, 256, size=(12, 28, 28), dtype=np.uint8)
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAPTBENCH_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _runner(loaded, cache_parts=None):
+    model = AdaptModel(loaded.encoder, make_head(loaded.feature_dim, 2)).eval()
+    runner = Runner(model, loaded.batcher, TASKS.get("pneumonia-mnist")(), TrainConfig(eval_batch_size=4), "cpu")
+    if cache_parts is not None:
+        runner.feature_cache = FeatureCache(cache_parts)
+    return runner
+
+
+def _split(rows) -> Split:
+    rows = np.asarray(rows)
+    return Split("train", IMAGES[rows], rows % 2, 100 + rows)
+
+
+def test_features_are_computed_once_per_example_across_cells_and_equal_fresh_ones(load_named, own_cache):
+    loaded = load_named("tiny-timm")
+    parts = {"backbone": "tiny-timm", "weights": "w", "task": "t"}
+    first = _runner(loaded, parts)
+    a = first.encode(_split(range(0, 8))).numpy()
+    assert (first.feature_cache.hits, first.feature_cache.computed) == (0, 8)
+    second = _runner(loaded, parts)  # a later cell: a bigger, overlapping subset (budgets are nested)
+    b = second.encode(_split(range(4, 12))).numpy()
+    assert (second.feature_cache.hits, second.feature_cache.computed) == (4, 4)
+    fresh = _runner(loaded).encode(_split(range(0, 12))).numpy()
+    np.testing.assert_allclose(a, fresh[:8], atol=1e-5)
+    np.testing.assert_allclose(b, fresh[4:], atol=1e-5)
+    other = _runner(loaded, {**parts, "weights": "other"})  # other weights: another entry, nothing reused
+    other.encode(_split(range(0, 4)))
+    assert other.feature_cache.hits == 0
+
+
+def test_a_corrupt_feature_entry_is_recomputed_never_trusted(load_named, own_cache):
+    loaded = load_named("tiny-timm")
+    parts = {"backbone": "tiny-timm", "weights": "w", "task": "corrupt"}
+    runner = _runner(loaded, parts)
+    good = runner.encode(_split(range(6))).numpy()
+    path = runner.feature_cache.path("train")
+    with np.load(path) as z:
+        tampered = dict(z)
+    tampered["features"] = tampered["features"] + 1.0  # altered values under the old checksum
+    np.savez(path, **tampered)
+    again = _runner(loaded, parts)
+    np.testing.assert_allclose(again.encode(_split(range(6))).numpy(), good, atol=1e-5)
+    assert again.feature_cache.computed == 6 and "checksum mismatch" in again.feature_cache.rejected[0]
+    path.write_bytes(b"not an npz")  # a torn file
+    third = _runner(loaded, parts)
+    third.encode(_split(range(6)))
+    assert third.feature_cache.computed == 6 and third.feature_cache.rejected
+
+
+def test_probe_results_are_cached_by_weights_and_a_tampered_entry_is_recomputed(load_named, data, own_cache):
+    from bench.probes import run_probe
+
+    loaded = load_named("tiny-hf")
+    value, cached = run_probe("stsb-spearman", loaded, data, "cpu", limit=20)
+    assert not cached and run_probe("stsb-spearman", loaded, data, "cpu", limit=20) == (value, True)
+    (entry,) = (cache_dir() / "probes").glob("*.json")
+    fake = json.loads(entry.read_text())
+    fake["value"] = 0.999
+    entry.write_text(json.dumps(fake))
+    assert run_probe("stsb-spearman", loaded, data, "cpu", limit=20) == (value, False)
+
+
+@pytest.mark.slow  # two real cells with the CIFAR-10 probe (~30 s)
+def test_a_frozen_cell_reuses_features_and_says_so_with_identical_results(tiny_backbones, data, own_cache):
+    from bench.cell import execute
+
+    settings = {"backbone": tiny_backbones["tiny-timm"], "eval_limit": 64, "probe_limit": 10, "min_steps": 20}
+    res = resolve_hparams(Cell("pneumonia-mnist", "frozen", 32, 0, settings))
+    first, second = execute(res, data, "cpu"), execute(res, data, "cpu")
+    assert first.cost.feature_cache == {"hits": 0, "computed": 32 + 64 + 64}, "train, val, test computed once"
+    assert second.cost.feature_cache == {"hits": 32 + 64 + 64, "computed": 0}, "train, val and test from the cache"
+    assert first.metrics == second.metrics
+    assert first.cost.train_samples_per_s is None, "no misleading head-only examples/s"
+    assert first.cost.feature_samples_per_s > 0 and second.cost.feature_samples_per_s is None
+    assert first.cost.head_train_time_s > 0 and second.forgetting.before_from_cache
+
+
+def test_cache_ls_and_clear(own_cache, capsys):
+    from bench.cli import main
+
+    (own_cache / "features").mkdir(parents=True)
+    (own_cache / "features" / "x.npz").write_bytes(b"0" * 2048)
+    assert main(["cache", "ls"]) == 0
+    assert "features       1 entries" in capsys.readouterr().out
+    assert main(["cache", "clear"]) == 0
+    assert not (own_cache / "features").exists()
+
+
+def test_validation_runs_on_a_step_schedule_when_asked():
+    assert eval_steps(100, 10, max_evals=5) == {20, 40, 60, 80, 100}
+    assert eval_steps(100, 50, max_evals=5) == {50, 100}, "at most one pass per epoch by default"
+    assert eval_steps(100, 50, max_evals=5, every=30) == {30, 60, 90, 100}
+
+
+def test_a_setting_added_later_keeps_old_keys_at_its_default_and_names_cells_when_set():
+    base = resolve_hparams(Cell("glue-sst2", "lora", 64, 0))
+    assert resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"eval_every": 0})).key == base.key
+    assert resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"eval_every": 10})).key != base.key
+    assert base.hparams["train"]["eval_every"] == 0, "the record still lists every setting"
