@@ -193,6 +193,13 @@ def format_record(r: Record) -> str:
         f"  time     train {c.train_time_s:.1f} s ({c.steps} steps, {c.epochs:.1f} epochs), "
         f"cell {c.wall_time_s:.1f} s; threads {r.env.threads}"
     )
+    if c.feature_cache is not None:
+        rate = f"{c.feature_samples_per_s:.1f} ex/s" if c.feature_samples_per_s else "all cached"
+        head = f", head {c.head_train_time_s:.1f} s" if c.head_train_time_s is not None else ""
+        lines.append(
+            f"  features backbone pass {c.feature_time_s or 0.0:.1f} s ({rate}){head}; cache "
+            f"{c.feature_cache['hits']} hits, {c.feature_cache['computed']} computed"
+        )
     if c.fwd_flops_per_example:
         lines.append(f"  flops    {c.fwd_flops_per_example / 1e9:.3f} GFLOPs per example (forward)")
     lines.append(f"  select   best {r.selection.on} at step {r.selection.best_step} of {c.steps}")
