@@ -151,6 +151,11 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
     record.weights = loaded.source if method.pretrained else "random-init"
     record.data_root = str(data.path)
     record.env = Env(**environment(device, cfg.threads))
+    record.arrays = {  # per-example test outputs, for paired comparisons between methods
+        split.name: {"ids": split.ids, "outputs": runner.outputs[split.name], "labels": split.labels}
+        for split in (splits.test, splits.test_ood)
+        if split is not None and split.name in runner.outputs
+    }
     return record
 
 

@@ -217,7 +217,11 @@ class Record:
     weights: str | None = None  # where the backbone's weights came from
     data_root: str | None = None
     env: Env | None = None
+    # per-example test outputs, stored beside the JSON: {"file", "sha256", "splits"} (see Store.predictions)
+    predictions: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys of newer code, kept as they were
+    # the arrays behind ``predictions`` before they are written: split -> {"ids", "outputs", "labels"}
+    arrays: dict[str, dict[str, Any]] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -241,13 +245,13 @@ class Record:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "extra":
+            if f.name in ("extra", "arrays"):
                 continue
             if isinstance(value, _Section):
                 value = value.to_json()
             elif f.name == "forgetting_extra":
                 value = {k: v.to_json() for k, v in value.items()}
-            if value is None and f.name in (*_SECTIONS, "exit_code", "signal", "weights", "data_root"):
+            if value is None and f.name in (*_SECTIONS, "exit_code", "signal", "weights", "data_root", "predictions"):
                 continue
             if f.name in ("flags", "flag_notes") and not value:
                 continue  # no flag raised (older records have no such key)
@@ -258,7 +262,7 @@ class Record:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Record:
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra", "arrays"}
         missing = {"key", "suite", "status", "task", "method", "budget", "seed"} - set(data)
         if missing:
             raise ValueError(f"not a record: lacks {', '.join(sorted(missing))}")

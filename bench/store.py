@@ -81,13 +81,58 @@ class Store:
         return record is not None and record.ok
 
     def write(self, record: Record) -> Path:
+        """Write a record; its per-example predictions (``record.arrays``) go first, beside it, so a record on
+        disk always has its predictions."""
         if not record.ok and self.has_ok(record.suite, record.key):
             stamp = record.created_at.replace(":", "").replace("-", "")
             path = self.suite_dir(record.suite) / "attempts" / f"{record.key}.{stamp}.{record.status}.json"
         else:
             path = self.path(record.suite, record.key)
+        if record.arrays:
+            record.predictions = self._write_predictions(path, self.suite_dir(record.suite), record.arrays)
         atomic_write_text(path, record.dumps())
         return path
+
+    def _write_predictions(self, path: Path, suite_dir: Path, arrays: dict[str, dict]) -> dict:
+        import hashlib
+        import io
+
+        import numpy as np
+
+        flat = {f"{split}/{name}": np.asarray(v) for split, parts in arrays.items() for name, v in parts.items()}
+        flat = {
+            k: v.astype(np.float32) if v.dtype == np.float64 and k.endswith("/outputs") else v for k, v in flat.items()
+        }
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **flat)
+        data = buf.getvalue()
+        target = path.with_suffix(".preds.npz")
+        atomic_write_bytes(target, data)
+        return {"file": str(target.relative_to(suite_dir)), "sha256": hashlib.sha256(data).hexdigest(), "splits": sorted(arrays)}
+
+    def predictions(self, record: Record) -> dict[str, dict]:
+        """A record's per-example test outputs: split -> {"ids", "outputs", "labels"}, checked against the sha256
+        the record holds (ValueError when missing or altered: the paired statistics must not use them)."""
+        import hashlib
+        import io
+
+        import numpy as np
+
+        if not record.predictions:
+            raise ValueError(f"record {record.key} has no stored predictions (written before they were kept)")
+        path = self.suite_dir(record.suite) / record.predictions["file"]
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ValueError(f"predictions of {record.key}: {e}") from None
+        if hashlib.sha256(data).hexdigest() != record.predictions["sha256"]:
+            raise ValueError(f"predictions file {path} does not match its record's checksum")
+        out: dict[str, dict] = {}
+        with np.load(io.BytesIO(data)) as z:
+            for name in z.files:
+                split, part = name.split("/", 1)
+                out.setdefault(split, {})[part] = z[name]
+        return out
 
     def records(self, suite: str) -> list[Record]:
         """Every readable record of a suite; unreadable files are named in ``self.unreadable``, never dropped

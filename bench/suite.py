@@ -226,7 +226,7 @@ def run_grid(
     claims = Claims(store.suite_dir(suite.name), suite.timeout_s)
     start = time.perf_counter()
 
-    def one(i_cell: tuple[int, Cell]) -> dict[str, Any] | None:
+    def one(i_cell: tuple[int, Cell]) -> Record | None:
         i, cell = i_cell
         key = resolve_hparams(cell).key
         holder = claims.acquire(key)

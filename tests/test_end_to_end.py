@@ -45,6 +45,8 @@ def test_one_real_cell_runs_end_to_end_and_writes_a_complete_record(tmp_path):
     assert c.train_samples_per_s > 0 and c.eval_samples_per_s > 0 and c.steps == 4
     assert record.env.threads == 2 and record.env.torch
     assert record.selection.best_step in {h["step"] for h in record.selection.history}
+    test = store.predictions(record)["test"]
+    assert test["outputs"].shape == (624, 2) and len(test["ids"]) == len(test["labels"]) == 624
 
 
 def test_a_crashing_cell_becomes_a_failed_record(tmp_path):

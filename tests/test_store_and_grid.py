@@ -93,3 +93,21 @@ def test_a_killed_grid_resumes_without_redoing_finished_cells(tmp_path, monkeypa
     records = run_grid(suite, store, log=lambda _: None).records
     assert len(calls) == 2 and not done & {c.describe() for c in calls}, "finished cells are not run again"
     assert len(records) == 4 and all(r.status == "ok" for r in records)
+
+
+def test_per_example_predictions_are_stored_beside_the_record_and_checked(tmp_path):
+    import numpy as np
+
+    store = Store(tmp_path)
+    record = _record(Cell("glue-sst2", "lora", 64, 0, suite="s"))
+    outputs = np.random.default_rng(0).normal(size=(5, 2))
+    record.arrays = {"test": {"ids": np.arange(5), "outputs": outputs, "labels": np.array([0, 1, 0, 1, 1])}}
+    path = store.write(record)
+    again = store.get("s", record.key)
+    assert again.predictions["file"] == path.with_suffix(".preds.npz").name
+    preds = store.predictions(again)["test"]
+    np.testing.assert_allclose(preds["outputs"], outputs, rtol=1e-6)
+    assert list(preds["labels"]) == [0, 1, 0, 1, 1] and list(preds["ids"]) == list(range(5))
+    path.with_suffix(".preds.npz").write_bytes(b"tampered")
+    with pytest.raises(ValueError, match="checksum"):
+        store.predictions(again)
