@@ -108,7 +108,8 @@ class Store:
         data = buf.getvalue()
         target = path.with_suffix(".preds.npz")
         atomic_write_bytes(target, data)
-        return {"file": str(target.relative_to(suite_dir)), "sha256": hashlib.sha256(data).hexdigest(), "splits": sorted(arrays)}
+        digest = hashlib.sha256(data).hexdigest()
+        return {"file": str(target.relative_to(suite_dir)), "sha256": digest, "splits": sorted(arrays)}
 
     def predictions(self, record: Record) -> dict[str, dict]:
         """A record's per-example test outputs: split -> {"ids", "outputs", "labels"}, checked against the sha256
