@@ -154,11 +154,12 @@ class TrainConfig:
     probe_limit: int = 0  # examples in the forgetting probe, 0 = the whole probe set
     eval_limit: int = 0  # examples of val and of each test split, 0 = all (a fixed class-stratified subset)
     group_by_length: bool = True  # text: batches of similar length (less padding); false = plain random batches
+    compile: bool = False  # torch.compile the model's forward: an execution option (speed only, same results)
 
     # Settings added after records were first written. At its default such a setting is left out of a cell's key,
     # since every earlier record ran with exactly that default behaviour: adding one keeps old records found.
     # A new setting whose default changes behaviour must not be listed here (bump the method or task version).
-    KEYED_ONLY_WHEN_SET: ClassVar[frozenset[str]] = frozenset()
+    KEYED_ONLY_WHEN_SET: ClassVar[frozenset[str]] = frozenset({"compile"})
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "threads", "max_evals"):
