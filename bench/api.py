@@ -155,11 +155,12 @@ class TrainConfig:
     eval_limit: int = 0  # examples of val and of each test split, 0 = all (a fixed class-stratified subset)
     group_by_length: bool = True  # text: batches of similar length (less padding); false = plain random batches
     eval_every: int = 0  # validate every N optimizer steps (and at the end); 0 = max_evals passes spread evenly
+    compile: bool = False  # torch.compile the model's forward: an execution option (speed only, same results)
 
     # Settings added after records were first written. At its default such a setting is left out of a cell's key,
     # since every earlier record ran with exactly that default behaviour: adding one keeps old records found.
     # A new setting whose default changes behaviour must not be listed here (bump the method or task version).
-    KEYED_ONLY_WHEN_SET: ClassVar[frozenset[str]] = frozenset({"eval_every"})
+    KEYED_ONLY_WHEN_SET: ClassVar[frozenset[str]] = frozenset({"eval_every", "compile"})
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "threads", "max_evals"):

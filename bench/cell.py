@@ -43,8 +43,9 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
     import numpy as np
 
     from bench.backbones import get_backbone
+    from bench.flops import cell_flops
     from bench.loop import Runner
-    from bench.meters import PeakMemory, environment, forward_flops_per_example, pick_device
+    from bench.meters import PeakMemory, environment, pick_device
     from bench.model import AdaptModel, count_params, fingerprint, make_head, quantized_share, tensor_digests
     from bench.probes import run_probe
 
@@ -98,7 +99,10 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
     adapted = tensor_digests(model.encoder)  # hashed once: adapter bytes and the probe's cache key
     params["adapter_bytes"] = _changed_bytes(digests, adapted, model.encoder)
     runner.model.eval()  # the predictor actually used (few-shot methods replace it)
-    flops = forward_flops_per_example(runner.model, runner.inputs(splits.test, np.arange(min(8, len(splits.test)))))
+    sample = runner.inputs(splits.test, np.arange(min(8, len(splits.test))))
+    flops = cell_flops(
+        runner.model, sample, method=method, fit=fit, device=device, precision=cfg.precision, threads=cfg.threads
+    )
     forgetting = {
         p: _forgetting(p, *before[p], method.pretrained, loaded, data, device, cfg.probe_limit, adapted) for p in probes
     }
@@ -138,7 +142,9 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
         wall_time_s=time.perf_counter() - wall_start,
         steps=fit.steps if fit else 0,
         epochs=fit.epochs if fit else 0.0,
-        fwd_flops_per_example=flops,
+        peak_mem_reserved_bytes=mem.reserved_bytes,
+        **flops.as_dict(),
+        **runner.compile_info(),
         **merge_cost,
     )
     record.selection = Selection(

@@ -15,6 +15,13 @@ Gradient accumulation (``grad_accum``, set by the harness when a cell ran out of
 each batch into that many micro-batches, each loss weighted by its share of the batch, and steps the optimizer
 once: the effective batch, the number of optimizer steps and (up to float rounding and batch-norm statistics,
 which see smaller batches) the result are unchanged. Evaluation batches shrink by the same factor.
+
+On CUDA, fp32 matmuls and convolutions use TF32 (``allow_tf32``), and ``precision=bf16`` adds bf16 autocast.
+``compile=true`` compiles the adapted model's forward in place (``nn.Module.compile``: the state dict keeps its
+names) for training and evaluation; the first steps compile, and they are the warm-up steps excluded from
+throughput, so ``compile_time_s`` is their extra time over a timed step. Cached-feature methods call the head and
+the encoder directly, and few-shot predictors replace the model, so compile does not apply to them. If a compiled
+call fails, the error is recorded (``compile_error``) and the model runs eagerly from then on.
 """
 
 from __future__ import annotations
@@ -90,6 +97,32 @@ class Runner:
         self.outputs: dict[str, np.ndarray] = {}  # split name -> outputs of its last evaluation
         self.grad_accum = _grad_accum
         self.eval_batch_size = max(1, cfg.eval_batch_size // self.grad_accum)
+        if device == "cuda":  # TF32 tensor cores for fp32 matmuls and convolutions where the GPU has them
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.compiled, self.compile_error, self.compile_time_s = False, None, None
+        if cfg.compile:
+            self.model.compile()
+            self.compiled = True
+
+    def compile_info(self) -> dict[str, Any]:
+        """What the record says about compile=true (nothing when it was not asked for)."""
+        if not self.cfg.compile:
+            return {}
+        return {"compiled": self.compiled, "compile_time_s": self.compile_time_s, "compile_error": self.compile_error}
+
+    def _call_model(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The model's forward; under compile, a failing compiled call is recorded and retried eagerly (a real
+        error then raises from the eager call)."""
+        if not self.compiled:
+            return self.model(**inputs)
+        try:
+            return self.model(**inputs)
+        except Exception as e:  # recorded; the eager retry raises whatever error is real
+            self.compile_error = f"{type(e).__name__}: {e}"[:500]
+            self.model._compiled_call_impl = None
+            self.compiled = False
+            return self.model(**inputs)
 
     def fit_predictor(self, method: Method, train: Split, seed: int, tokenizer: Any = None) -> Predictor:
         """For methods without gradient steps: let the method build its predictor from the training subset (it
@@ -161,7 +194,7 @@ class Runner:
     def forward_batch(self, split: Split, index: np.ndarray, cached: bool) -> torch.Tensor:
         if cached:
             return self.model.head(self.features[split.name][torch.from_numpy(index).to(self.device)])
-        return self.model(**self.inputs(split, index))
+        return self._call_model(self.inputs(split, index))
 
     def predict(self, split: Split, cached: bool) -> tuple[np.ndarray, float]:
         """(outputs, examples per second). For cached methods the backbone pass is included in the time."""
@@ -218,6 +251,7 @@ class Runner:
 
         lengths = text_lengths(train) if cfg.group_by_length else None
         timed_time, timed_n, batches, b = 0.0, 0, epoch_batches(rng, n, cfg.batch_size, lengths), 0
+        warmup_time = 0.0
         for step in range(1, total + 1):
             if b >= len(batches):
                 batches, b = epoch_batches(rng, n, cfg.batch_size, lengths), 0
@@ -234,6 +268,8 @@ class Runner:
             if step > TIMING_WARMUP_STEPS or total <= TIMING_WARMUP_STEPS:
                 timed_time += self.clock.now() - t0
                 timed_n += len(index)
+            else:
+                warmup_time += self.clock.now() - t0
             if step in eval_at:
                 metrics, _ = self.evaluate(val, cached)
                 result.history.append({"step": step, "train_loss": loss, **_prefixed("val", metrics)})
@@ -254,6 +290,9 @@ class Runner:
                 result.feature_samples_per_s = encoded / max(result.feature_time_s, 1e-9)
         else:
             result.train_samples_per_s = timed_n / max(timed_time, 1e-9)
+        if self.cfg.compile and timed_n and total > TIMING_WARMUP_STEPS:
+            per_step = timed_time / (total - TIMING_WARMUP_STEPS)
+            self.compile_time_s = max(0.0, warmup_time - TIMING_WARMUP_STEPS * per_step)
         return result
 
     def _accumulate(

@@ -1,6 +1,7 @@
 """Measuring cost: peak memory, device choice, and the environment every record carries.
 
-Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` after a reset at the start of the measured window.
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` after a reset at the start of the measured window, and
+``max_memory_reserved`` beside it (what the caching allocator held: what the process really took from the GPU).
 On the CPU, the process peak RSS (each cell runs in its own process, so it is the cell's) and, beside it, the
 cell's own increase over the RSS at the start of the window, sampled by a background thread every 20 ms (the
 process peak is mostly libraries: ``import torch`` alone is ~0.5 GB).
@@ -44,6 +45,7 @@ class PeakMemory:
         self.interval_s = interval_s
         self.peak_bytes = 0
         self.delta_bytes = 0
+        self.reserved_bytes: int | None = None  # CUDA only
         self._stop = threading.Event()
         self._max_rss = 0
 
@@ -71,6 +73,7 @@ class PeakMemory:
 
             torch.cuda.synchronize()
             self.peak_bytes = torch.cuda.max_memory_allocated()
+            self.reserved_bytes = torch.cuda.max_memory_reserved()
         else:
             self._stop.set()
             self._thread.join()
@@ -148,18 +151,3 @@ def environment(device: str, threads: int) -> dict[str, Any]:
         "threads": threads,
         "hostname": platform.node(),
     }
-
-
-def forward_flops_per_example(model, batch: dict[str, Any]) -> float | None:
-    """FLOPs of one forward pass per example, counted by torch's FlopCounterMode on a real batch (matmuls and
-    convolutions; elementwise ops are not counted). None if the model cannot be traced this way."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    n = len(next(iter(batch.values())))
-    try:
-        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-            model(**batch)
-    except (RuntimeError, NotImplementedError, TypeError):
-        return None
-    return counter.get_total_flops() / n

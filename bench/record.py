@@ -109,7 +109,21 @@ class Cost(_Section):
     feature_cache: dict[str, Any] | None = None  # {hits, computed[, rejected]}: examples served / computed
     steps: int | None = None
     epochs: float | None = None
-    fwd_flops_per_example: float | None = None
+    fwd_flops_per_example: float | None = (
+        None  # analytic (bench.flops) since flops_method exists; before, FlopCounterMode
+    )
+    train_flops_per_example: float | None = None  # per training example seen (bench.flops: the rule per method)
+    flops_method: str | None = None  # analytic-hooks | flopcounter (absent: an older record, FlopCounterMode)
+    flops_note: str | None = None  # why a count is missing, or what approximation it carries
+    achieved_train_flops_per_s: float | None = None  # train_flops_per_example * train_samples_per_s
+    machine_peak_flops_per_s: float | None = None  # the GEMM probe (bench.machine), bf16 on CUDA bf16 cells
+    nominal_peak_flops_per_s: float | None = None  # the GPU's dense bf16 data-sheet peak (CUDA, bf16 cells)
+    mfu: float | None = None  # achieved_train_flops_per_s / the peak named in mfu_basis
+    mfu_basis: str | None = None
+    peak_mem_reserved_bytes: int | None = None  # CUDA: torch.cuda.max_memory_reserved (allocator cache included)
+    compiled: bool | None = None  # compile=true: whether torch.compile was in use (false after a fallback)
+    compile_time_s: float | None = None  # the warm-up steps' extra time over timed steps (compilation, mostly)
+    compile_error: str | None = None  # compile=true failed: why, and the cell ran eagerly
     eval_samples_per_s_unmerged: float | None = None
     eval_samples_per_s_merged: float | None = None
     merge_max_abs_diff: float | None = None
