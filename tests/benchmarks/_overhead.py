@@ -13,7 +13,16 @@ import time
 from collections import defaultdict
 
 # what execute imports at call time; whatever the fork server did not preload is imported by every cell
-EXECUTE_IMPORTS = ("bench.backbones", "bench.loop", "bench.meters", "bench.model", "bench.probes", "bench.store")
+EXECUTE_IMPORTS = (
+    "bench.backbones",
+    "bench.cache",
+    "bench.flops",
+    "bench.loop",
+    "bench.meters",
+    "bench.model",
+    "bench.probes",
+    "bench.store",
+)
 
 
 def _wrap(owner, name: str, label: str, totals: dict, counts: dict) -> None:
@@ -44,7 +53,9 @@ def child_profile(cell: dict, results: str, data_root: str | None, out: str, env
     import bench.backbones.text
     import bench.backbones.vision
     import bench.cell
+    import bench.cache
     import bench.data
+    import bench.flops
     import bench.loop
     import bench.meters
     import bench.model
@@ -65,7 +76,8 @@ def child_profile(cell: dict, results: str, data_root: str | None, out: str, env
         (bench.model, "tensor_digests", "hash of every weight (tensor_digests)"),
         (bench.loop.Runner, "fit", "cell's own work: Runner.fit"),
         (bench.loop.Runner, "evaluate", "  evaluate (val in fit, test)"),
-        (bench.meters, "forward_flops_per_example", "FLOPs count"),
+        (bench.cache.FeatureCache, "features", "frozen features (cache read or compute)"),
+        (bench.flops, "cell_flops", "FLOPs count + machine peak (cached)"),
         (bench.meters, "environment", "environment (versions, git)"),
         (Store, "write", "record write"),
     ]:
