@@ -9,6 +9,7 @@ torch thread count fixed (``THREADS``) and recorded.
 
 from __future__ import annotations
 
+import gc
 import os
 import statistics
 import time
@@ -48,6 +49,8 @@ def alternate(contenders: dict[str, Callable[[], dict]], n_rounds: int) -> dict[
     out: dict[str, list[dict]] = {name: [] for name in contenders}
     for _ in range(n_rounds):
         for name, fn in contenders.items():
+            gc.collect()  # the last contender's garbage (models, optimizer states in reference cycles) goes now,
+            # not during the next contender's timed steps
             t0 = time.perf_counter()
             result = fn()
             result["call_s"] = time.perf_counter() - t0
