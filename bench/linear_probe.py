@@ -87,7 +87,7 @@ def _fit_one(head: nn.Linear, params: list, x, y, loss_fn, l2: float, max_iter: 
         optimizer.zero_grad(set_to_none=True)
         loss = loss_fn(head(x), y) + 0.5 * l2 * head.weight.pow(2).sum()
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"linear probe diverged at l2={l2:g}: loss is {float(loss)}")
+            raise FloatingPointError(f"linear probe diverged at l2={l2:g}: loss is {float(loss.detach())}")
         loss.backward()
         return loss
 
