@@ -59,7 +59,8 @@ def fit_linear_probe(
         head.eval()
         score, metrics = validate()
         score = -math.inf if math.isnan(score) else score
-        entry = {"step": len(fit.history) + 1, "l2": l2, "train_loss": loss, "lbfgs_iterations": steps}
+        # "step": L-BFGS iterations so far, so the record's "best at step X of N" reads as for the mini-batch loop
+        entry = {"step": fit.iterations, "l2": l2, "train_loss": loss, "lbfgs_iterations": steps}
         fit.history.append({**entry, "loss_evaluations": calls, **metrics})
         if score > best_score or best_state is None:
             best_score, fit.best = score, i

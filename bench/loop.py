@@ -338,7 +338,10 @@ class Runner:
         result.best_val = {k.removeprefix("val/"): v for k, v in chosen.items() if k.startswith("val/")}
         result.steps = probe.iterations  # full-batch: each L-BFGS iteration sees every training example
         result.epochs = float(probe.iterations)
-        self.notes.update(probe="lbfgs", probe_l2=chosen["l2"], probe_l2_grid=[float(v) for v in method.l2])
+        grid = sorted(float(v) for v in method.l2)
+        self.notes.update(probe="lbfgs", probe_l2=chosen["l2"], probe_l2_grid=grid)
+        if len(grid) > 1 and chosen["l2"] in (grid[0], grid[-1]):
+            self.notes["probe_l2_at_grid_edge"] = True  # the best strength may lie outside the grid: widen it
 
     def _accumulate(
         self, train: Split, index: np.ndarray, labels: torch.Tensor, cached: bool, method: Method, step: int

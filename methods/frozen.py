@@ -29,7 +29,7 @@ class Frozen(Method):
     description = "backbone frozen (BN stats too), features cached once, linear probe fitted by L-BFGS over an L2 grid"
 
     # L2 strengths of the probe's objective (mean loss + l2/2 ||W||^2; scikit-learn's C = 1 / (l2 * n)), a log grid
-    l2: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+    l2: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
     max_iter: int = 200  # L-BFGS iterations per strength
 
     def __post_init__(self) -> None:
