@@ -251,6 +251,7 @@ class Method:
     trains: ClassVar[bool] = True
     pretrained: ClassVar[bool] = True  # False: the backbone is built with random weights (scratch)
     cache_features: ClassVar[bool] = False  # True: backbone features are computed once, only the head trains
+    linear_probe: ClassVar[bool] = False  # with cache_features: the head is fitted by L-BFGS over ``self.l2``
     quantize: ClassVar[str | None] = None  # "nf4": the backbone to adapt is loaded 4-bit (QLoRA)
     description: ClassVar[str] = ""
 
@@ -371,7 +372,15 @@ def _keyed(obj: Any) -> dict[str, Any]:
 
 
 def _coerce(value: Any, current: Any, key: str) -> Any:
-    """Turn a CLI/suite value into the type of the field's default."""
+    """Turn a CLI/suite value into the type of the field's default (a tuple of numbers: a list, or "a,b,c")."""
+    if isinstance(current, tuple):
+        items = value.split(",") if isinstance(value, str) else value
+        try:
+            if not isinstance(items, list | tuple) or not items:
+                raise ValueError
+            return tuple(float(v) for v in items)
+        except (TypeError, ValueError):
+            raise ValueError(f"Invalid value for {key}: {value!r} (expected numbers, e.g. 1e-3,1e-2)") from None
     if not isinstance(value, str) or isinstance(current, str):
         return value
     try:

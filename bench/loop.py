@@ -2,7 +2,9 @@
 validation-based selection of the best evaluation point, and honest throughput (warm-up steps excluded).
 
 When the method sets ``cache_features`` the backbone runs once per split under ``inference_mode`` and only the
-head trains, on the cached features, for as many epochs as asked: the expensive part is never repeated.
+head trains, on the cached features: the expensive part is never repeated. A method that also sets
+``linear_probe`` gets its head fitted by full-batch L-BFGS over its L2 grid (bench.linear_probe) instead of
+mini-batch steps.
 
 Evaluation batches text by length (``eval_order``) and puts the outputs back in the split's order: batches are
 padded to their longest member, so mixing a 5-token phrase with a 60-token sentence wastes most of the compute.
@@ -232,6 +234,9 @@ class Runner:
             self.encode(train)
             self.encode(val)
             result.feature_time_s = self.clock.now() - start
+        if cached and method.linear_probe:
+            self._fit_probe(method, train, val, result)
+            return self._finish(result, start, cached, len(train), len(val), 0, 0.0, 0.0)
         groups = [g for g in method.param_groups(self.model) if g["params"]]
         if not groups:
             raise ValueError(f"method {method.name} gave no trainable parameters")
@@ -280,20 +285,63 @@ class Runner:
         self.model.load_state_dict(best_state, strict=False)
         result.steps = total
         result.epochs = total * cfg.batch_size / n
+        return self._finish(result, start, cached, n, len(val), timed_n, timed_time, warmup_time, total)
+
+    def _finish(
+        self,
+        result: FitResult,
+        start: float,
+        cached: bool,
+        n_train: int,
+        n_val: int,
+        timed_n: int,
+        timed_time: float,
+        warmup_time: float,
+        total: int = 0,
+    ) -> FitResult:
+        """Times and throughput of a finished fit."""
+        cfg = self.cfg
         result.train_time_s = self.clock.now() - start
         if cached:
             # two costs of different kinds, reported apart: the backbone's one pass over train and val (examples
             # per second; none when every feature came from the cache) and the head's steps on the features
             result.head_time_s = result.train_time_s - result.feature_time_s
-            encoded = self.feature_cache.computed if self.feature_cache is not None else len(train) + len(val)
+            encoded = self.feature_cache.computed if self.feature_cache is not None else n_train + n_val
             if encoded:
                 result.feature_samples_per_s = encoded / max(result.feature_time_s, 1e-9)
         else:
             result.train_samples_per_s = timed_n / max(timed_time, 1e-9)
-        if self.cfg.compile and timed_n and total > TIMING_WARMUP_STEPS:
+        if cfg.compile and timed_n and total > TIMING_WARMUP_STEPS:
             per_step = timed_time / (total - TIMING_WARMUP_STEPS)
             self.compile_time_s = max(0.0, warmup_time - TIMING_WARMUP_STEPS * per_step)
         return result
+
+    def _fit_probe(self, method: Method, train: Split, val: Split, result: FitResult) -> None:
+        """``frozen``'s head: a linear probe fitted by full-batch L-BFGS over the method's L2 grid on the cached
+        features, the strength selected on validation (see bench.linear_probe)."""
+        from bench.linear_probe import fit_linear_probe
+
+        primary = self.task.spec.primary_metric
+        sign = 1.0 if self.task.spec.higher_is_better else -1.0
+
+        def validate() -> tuple[float, dict[str, float]]:
+            metrics, _ = self.evaluate(val, True)
+            return sign * metrics[primary], _prefixed("val", metrics)
+
+        method.train_mode(self.model)
+        x = self.features[train.name]
+        y = torch.as_tensor(train.labels).to(self.device)
+        probe = fit_linear_probe(self.model.head, x, y, self.loss, method.l2, validate, method.max_iter)
+        chosen = probe.history[[h["l2"] for h in probe.history].index(float(method.l2[probe.best]))]
+        result.history = probe.history
+        result.best_step = chosen["step"]
+        result.best_val = {k.removeprefix("val/"): v for k, v in chosen.items() if k.startswith("val/")}
+        result.steps = probe.iterations  # full-batch: each L-BFGS iteration sees every training example
+        result.epochs = float(probe.iterations)
+        grid = sorted(float(v) for v in method.l2)
+        self.notes.update(probe="lbfgs", probe_l2=chosen["l2"], probe_l2_grid=grid)
+        if len(grid) > 1 and chosen["l2"] in (grid[0], grid[-1]):
+            self.notes["probe_l2_at_grid_edge"] = True  # the best strength may lie outside the grid: widen it
 
     def _accumulate(
         self, train: Split, index: np.ndarray, labels: torch.Tensor, cached: bool, method: Method, step: int
