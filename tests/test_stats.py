@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from bench import metrics, stats
+from bench import derived, metrics, stats
 from bench.api import Cell, resolve_hparams
 from bench.record import Cost, Forgetting, Params, new_record
 from bench.store import Store
@@ -197,3 +197,109 @@ def test_mismatched_example_ids_are_refused_and_reordered_ones_are_aligned(tmp_p
     assert aligned.diff == pytest.approx(metrics.accuracy(a, y) - metrics.accuracy(b, y))
     with pytest.raises(ValueError, match="no seed in common"):
         stats.compare_records(store, [ra], [_write(store, "glue-sst2", "scratch", 64, 1, b, y)], "accuracy")
+
+
+def test_decision_map_picks_the_best_and_keeps_what_it_cannot_tell_apart(tmp_path):
+    store = Store(tmp_path)
+    rng = np.random.default_rng(9)
+    y = rng.integers(0, 2, 600)
+    for seed in range(3):
+        base = _logits(rng, y, 2.0)
+        _write(store, "glue-sst2", "lora", 64, seed, base, y)
+        right = base.argmax(axis=1) == y
+        flip = np.r_[np.flatnonzero(right)[:4], np.flatnonzero(~right)[:3]]
+        near = base.copy()
+        near[flip] = near[flip, ::-1]  # 7 of 600 predictions differ, one net: indistinguishable from lora
+        _write(store, "glue-sst2", "full", 64, seed, near, y, mem=4 * 2**30)
+        _write(store, "glue-sst2", "frozen", 64, seed, _logits(rng, y, 0.8), y)
+        _write(store, "glue-sst2", "fewshot", 64, seed, _logits(rng, y, 3.0), y)  # best mean, but 3 of 5 seeds
+        _write(store, "glue-sst2", "lora", 256, seed, base, y) if seed == 0 else None
+        _write(store, "glue-sst2", "frozen", 256, seed, _logits(rng, y, 0.8), y) if seed < 2 else None
+    maps = {d.budget: d for d in derived.decision_map(store, store.records("s"))}
+    d = maps[64]
+    assert d.best == "lora" and d.not_worse == ("full",) and d.worse == ("frozen",)
+    assert "not enough seeds" in d.excluded["fewshot"] and "fewshot" in d.note
+    assert maps[256].best is None and "not enough seeds" in maps[256].note
+    capped = {d.budget: d for d in derived.decision_map(store, store.records("s"), memory_cap_bytes=2 * 2**30)}[64]
+    assert capped.best == "lora" and "full" in capped.excluded and "over the cap" in capped.excluded["full"]
+
+
+# ------------------------------------------------------------------------------------------- derived
+def test_baselines_from_labels_alone():
+    from bench.registry import TASKS, load_all
+
+    load_all()
+    y = np.array([0] * 80 + [1] * 20)
+    sst2 = TASKS.get("glue-sst2").spec
+    assert derived.baselines(sst2, y).majority == pytest.approx(0.8) and derived.baselines(sst2, y).chance == 0.5
+    mrpc = TASKS.get("glue-mrpc").spec  # binary F1 of class 1
+    b = derived.baselines(mrpc, 1 - y)  # class 1 is the majority (p = 0.8): F1 of always-1 = 2p / (1 + p)
+    assert b.majority == pytest.approx(2 * 0.8 / 1.8) and b.chance == pytest.approx(2 * 0.8 / (2 * 0.8 + 1))
+    assert derived.baselines(TASKS.get("pneumonia-mnist").spec, y).majority == 0.5  # AUROC of a constant
+    stsb = derived.baselines(TASKS.get("glue-stsb").spec, np.linspace(0, 5, 100))
+    assert math.isnan(stsb.majority) and stsb.reference == 0.0
+
+
+def test_chance_f1_is_the_mean_over_random_predictions():
+    rng = np.random.default_rng(11)
+    y = rng.choice(3, size=3000, p=[0.6, 0.3, 0.1])
+    draws = [metrics.f1(np.eye(3)[rng.integers(0, 3, len(y))], y) for _ in range(50)]
+    assert derived.chance_score("f1", y, 3) == pytest.approx(np.mean(draws), abs=0.01)
+
+
+def test_did_not_learn_flags_an_interval_reaching_the_baseline():
+    from bench.registry import TASKS, load_all
+
+    load_all()
+    spec = TASKS.get("glue-sst2").spec
+    assert derived.did_not_learn(spec, 0.8, stats.seed_summary([0.79, 0.81, 0.80]))
+    assert not derived.did_not_learn(spec, 0.8, stats.seed_summary([0.90, 0.91, 0.92]))
+    assert derived.did_not_learn(spec, 0.8, stats.seed_summary([0.70, 0.71, 0.72])), "below the baseline too"
+    one = stats.seed_summary([0.83])
+    assert not derived.did_not_learn(spec, 0.8, one)
+    noisy = stats.PairedDiff("accuracy", 0.03, -0.01, 0.07, 0.02, 1, 100, 2000)
+    assert derived.did_not_learn(spec, 0.8, one, noisy), "one seed: within the paired noise of the baseline"
+
+
+def test_area_over_log_budget_of_known_curves():
+    assert derived.normalised_auc([64, 256, 1024], [0.6, 0.7, 0.8]) == pytest.approx(0.7)  # linear in log n
+    assert derived.normalised_auc([1000, 10, 100], [0.9, 0.5, 0.9]) == pytest.approx(0.8)  # order-free
+    assert derived.normalised_auc([10, 100], [0.5, 0.5]) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="two or more"):
+        derived.normalised_auc([64], [0.7])
+    curves = {0: {10: 0.5, 100: 0.9, 1000: 0.9}, 1: {10: 0.5, 100: 0.7, 1000: 0.9}, 2: {10: 0.6}}
+    area = derived.sample_efficiency_auc(curves)
+    assert area.n == 2 and area.mean == pytest.approx((0.8 + 0.7) / 2), "seed 2 lacks budgets: left out"
+    assert derived.sample_efficiency_auc({0: {64: 0.7}}).n == 0
+
+
+def test_pareto_front_keeps_only_non_dominated_methods():
+    points = {  # (accuracy: higher better, memory: lower better)
+        "full": (0.90, 8.0),
+        "lora": (0.89, 3.0),
+        "frozen": (0.80, 1.0),
+        "adapter": (0.85, 3.5),  # dominated by lora
+        "prompt": (0.80, 2.0),  # dominated by frozen
+        "broken": (math.nan, 0.5),
+    }
+    assert derived.pareto_front(points, (True, False)) == ["full", "lora", "frozen"]
+    assert derived.pareto_front({"a": (1.0, 1.0), "b": (1.0, 1.0)}, (True, False)) == ["a", "b"], "ties both stay"
+
+
+def test_gain_over_scratch_flags_negative_transfer_only_with_enough_seeds(tmp_path):
+    from bench.registry import TASKS, load_all
+
+    load_all()
+    store = Store(tmp_path)
+    rng = np.random.default_rng(12)
+    y = rng.integers(0, 2, 800)
+    for seed in range(3):
+        _write(store, "glue-sst2", "scratch", 64, seed, _logits(rng, y, 2.0), y)
+        _write(store, "glue-sst2", "full", 64, seed, _logits(rng, y, 0.5), y)
+    cells = derived.method_cells(store.records("s"))[("glue-sst2", 64)]
+    spec = TASKS.get("glue-sst2").spec
+    gain = derived.gain_over_scratch(store, cells["full"], cells["scratch"], spec)
+    assert gain.paired and gain.high < 0 and gain.negative_transfer
+    one = derived.method_cells([cells["full"].records[0], *cells["scratch"].records])[("glue-sst2", 64)]
+    gain1 = derived.gain_over_scratch(store, one["full"], one["scratch"], spec)
+    assert gain1.high < 0 and not gain1.negative_transfer and gain1.verdict == stats.NOT_ENOUGH_SEEDS
