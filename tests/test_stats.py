@@ -4,6 +4,7 @@ Run: `.venv/bin/python -m pytest tests/test_stats.py -q`."""
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from bench import derived, metrics, stats
 from bench.api import Cell, resolve_hparams
+from bench.cli import main
 from bench.record import Cost, Forgetting, Params, new_record
 from bench.store import Store
 from bench.weighted_metrics import WEIGHTED, weighted
@@ -222,6 +224,41 @@ def test_decision_map_picks_the_best_and_keeps_what_it_cannot_tell_apart(tmp_pat
     assert maps[256].best is None and "not enough seeds" in maps[256].note
     capped = {d.budget: d for d in derived.decision_map(store, store.records("s"), memory_cap_bytes=2 * 2**30)}[64]
     assert capped.best == "lora" and "full" in capped.excluded and "over the cap" in capped.excluded["full"]
+
+
+def test_summary_prints_the_decision_map_and_exits_2_without_records(tmp_path, capsys):
+    assert main(["summary", "--results", str(tmp_path / "empty"), "--suite", "s"]) == 2
+    assert "no records to summarise" in capsys.readouterr().err
+    store = Store(tmp_path)
+    rng = np.random.default_rng(10)
+    y = (rng.random(400) < 0.8).astype(int)  # imbalanced: majority-class accuracy ~0.8
+    for seed in range(3):
+        _write(store, "glue-sst2", "lora", 64, seed, _logits(rng, y, 3.0), y)
+        _write(store, "glue-sst2", "scratch", 64, seed, majority := derived.majority_outputs(y, 2), y)
+        _write(store, "glue-sst2", "frozen", 64, seed, majority + 0.01 * rng.normal(size=majority.shape), y)
+    _write(store, "glue-sst2", "lora", 256, 0, _logits(rng, y, 3.0), y)
+    assert main(["summary", "--results", str(tmp_path), "--suite", "s"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"glue-sst2 +64  lora; worse: frozen, scratch\n", out), out
+    assert "0.9" in out and "(one seed)" in out and "did-not-learn" in out and "few-seeds" in out
+    scratch_row = next(line for line in out.splitlines() if line.strip().startswith("scratch"))
+    assert "did-not-learn" in scratch_row
+    lora_row = next(line for line in out.splitlines() if line.strip().startswith("lora ") and " 64 " in line)
+    assert "did-not-learn" not in lora_row and "sample-efficiency area" in out
+
+
+def test_the_report_opens_with_the_same_decision_map(tmp_path):
+    from bench.report import write_report
+
+    store = Store(tmp_path)
+    rng = np.random.default_rng(13)
+    y = rng.integers(0, 2, 300)
+    for seed in range(3):
+        _write(store, "glue-sst2", "lora", 64, seed, _logits(rng, y, 3.0), y)
+        _write(store, "glue-sst2", "frozen", 64, seed, _logits(rng, y, 0.5), y)
+    page = write_report("s", store, tmp_path / "out").read_text()
+    assert "<h2>Decision map</h2>" in page and "at least 3 seeds per method" in page
+    assert re.search(r">lora</td><td[^>]*></td><td[^>]*>frozen</td>", page)
 
 
 # ------------------------------------------------------------------------------------------- derived
