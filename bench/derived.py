@@ -140,7 +140,10 @@ def noise_vs_majority(store: Store, record: Record, spec: TaskSpec) -> PairedDif
     stored predictions, or for regression, where there is no majority predictor)."""
     if spec.kind == "regression" or not record.predictions:
         return None
-    test = store.predictions(record)["test"]
+    try:
+        test = store.predictions(record)["test"]
+    except (ValueError, KeyError):  # altered or missing file, or no test split: no paired noise to offer
+        return None
     constant = majority_outputs(test["labels"], spec.num_labels)
     return paired_bootstrap([test["outputs"]], [constant], [test["labels"]], spec.primary_metric)
 
