@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bench import derived
+from bench.report import METHOD_ORDER
 from bench.stats import MIN_SEEDS, MIN_SEEDS_FOR, NOT_ENOUGH_SEEDS, enough_seeds
 
 if TYPE_CHECKING:
@@ -20,8 +21,6 @@ if TYPE_CHECKING:
     from bench.api import TaskSpec
     from bench.record import Record
     from bench.store import Store
-
-METHOD_ORDER = ["scratch", "frozen", "full", "lora"]
 
 
 def _rank(name: str) -> tuple[int, str]:
