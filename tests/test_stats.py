@@ -63,6 +63,18 @@ def test_resampled_metrics_equal_bench_metrics_on_explicit_resamples(name, n_cla
     assert set(WEIGHTED) == set(metrics.METRICS), "every task metric has a resampled form"
 
 
+@pytest.mark.parametrize("prevalence", [0.2, 0.8])
+@pytest.mark.parametrize("decimals", [0, 3])
+def test_resampled_auroc_with_ties_and_either_class_the_smaller(prevalence, decimals):
+    rng = np.random.default_rng(14)
+    labels = (rng.random(120) < prevalence).astype(int)
+    outputs = np.stack([np.zeros(120), np.round(labels + rng.normal(size=120), decimals)], axis=1)
+    idx = rng.integers(0, 120, size=(30, 120))
+    W = np.stack([np.bincount(row, minlength=120) for row in idx])
+    expected = [metrics.auroc(outputs[row], labels[row]) for row in idx]
+    np.testing.assert_allclose(weighted("auroc", outputs, labels, W), expected, atol=1e-12)
+
+
 # -------------------------------------------------------------------------------------- paired bootstrap
 def test_paired_bootstrap_finds_a_real_difference():
     rng = np.random.default_rng(2)
