@@ -339,6 +339,7 @@ class Decision:
     worse: tuple[str, ...]  # significantly worse than ``best``
     excluded: dict[str, str]  # method -> why it is not part of the decision (seeds, predictions, memory cap)
     note: str = ""
+    seeds: dict[str, int] = field(default_factory=dict)  # method -> seeds with a primary metric
 
 
 def decision(
@@ -351,6 +352,7 @@ def decision(
     sign = 1.0 if spec.higher_is_better else -1.0
     excluded: dict[str, str] = {}
     eligible: dict[str, MethodCell] = {}
+    seeds = {method: c.primary.n for method, c in cells.items()}
     for method, c in cells.items():
         if memory_cap_bytes is not None and math.isnan(c.peak_mem_bytes):
             excluded[method] = "peak memory not recorded: cannot be checked against the memory cap"
@@ -363,9 +365,9 @@ def decision(
         else:
             eligible[method] = c
     if not eligible:
-        seeds = any(NOT_ENOUGH_SEEDS in why for why in excluded.values())
-        note = f"{NOT_ENOUGH_SEEDS}: no method can be chosen" if seeds else "no method can be chosen (see left out)"
-        return Decision(task, budget, None, (), (), excluded, note)
+        short = any(NOT_ENOUGH_SEEDS in why for why in excluded.values())
+        note = f"{NOT_ENOUGH_SEEDS}: no method can be chosen" if short else "no method can be chosen (see left out)"
+        return Decision(task, budget, None, (), (), excluded, note, seeds)
     best = max(eligible, key=lambda m: sign * eligible[m].primary.mean)
     not_worse, worse = [], []
     for method, c in eligible.items():
@@ -389,7 +391,7 @@ def decision(
         if m in excluded and sign * (c.primary.mean - eligible[best].primary.mean) > 0 and "memory" not in excluded[m]
     ]
     note = f"better mean but not testable: {', '.join(sorted(ahead))}" if ahead else ""
-    return Decision(task, budget, best, tuple(sorted(not_worse)), tuple(sorted(worse)), excluded, note)
+    return Decision(task, budget, best, tuple(sorted(not_worse)), tuple(sorted(worse)), excluded, note, seeds)
 
 
 def decision_map(

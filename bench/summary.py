@@ -53,9 +53,13 @@ def decision_lines(decisions: Sequence[derived.Decision]) -> list[str]:
             if d.note:
                 text += f"; {d.note}"
         lines.append(f"  {d.task:32s} {_budget(d.budget):>6s}  {text}")
-        if d.excluded:
-            why = "; ".join(f"{m}: {r}" for m, r in sorted(d.excluded.items(), key=lambda kv: _rank(kv[0])))
-            lines.append(f"  {'':32s} {'':6s}    (left out: {why})")
+        left_out = sorted(d.excluded, key=_rank)
+        if left_out and all(d.excluded[m].startswith(NOT_ENOUGH_SEEDS) for m in left_out) and d.best is None:
+            why = "seeds: " + ", ".join(f"{m} {d.seeds.get(m, 0)}" for m in left_out)
+        else:
+            why = "left out: " + "; ".join(f"{m}: {d.excluded[m]}" for m in left_out)
+        if left_out:
+            lines.append(f"  {'':32s} {'':6s}    ({why})")
     return lines
 
 

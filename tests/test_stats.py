@@ -252,6 +252,7 @@ def test_summary_prints_the_decision_map_and_exits_2_without_records(tmp_path, c
     assert main(["summary", "--results", str(tmp_path), "--suite", "s"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"glue-sst2 +64  lora; worse: frozen, scratch\n", out), out
+    assert re.search(r"glue-sst2 +256  not enough seeds: no method can be chosen\n +\(seeds: lora 1\)", out)
     assert "0.9" in out and "(one seed)" in out and "did-not-learn" in out and "few-seeds" in out
     scratch_row = next(line for line in out.splitlines() if line.strip().startswith("scratch"))
     assert "did-not-learn" in scratch_row
