@@ -1,6 +1,7 @@
-"""Measures derived from records: sanity baselines, did-not-learn, sample-efficiency area, gain over scratch,
-Pareto fronts and the decision map. Every comparison between methods goes through ``bench.stats`` (paired
-bootstrap on per-example predictions, and the seed rule), so the CLI summary and the report say the same thing.
+"""Measures derived from records: sanity baselines, did-not-learn, sample-efficiency area, gain over scratch and
+Pareto fronts (the decision map is ``bench.decision_map``). Every comparison between methods goes through
+``bench.stats`` (paired bootstrap on per-example predictions, and the seed rule), so the CLI summary and the
+report say the same thing.
 
 - Baselines come from the test labels alone: ``majority`` scores the constant majority-class predictor with
   ``bench.metrics`` (AUROC 0.5, MCC 0, F1 of always predicting the majority class); ``chance`` is the expected
@@ -23,14 +24,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from bench.stats import (
-    BEATS,
     LOSES,
     NOT_ENOUGH_SEEDS,
     Interval,
     PairedDiff,
     compare_records,
-    enough_seeds,
-    min_seeds,
     paired_bootstrap,
     seed_summary,
     verdict,
@@ -325,99 +323,3 @@ def pareto_fronts(cells: Mapping[str, MethodCell], higher_is_better: bool = True
         )
         for axis, (attr, larger_better) in PARETO_AXES.items()
     }
-
-
-# --------------------------------------------------------------------------------------------- decisions
-@dataclass(frozen=True)
-class Decision:
-    """The best method for one task and budget, and which methods the data cannot tell apart from it."""
-
-    task: str
-    budget: int
-    best: str | None  # None: no method has enough seeds (see ``note``)
-    not_worse: tuple[str, ...]  # not significantly worse than ``best`` (paired test, enough seeds)
-    worse: tuple[str, ...]  # significantly worse than ``best``
-    excluded: dict[str, str]  # method -> why it is not part of the decision (seeds, predictions, memory cap)
-    note: str = ""
-    seeds: dict[str, int] = field(default_factory=dict)  # method -> seeds with a primary metric
-
-
-def decision(
-    store: Store, cells: Mapping[str, MethodCell], spec: TaskSpec, memory_cap_bytes: float | None = None
-) -> Decision:
-    """Best by mean primary metric among methods with enough seeds and stored predictions (and under the memory
-    cap), then a paired test of every other such method against it."""
-    any_cell = next(iter(cells.values()))
-    task, budget = any_cell.task, any_cell.budget
-    sign = 1.0 if spec.higher_is_better else -1.0
-    excluded: dict[str, str] = {}
-    eligible: dict[str, MethodCell] = {}
-    seeds = {method: c.primary.n for method, c in cells.items()}
-    for method, c in cells.items():
-        if memory_cap_bytes is not None and math.isnan(c.peak_mem_bytes):
-            excluded[method] = "peak memory not recorded: cannot be checked against the memory cap"
-        elif memory_cap_bytes is not None and c.peak_mem_bytes > memory_cap_bytes:
-            excluded[method] = f"peak memory {c.peak_mem_bytes / 2**30:.2f} GiB over the cap"
-        elif not enough_seeds(method, c.primary.n):
-            excluded[method] = f"{NOT_ENOUGH_SEEDS} ({c.primary.n} of {min_seeds(method)})"
-        elif not c.has_predictions:
-            excluded[method] = "no per-example predictions stored (records too old to pair)"
-        else:
-            eligible[method] = c
-    if not eligible:
-        short = any(NOT_ENOUGH_SEEDS in why for why in excluded.values())
-        note = f"{NOT_ENOUGH_SEEDS}: no method can be chosen" if short else "no method can be chosen (see left out)"
-        return Decision(task, budget, None, (), (), excluded, note, seeds)
-    best = max(eligible, key=lambda m: sign * eligible[m].primary.mean)
-    not_worse, worse = [], []
-    for method, c in eligible.items():
-        if method == best:
-            continue
-        try:
-            d = compare_records(store, eligible[best].records, c.records, spec.primary_metric)
-        except ValueError as e:
-            excluded[method] = f"cannot be paired with {best}: {e}"
-            continue
-        v = verdict(best, method, d.low, d.high, d.n_seeds, spec.higher_is_better)
-        if v == BEATS:
-            worse.append(method)
-        elif v == NOT_ENOUGH_SEEDS:
-            excluded[method] = f"{NOT_ENOUGH_SEEDS} in common with {best} ({d.n_seeds})"
-        else:
-            not_worse.append(method)
-    ahead = [
-        m
-        for m, c in cells.items()
-        if m in excluded and sign * (c.primary.mean - eligible[best].primary.mean) > 0 and "memory" not in excluded[m]
-    ]
-    note = f"better mean but not testable: {', '.join(sorted(ahead))}" if ahead else ""
-    return Decision(task, budget, best, tuple(sorted(not_worse)), tuple(sorted(worse)), excluded, note, seeds)
-
-
-def decision_map(
-    store: Store, records: Sequence[Record], spec_of: SpecOf = registry_spec, memory_cap_bytes: float | None = None
-) -> list[Decision]:
-    """One decision per (task, budget) of the ok records."""
-    store = CachedPredictions(store)
-    return [
-        decision(store, cells, spec_of(task), memory_cap_bytes)
-        for (task, _budget), cells in method_cells(records, spec_of).items()
-    ]
-
-
-class CachedPredictions:
-    """A Store whose ``predictions`` are read (and checksummed) once per record: a decision map pairs the best
-    method with every other one, and gains pair every method with scratch."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._cache: dict[tuple[str, str], dict] = {}
-
-    def predictions(self, record: Record) -> dict:
-        key = (record.suite, record.key)
-        if key not in self._cache:
-            self._cache[key] = self._store.predictions(record)
-        return self._cache[key]
-
-    def __getattr__(self, name: str):
-        return getattr(self._store, name)

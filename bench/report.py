@@ -270,8 +270,8 @@ def render_html(
 
 
 def _decision_html(records: list[Record], store: Store) -> list[str]:
-    """The decision map (``bench.derived``, the same as ``adaptbench summary``) as an HTML table."""
-    from bench.derived import decision_map
+    """The decision map (``bench.decision_map``, the same as ``adaptbench summary``) as an HTML table."""
+    from bench.decision_map import decision_map
     from bench.summary import rule_text
 
     esc = html.escape

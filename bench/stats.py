@@ -211,6 +211,24 @@ def pair_predictions(
     return Paired(seeds, out_a, out_b, labels, shared_items=len(set(id_sets)) == 1)
 
 
+class CachedPredictions:
+    """A Store whose ``predictions`` are read (and checksummed) once per record: a decision map pairs the best
+    method with every other one, and gains pair every method with scratch."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._cache: dict[tuple[str, str], dict] = {}
+
+    def predictions(self, record: Record) -> dict:
+        key = (record.suite, record.key)
+        if key not in self._cache:
+            self._cache[key] = self._store.predictions(record)
+        return self._cache[key]
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+
 def compare_records(
     store: Store,
     records_a: Sequence[Record],

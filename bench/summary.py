@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bench import derived
+from bench.decision_map import Decision, decision
 from bench.report import METHOD_ORDER
-from bench.stats import MIN_SEEDS, MIN_SEEDS_FOR, NOT_ENOUGH_SEEDS, enough_seeds
+from bench.stats import MIN_SEEDS, MIN_SEEDS_FOR, NOT_ENOUGH_SEEDS, CachedPredictions, enough_seeds
 
 if TYPE_CHECKING:
     import numpy as np
@@ -39,7 +40,7 @@ def rule_text() -> str:
     )
 
 
-def decision_lines(decisions: Sequence[derived.Decision]) -> list[str]:
+def decision_lines(decisions: Sequence[Decision]) -> list[str]:
     lines = [f"  {'task':32s} {'budget':>6s}  decision"]
     for d in decisions:
         if d.best is None:
@@ -136,7 +137,7 @@ def summary_text(
     labels_from_data: bool = True,
 ) -> str:
     """The whole summary of one suite's records."""
-    store = derived.CachedPredictions(store)
+    store = CachedPredictions(store)
     ok = [r for r in records if r.ok]
     registered = _tasks()
     known = [r for r in ok if r.task in registered]
@@ -150,9 +151,7 @@ def summary_text(
     ]
     if unknown:
         lines.append(f"tasks not in the registry (left out): {', '.join(unknown)}")
-    decisions = [
-        derived.decision(store, c, derived.registry_spec(task), memory_cap_bytes) for (task, _b), c in cells.items()
-    ]
+    decisions = [decision(store, c, derived.registry_spec(task), memory_cap_bytes) for (task, _b), c in cells.items()]
     lines += ["", "Decision map (best by mean primary test metric, then a paired test against it):"]
     lines += decision_lines(decisions)
     by_task: dict[str, dict[int, dict[str, derived.MethodCell]]] = {}

@@ -13,6 +13,7 @@ import pytest
 from bench import derived, metrics, stats
 from bench.api import Cell, resolve_hparams
 from bench.cli import main
+from bench.decision_map import decision_map
 from bench.record import Cost, Forgetting, Params, new_record
 from bench.store import Store
 from bench.weighted_metrics import WEIGHTED, weighted
@@ -229,12 +230,12 @@ def test_decision_map_picks_the_best_and_keeps_what_it_cannot_tell_apart(tmp_pat
         _write(store, "glue-sst2", "fewshot", 64, seed, _logits(rng, y, 3.0), y)  # best mean, but 3 of 5 seeds
         _write(store, "glue-sst2", "lora", 256, seed, base, y) if seed == 0 else None
         _write(store, "glue-sst2", "frozen", 256, seed, _logits(rng, y, 0.8), y) if seed < 2 else None
-    maps = {d.budget: d for d in derived.decision_map(store, store.records("s"))}
+    maps = {d.budget: d for d in decision_map(store, store.records("s"))}
     d = maps[64]
     assert d.best == "lora" and d.not_worse == ("full",) and d.worse == ("frozen",)
     assert "not enough seeds" in d.excluded["fewshot"] and "fewshot" in d.note
     assert maps[256].best is None and "not enough seeds" in maps[256].note
-    capped = {d.budget: d for d in derived.decision_map(store, store.records("s"), memory_cap_bytes=2 * 2**30)}[64]
+    capped = {d.budget: d for d in decision_map(store, store.records("s"), memory_cap_bytes=2 * 2**30)}[64]
     assert capped.best == "lora" and "full" in capped.excluded and "over the cap" in capped.excluded["full"]
 
 
