@@ -17,6 +17,7 @@ EPILOG = """examples:
   adaptbench grid --suite default                  # resumes: cells with an ok record are skipped
   adaptbench grid --suite default --filter 'glue-sst2/*'
   adaptbench report --suite default                # -> reports/default/index.html
+  adaptbench summary --suite default --memory-cap 8  # decision map and per-task tables, as text
   adaptbench data verify                           # checksums, and which tasks can run offline
   adaptbench data fetch --task blood-mnist         # online: fill the data root from the publishers
   adaptbench cache ls                              # shared caches: frozen features, probe results, ...
@@ -240,6 +241,46 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.report import current_records
+    from bench.store import Store
+    from bench.summary import summary_text
+
+    store = Store(args.results)
+    suite_file = None
+    if args.suite and args.suite.endswith(".toml"):  # a path, as `grid` takes it: records are filed under its stem
+        suite_file = args.suite
+    suites = [Path(args.suite).stem if suite_file else args.suite] if args.suite else store.suites()
+    texts = []
+    for suite in suites:
+        records = store.records(suite)
+        records, notes = current_records(suite, records, suite_file) if records else (records, [])
+        if records:
+            texts.append("\n".join([summary_text(store, suite, records, args.memory_cap), *notes]))
+    for line in store.warnings():
+        print(f"warning: {line} (left out; rerun the grid to recompute the cell)", file=sys.stderr)
+    if not texts:
+        where = store.suite_dir(suites[0]) if len(suites) == 1 else store.root
+        raise ValueError(
+            f"no records to summarise under {where}; run `adaptbench grid --suite <name>` first "
+            f"(suites with records: {', '.join(store.suites()) or 'none'})"
+        )
+    print("\n\n".join(texts))
+    return 0
+
+
+def _gib(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of GiB") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value:g} is not a positive number of GiB")
+    return value * 2**30
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from bench.data import DataError, DataRoot, task_files
 
@@ -354,6 +395,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--all-records", action="store_true", help="also show records of cells no longer in the suite's definition"
     )
     p.set_defaults(fn=cmd_report)
+
+    p = sub.add_parser(
+        "summary",
+        parents=[common],
+        help="print the decision map and per-task tables (mean, 95% interval, seeds, flags) from the records",
+    )
+    p.add_argument("--suite", default=None, help="a suite name or .toml path (default: every suite with records)")
+    p.add_argument(
+        "--memory-cap",
+        type=_gib,
+        default=None,
+        metavar="GIB",
+        help="leave out methods whose mean peak memory exceeds this many GiB (2^30 bytes)",
+    )
+    p.set_defaults(fn=cmd_summary)
 
     p = sub.add_parser("cache", parents=[common], help="show or empty the shared caches (features, probes, ...)")
     p.add_argument("action", choices=["ls", "clear"], help="ls: entries and size per kind; clear: delete")

@@ -25,23 +25,18 @@ METHOD_ORDER = ["scratch", "frozen", "full", "lora"]
 
 
 def mean_ci(values: list[float]) -> tuple[float, float | None]:
-    """Mean and half-width of the 95% t-interval over seeds (None with fewer than two values)."""
-    vals = [v for v in values if v is not None and not math.isnan(v)]
-    if not vals:
-        return math.nan, None
-    m = sum(vals) / len(vals)
-    if len(vals) < 2:
-        return m, None
-    from scipy.stats import t
+    """Mean and half-width of the 95% t-interval over seeds (None with fewer than two values): see
+    ``bench.stats.seed_summary``, which the summary shares."""
+    from bench.stats import seed_summary
 
-    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
-    return m, float(t.ppf(0.975, len(vals) - 1) * sd / math.sqrt(len(vals)))
+    interval = seed_summary(values)
+    return interval.mean, (interval.high - interval.mean) if interval.has_interval else None
 
 
 def _fmt(m: float, ci: float | None, digits: int = 3) -> str:
     if m is None or (isinstance(m, float) and math.isnan(m)):
         return "–"
-    return f"{m:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci is not None else "")
+    return f"{m:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci is not None else " (one seed)")
 
 
 def _method_rank(name: str) -> tuple[int, str]:
@@ -202,9 +197,11 @@ def render_html(
     notes: list[str] | None = None,
     source: str | Path | None = None,
     warnings: list[str] | None = None,
+    store: Store | None = None,
 ) -> str:
     """The report page. ``source`` names the records folder read; ``warnings`` (unreadable record files) are
-    shown at the top in red."""
+    shown at the top in red; with the ``store`` the records came from, the page opens with the decision map
+    (paired tests need the per-example predictions stored beside the records)."""
     from bench.registry import TASKS, load_all
 
     load_all()
@@ -236,6 +233,8 @@ def render_html(
         *(f"<p class='meta'>{esc(note)}</p>" for note in notes or []),
         *(f"<p class='bad'>Warning: {esc(w)} (not in this report; the grid recomputes it)</p>" for w in warnings or []),
     ]
+    if store is not None:
+        out.extend(_decision_html([r for r in ok if r.task in TASKS], store))
     for task, rows in summarise(records).items():
         spec = TASKS.get(task).spec if task in TASKS else None
         primary = spec.primary_metric if spec else "accuracy"
@@ -268,6 +267,30 @@ def render_html(
         out.append("</table>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _decision_html(records: list[Record], store: Store) -> list[str]:
+    """The decision map (``bench.decision_map``, the same as ``adaptbench summary``) as an HTML table."""
+    from bench.decision_map import decision_map
+    from bench.summary import rule_text
+
+    esc = html.escape
+    out = [
+        "<h2>Decision map</h2>",
+        f"<p class='meta'>Best method by mean primary test metric, then a paired bootstrap of every other method "
+        f"against it. {esc(rule_text())}</p>",
+        "<table><tr><th>task</th><th>budget</th><th>best</th><th>not significantly worse</th><th>worse</th>"
+        "<th>left out</th></tr>",
+    ]
+    for d in decision_map(store, records):
+        left_out = "; ".join(f"{m}: {why}" for m, why in sorted(d.excluded.items()))
+        best = d.best or d.note
+        if d.best and d.note:
+            best += f" ({d.note})"
+        cells = [d.task, str(d.budget or "all"), best, ", ".join(d.not_worse), ", ".join(d.worse), left_out]
+        out.append("<tr>" + "".join(f"<td style='text-align:left'>{esc(c)}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    return out
 
 
 def current_records(suite: str, records: list[Record], suite_file: str | None = None) -> tuple[list[Record], list[str]]:
@@ -318,7 +341,9 @@ def write_report(
     folder.mkdir(parents=True, exist_ok=True)
     from bench.store import atomic_write_text
 
-    html_text = render_html(suite, records, notes, source=store.suite_dir(suite), warnings=store.warnings())
+    html_text = render_html(
+        suite, records, notes, source=store.suite_dir(suite), warnings=store.warnings(), store=store
+    )
     atomic_write_text(folder / "index.html", html_text)
     atomic_write_text(folder / "summary.md", markdown_tables(records))
     for note in notes:

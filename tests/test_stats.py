@@ -1,0 +1,356 @@
+"""The statistics layer and derived measures on synthetic data (no models, seconds).
+Run: `.venv/bin/python -m pytest tests/test_stats.py -q`."""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+from bench import derived, metrics, stats
+from bench.api import Cell, resolve_hparams
+from bench.cli import main
+from bench.decision_map import decision_map
+from bench.record import Cost, Forgetting, Params, new_record
+from bench.store import Store
+from bench.weighted_metrics import WEIGHTED, weighted
+
+
+def _logits(rng: np.random.Generator, labels: np.ndarray, skill: float, n_classes: int = 2) -> np.ndarray:
+    """Logits whose true class gets a ``skill`` bonus: higher skill, higher accuracy and AUROC."""
+    out = rng.normal(size=(len(labels), n_classes))
+    out[np.arange(len(labels)), labels] += skill
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- intervals
+def test_seed_summary_is_a_t_interval_and_one_seed_has_none():
+    i = stats.seed_summary([0.70, 0.72, 0.74])
+    assert abs(i.mean - 0.72) < 1e-12 and abs((i.high - i.mean) - 4.302653 * 0.02 / 3**0.5) < 1e-5
+    assert i.n == 3 and i.has_interval and "[0.670, 0.770]" in i.describe()
+    one = stats.seed_summary([0.5, None, math.nan])
+    assert one.n == 1 and math.isnan(one.low) and math.isnan(one.high) and one.describe() == "0.500 (one seed)"
+    assert stats.seed_summary([]).n == 0
+
+
+def test_t_interval_covers_the_true_mean_about_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    draws = rng.normal(0.8, 0.05, size=(2000, 3))
+    covered = [(i.low <= 0.8 <= i.high) for i in map(stats.seed_summary, draws)]
+    assert 0.93 < np.mean(covered) < 0.97
+
+
+# ------------------------------------------------------------------------------------- resampled metrics
+@pytest.mark.parametrize("name", sorted(metrics.METRICS))
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_resampled_metrics_equal_bench_metrics_on_explicit_resamples(name, n_classes):
+    rng = np.random.default_rng(1)
+    n = 80
+    if name in ("pearson", "spearman"):
+        labels = np.round(rng.normal(size=n), 1)  # rounded: ties, which Spearman must rank as scipy does
+        outputs = np.round(labels + rng.normal(size=n), 1)
+    else:
+        labels = rng.integers(0, n_classes, n)
+        outputs = np.round(_logits(rng, labels, 1.0, n_classes), 1)
+    idx = rng.integers(0, n, size=(40, n))
+    W = np.stack([np.bincount(row, minlength=n) for row in idx])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = [metrics.METRICS[name](outputs[row], labels[row]) for row in idx]
+    np.testing.assert_allclose(weighted(name, outputs, labels, W), expected, atol=1e-12)
+    assert set(WEIGHTED) == set(metrics.METRICS), "every task metric has a resampled form"
+
+
+@pytest.mark.parametrize("prevalence", [0.2, 0.8])
+@pytest.mark.parametrize("decimals", [0, 3])
+def test_resampled_auroc_with_ties_and_either_class_the_smaller(prevalence, decimals):
+    rng = np.random.default_rng(14)
+    labels = (rng.random(120) < prevalence).astype(int)
+    outputs = np.stack([np.zeros(120), np.round(labels + rng.normal(size=120), decimals)], axis=1)
+    idx = rng.integers(0, 120, size=(30, 120))
+    W = np.stack([np.bincount(row, minlength=120) for row in idx])
+    expected = [metrics.auroc(outputs[row], labels[row]) for row in idx]
+    np.testing.assert_allclose(weighted("auroc", outputs, labels, W), expected, atol=1e-12)
+
+
+# -------------------------------------------------------------------------------------- paired bootstrap
+def test_paired_bootstrap_finds_a_real_difference():
+    rng = np.random.default_rng(2)
+    labels = [rng.integers(0, 2, 1000)] * 3
+    a = [_logits(rng, y, 2.0) for y in labels]  # ~92% accurate
+    b = [_logits(rng, y, 1.0) for y in labels]  # ~76%
+    d = stats.paired_bootstrap(a, b, labels, "accuracy")
+    truth = np.mean([metrics.accuracy(x, y) - metrics.accuracy(z, y) for x, z, y in zip(a, b, labels, strict=True)])
+    assert d.diff == pytest.approx(truth) and d.significant and d.low > 0.1
+    assert (d.n_seeds, d.n_items, d.n_resamples) == (3, 1000, 2000)
+    assert stats.paired_bootstrap(a, b, labels, "accuracy") == d, "fixed RNG seed: the same interval every run"
+
+
+def test_paired_bootstrap_finds_no_difference_between_identical_predictions():
+    rng = np.random.default_rng(3)
+    labels = [rng.integers(0, 2, 500)] * 3
+    a = [_logits(rng, y, 1.0) for y in labels]
+    for metric in ("accuracy", "auroc", "f1", "mcc"):
+        d = stats.paired_bootstrap(a, [x.copy() for x in a], labels, metric)
+        assert d.diff == 0 and d.low == 0 and d.high == 0 and not d.significant
+
+
+def test_pairing_detects_a_small_difference_that_independent_intervals_would_miss():
+    # A and B agree on 960 of 1000 items; of the 40 where they differ A is right on 30: a 2-point gap that the
+    # items' shared difficulty hides from unpaired intervals (each ~ +-2.7 points) but not from a paired test.
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 1000)
+    correct_b = rng.random(1000) < 0.7
+    correct_b[:40] = np.r_[np.zeros(30, bool), np.ones(10, bool)]
+    correct_a = correct_b.copy()
+    correct_a[:40] = ~correct_b[:40]
+    logits = lambda right: np.eye(2)[np.where(right, y, 1 - y)]  # noqa: E731
+    d = stats.paired_bootstrap([logits(correct_a)], [logits(correct_b)], [y], "accuracy")
+    assert d.diff == pytest.approx(0.02) and d.significant
+    assert d.high - d.low < 0.03
+
+
+def test_paired_bootstrap_rarely_finds_a_difference_between_equally_good_methods():
+    rng = np.random.default_rng(5)
+    hits = 0
+    for _ in range(100):
+        y = rng.integers(0, 2, 300)
+        hits += stats.paired_bootstrap([_logits(rng, y, 1.0)], [_logits(rng, y, 1.0)], [y], "accuracy",
+                                       n_resamples=500).significant  # fmt: skip
+    assert hits <= 12, f"{hits} of 100 null comparisons significant at the 5% level"
+
+
+# --------------------------------------------------------------------------------------------- seed rule
+def test_fewer_than_three_seeds_is_not_enough_seeds_however_clear_the_interval():
+    assert stats.verdict("lora", "frozen", 0.05, 0.10, n_seeds=2) == stats.NOT_ENOUGH_SEEDS
+    assert stats.verdict("lora", "frozen", 0.05, 0.10, n_seeds=1) == stats.NOT_ENOUGH_SEEDS
+    assert stats.verdict("lora", "frozen", 0.05, 0.10, n_seeds=3) == stats.BEATS
+    assert stats.verdict("lora", "frozen", -0.10, -0.05, n_seeds=3) == stats.LOSES
+    assert stats.verdict("lora", "frozen", -0.01, 0.05, n_seeds=3) == stats.NO_DIFFERENCE
+    assert stats.verdict("lora", "frozen", -0.10, -0.05, n_seeds=3, higher_is_better=False) == stats.BEATS
+    assert stats.verdict("fewshot", "frozen", 0.05, 0.10, n_seeds=3) == stats.NOT_ENOUGH_SEEDS, "fewshot needs 5"
+    assert stats.verdict("frozen", "fewshot", 0.05, 0.10, n_seeds=5) == stats.BEATS
+
+
+# ------------------------------------------------------------------------------------------------ DeLong
+def test_delong_matches_a_hand_computed_case():
+    # positives score 3 and 1, negatives 2 and 0: AUC 3/4; placements V10 = (1, 1/2), V01 = (1/2, 1), each with
+    # sample variance 1/8, so var(AUC) = 1/8 / 2 + 1/8 / 2 = 1/8 (DeLong et al. 1988, eq. 2-4)
+    labels = np.array([1, 1, 0, 0])
+    r = stats.delong(np.array([3.0, 1.0, 2.0, 0.0]), np.array([3.0, 2.0, 1.0, 0.0]), labels)
+    assert r.auc_a == 0.75 and r.auc_b == 1.0
+    assert r.var_a == pytest.approx(0.125) and r.var_b == pytest.approx(0.0) and r.var == pytest.approx(0.125)
+
+
+def test_delong_equals_its_quadratic_definition_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 2, 60)
+    a, b = np.round(y + rng.normal(size=60), 1), np.round(y + 0.5 * rng.normal(size=60), 1)
+    r = stats.delong(a, b, y)
+
+    def components(s):  # psi(x, y) = 1 if x > y, 1/2 if tied: the O(mn) form of DeLong et al. (1988)
+        x, z = s[y == 1], s[y == 0]
+        psi = (x[:, None] > z[None, :]) + 0.5 * (x[:, None] == z[None, :])
+        return psi.mean(), psi.mean(axis=1), psi.mean(axis=0)
+
+    (auc_a, v10a, v01a), (auc_b, v10b, v01b) = components(a), components(b)
+    m, n = (y == 1).sum(), (y == 0).sum()
+    var = (np.var(v10a - v10b, ddof=1) / m) + (np.var(v01a - v01b, ddof=1) / n)
+    assert r.auc_a == pytest.approx(auc_a) == pytest.approx(roc_auc_score(y, a)) and r.auc_b == pytest.approx(auc_b)
+    assert r.var == pytest.approx(var)
+
+
+def test_delong_and_the_paired_bootstrap_agree_on_the_spread_of_an_auroc_difference():
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 1000)
+    shared = rng.normal(size=1000)  # the two scorers' errors are correlated, as two methods' are
+    a = np.stack([np.zeros(1000), y + shared + 0.8 * rng.normal(size=1000)], axis=1)
+    b = np.stack([np.zeros(1000), 0.8 * y + shared + 0.8 * rng.normal(size=1000)], axis=1)
+    r = stats.delong(a, b, y)
+    d = stats.paired_bootstrap([a], [b], [y], "auroc")
+    assert d.diff == pytest.approx(r.diff)
+    assert 0.8 < d.se / math.sqrt(r.var) < 1.25
+    assert abs(d.low - r.low) < 0.01 and abs(d.high - r.high) < 0.01
+    assert (r.p_value < 0.05) == d.significant, "the two tests reach the same conclusion"
+
+
+# -------------------------------------------------------------------------- records, pairing, decisions
+def _write(store, task, method, budget, seed, outputs, labels, ids=None, suite="s", mem=2**30):
+    res = resolve_hparams(Cell(task, method, budget, seed, suite=suite))
+    r = new_record(res, "ok")
+    r.metrics = {
+        f"test/{name}": value
+        for name, value in metrics.compute(res.task.spec.metrics, outputs, labels, res.task.spec.kind).items()
+    }
+    r.params = Params(total=1000, trainable={"lora": 10, "full": 1000, "frozen": 2}.get(method, 100),
+                      trainable_no_head=0)  # fmt: skip
+    r.cost = Cost(device="cpu", peak_mem_bytes=mem, train_time_s=10.0)
+    r.forgetting = Forgetting("probe", 0.8, 0.8, 0.0)
+    ids = np.arange(len(labels)) if ids is None else ids
+    r.arrays = {"test": {"ids": ids, "outputs": outputs, "labels": labels}}
+    store.write(r)
+    return store.get(suite, r.key)
+
+
+def test_mismatched_example_ids_are_refused_and_reordered_ones_are_aligned(tmp_path):
+    store = Store(tmp_path)
+    rng = np.random.default_rng(8)
+    y = rng.integers(0, 2, 200)
+    a, b = _logits(rng, y, 1.0), _logits(rng, y, 1.0)
+    ra = _write(store, "glue-sst2", "lora", 64, 0, a, y)
+    rb = _write(store, "glue-sst2", "frozen", 64, 0, b, y, ids=np.arange(200) + 1)
+    with pytest.raises(ValueError, match="different test examples"):
+        stats.compare_records(store, [ra], [rb], "accuracy")
+    perm = rng.permutation(200)
+    rc = _write(store, "glue-sst2", "full", 64, 0, b[perm], y[perm], ids=perm)
+    aligned = stats.compare_records(store, [ra], [rc], "accuracy")
+    assert aligned.diff == pytest.approx(metrics.accuracy(a, y) - metrics.accuracy(b, y))
+    with pytest.raises(ValueError, match="no seed in common"):
+        stats.compare_records(store, [ra], [_write(store, "glue-sst2", "scratch", 64, 1, b, y)], "accuracy")
+
+
+def test_decision_map_picks_the_best_and_keeps_what_it_cannot_tell_apart(tmp_path):
+    store = Store(tmp_path)
+    rng = np.random.default_rng(9)
+    y = rng.integers(0, 2, 600)
+    for seed in range(3):
+        base = _logits(rng, y, 2.0)
+        _write(store, "glue-sst2", "lora", 64, seed, base, y)
+        right = base.argmax(axis=1) == y
+        flip = np.r_[np.flatnonzero(right)[:4], np.flatnonzero(~right)[:3]]
+        near = base.copy()
+        near[flip] = near[flip, ::-1]  # 7 of 600 predictions differ, one net: indistinguishable from lora
+        _write(store, "glue-sst2", "full", 64, seed, near, y, mem=4 * 2**30)
+        _write(store, "glue-sst2", "frozen", 64, seed, _logits(rng, y, 0.8), y)
+        _write(store, "glue-sst2", "fewshot", 64, seed, _logits(rng, y, 3.0), y)  # best mean, but 3 of 5 seeds
+        _write(store, "glue-sst2", "lora", 256, seed, base, y) if seed == 0 else None
+        _write(store, "glue-sst2", "frozen", 256, seed, _logits(rng, y, 0.8), y) if seed < 2 else None
+    maps = {d.budget: d for d in decision_map(store, store.records("s"))}
+    d = maps[64]
+    assert d.best == "lora" and d.not_worse == ("full",) and d.worse == ("frozen",)
+    assert "not enough seeds" in d.excluded["fewshot"] and "fewshot" in d.note
+    assert maps[256].best is None and "not enough seeds" in maps[256].note
+    capped = {d.budget: d for d in decision_map(store, store.records("s"), memory_cap_bytes=2 * 2**30)}[64]
+    assert capped.best == "lora" and "full" in capped.excluded and "over the cap" in capped.excluded["full"]
+
+
+def test_summary_prints_the_decision_map_and_exits_2_without_records(tmp_path, capsys):
+    assert main(["summary", "--results", str(tmp_path / "empty"), "--suite", "s"]) == 2
+    assert "no records to summarise" in capsys.readouterr().err
+    store = Store(tmp_path)
+    rng = np.random.default_rng(10)
+    y = (rng.random(400) < 0.8).astype(int)  # imbalanced: majority-class accuracy ~0.8
+    for seed in range(3):
+        _write(store, "glue-sst2", "lora", 64, seed, _logits(rng, y, 3.0), y)
+        _write(store, "glue-sst2", "scratch", 64, seed, majority := derived.majority_outputs(y, 2), y)
+        _write(store, "glue-sst2", "frozen", 64, seed, majority + 0.01 * rng.normal(size=majority.shape), y)
+    _write(store, "glue-sst2", "lora", 256, 0, _logits(rng, y, 3.0), y)
+    assert main(["summary", "--results", str(tmp_path), "--suite", "s"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"glue-sst2 +64  lora; worse: frozen, scratch\n", out), out
+    assert re.search(r"glue-sst2 +256  not enough seeds: no method can be chosen\n +\(seeds: lora 1\)", out)
+    assert "0.9" in out and "(one seed)" in out and "did-not-learn" in out and "few-seeds" in out
+    scratch_row = next(line for line in out.splitlines() if line.strip().startswith("scratch"))
+    assert "did-not-learn" in scratch_row
+    lora_row = next(line for line in out.splitlines() if line.strip().startswith("lora ") and " 64 " in line)
+    assert "did-not-learn" not in lora_row and "sample-efficiency area" in out
+
+
+def test_the_report_opens_with_the_same_decision_map(tmp_path):
+    from bench.report import write_report
+
+    store = Store(tmp_path)
+    rng = np.random.default_rng(13)
+    y = rng.integers(0, 2, 300)
+    for seed in range(3):
+        _write(store, "glue-sst2", "lora", 64, seed, _logits(rng, y, 3.0), y)
+        _write(store, "glue-sst2", "frozen", 64, seed, _logits(rng, y, 0.5), y)
+    page = write_report("s", store, tmp_path / "out").read_text()
+    assert "<h2>Decision map</h2>" in page and "at least 3 seeds per method" in page
+    assert re.search(r">lora</td><td[^>]*></td><td[^>]*>frozen</td>", page)
+
+
+# ------------------------------------------------------------------------------------------- derived
+def test_baselines_from_labels_alone():
+    from bench.registry import TASKS, load_all
+
+    load_all()
+    y = np.array([0] * 80 + [1] * 20)
+    sst2 = TASKS.get("glue-sst2").spec
+    assert derived.baselines(sst2, y).majority == pytest.approx(0.8) and derived.baselines(sst2, y).chance == 0.5
+    mrpc = TASKS.get("glue-mrpc").spec  # binary F1 of class 1
+    b = derived.baselines(mrpc, 1 - y)  # class 1 is the majority (p = 0.8): F1 of always-1 = 2p / (1 + p)
+    assert b.majority == pytest.approx(2 * 0.8 / 1.8) and b.chance == pytest.approx(2 * 0.8 / (2 * 0.8 + 1))
+    assert derived.baselines(TASKS.get("pneumonia-mnist").spec, y).majority == 0.5  # AUROC of a constant
+    stsb = derived.baselines(TASKS.get("glue-stsb").spec, np.linspace(0, 5, 100))
+    assert math.isnan(stsb.majority) and stsb.reference == 0.0
+
+
+def test_chance_f1_is_the_mean_over_random_predictions():
+    rng = np.random.default_rng(11)
+    y = rng.choice(3, size=3000, p=[0.6, 0.3, 0.1])
+    draws = [metrics.f1(np.eye(3)[rng.integers(0, 3, len(y))], y) for _ in range(50)]
+    assert derived.chance_score("f1", y, 3) == pytest.approx(np.mean(draws), abs=0.01)
+
+
+def test_did_not_learn_flags_an_interval_reaching_the_baseline():
+    from bench.registry import TASKS, load_all
+
+    load_all()
+    spec = TASKS.get("glue-sst2").spec
+    assert derived.did_not_learn(spec, 0.8, stats.seed_summary([0.79, 0.81, 0.80]))
+    assert not derived.did_not_learn(spec, 0.8, stats.seed_summary([0.90, 0.91, 0.92]))
+    assert derived.did_not_learn(spec, 0.8, stats.seed_summary([0.70, 0.71, 0.72])), "below the baseline too"
+    one = stats.seed_summary([0.83])
+    assert not derived.did_not_learn(spec, 0.8, one)
+    noisy = stats.PairedDiff("accuracy", 0.03, -0.01, 0.07, 0.02, 1, 100, 2000)
+    assert derived.did_not_learn(spec, 0.8, one, noisy), "one seed: within the paired noise of the baseline"
+
+
+def test_area_over_log_budget_of_known_curves():
+    assert derived.normalised_auc([64, 256, 1024], [0.6, 0.7, 0.8]) == pytest.approx(0.7)  # linear in log n
+    assert derived.normalised_auc([1000, 10, 100], [0.9, 0.5, 0.9]) == pytest.approx(0.8)  # order-free
+    assert derived.normalised_auc([10, 100], [0.5, 0.5]) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="two or more"):
+        derived.normalised_auc([64], [0.7])
+    curves = {0: {10: 0.5, 100: 0.9, 1000: 0.9}, 1: {10: 0.5, 100: 0.7, 1000: 0.9}, 2: {10: 0.6}}
+    area = derived.sample_efficiency_auc(curves)
+    assert area.n == 2 and area.mean == pytest.approx((0.8 + 0.7) / 2), "seed 2 lacks budgets: left out"
+    assert derived.sample_efficiency_auc({0: {64: 0.7}}).n == 0
+
+
+def test_pareto_front_keeps_only_non_dominated_methods():
+    points = {  # (accuracy: higher better, memory: lower better)
+        "full": (0.90, 8.0),
+        "lora": (0.89, 3.0),
+        "frozen": (0.80, 1.0),
+        "adapter": (0.85, 3.5),  # dominated by lora
+        "prompt": (0.80, 2.0),  # dominated by frozen
+        "broken": (math.nan, 0.5),
+    }
+    assert derived.pareto_front(points, (True, False)) == ["full", "lora", "frozen"]
+    assert derived.pareto_front({"a": (1.0, 1.0), "b": (1.0, 1.0)}, (True, False)) == ["a", "b"], "ties both stay"
+
+
+def test_gain_over_scratch_flags_negative_transfer_only_with_enough_seeds(tmp_path):
+    from bench.registry import TASKS, load_all
+
+    load_all()
+    store = Store(tmp_path)
+    rng = np.random.default_rng(12)
+    y = rng.integers(0, 2, 800)
+    for seed in range(3):
+        _write(store, "glue-sst2", "scratch", 64, seed, _logits(rng, y, 2.0), y)
+        _write(store, "glue-sst2", "full", 64, seed, _logits(rng, y, 0.5), y)
+    cells = derived.method_cells(store.records("s"))[("glue-sst2", 64)]
+    spec = TASKS.get("glue-sst2").spec
+    gain = derived.gain_over_scratch(store, cells["full"], cells["scratch"], spec)
+    assert gain.paired and gain.high < 0 and gain.negative_transfer
+    one = derived.method_cells([cells["full"].records[0], *cells["scratch"].records])[("glue-sst2", 64)]
+    gain1 = derived.gain_over_scratch(store, one["full"], one["scratch"], spec)
+    assert gain1.high < 0 and not gain1.negative_transfer and gain1.verdict == stats.NOT_ENOUGH_SEEDS
