@@ -202,7 +202,14 @@ def format_record(r: Record) -> str:
         )
     if c.fwd_flops_per_example:
         lines.append(f"  flops    {c.fwd_flops_per_example / 1e9:.3f} GFLOPs per example (forward)")
-    lines.append(f"  select   best {r.selection.on} at step {r.selection.best_step} of {c.steps}")
+    sel = r.selection
+    how = [f"validation {sel.validation}"] if sel.validation else []
+    if sel.stopped_by:
+        how.append(f"stopped by {sel.stopped_by} at step {sel.stopped_at}")
+    if sel.refit:
+        how.append(f"refit on {sel.refit['train']} examples for {sel.refit['steps']} steps")
+    detail = f" ({'; '.join(how)})" if how else ""
+    lines.append(f"  select   best {sel.on} at step {sel.best_step} of {c.steps}{detail}")
     return "\n".join(lines)
 
 

@@ -82,11 +82,18 @@ class Params(_Section):
 
 @dataclass
 class SplitSizes(_Section):
+    """Examples per split. ``validation`` says where ``val`` came from: "oracle" (the task's own held-out set,
+    outside the label budget), "budget" (carved out of the budget; ``train`` is the rest) or "none" (a method
+    without gradient steps validates nothing); absent in records written before the setting existed (= oracle).
+    ``refit_train``: examples of the refit on the whole budget (``refit=true``)."""
+
     train: int
     val: int
     test: int
     test_ood: int | None = None
     official: bool = True
+    validation: str | None = None
+    refit_train: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     always: ClassVar[frozenset[str]] = frozenset({"test_ood"})
 
@@ -134,9 +141,18 @@ class Cost(_Section):
 
 @dataclass
 class Selection(_Section):
+    """How the checkpoint was chosen. ``stopped_by``: "schedule end", "cap" (``max_steps``) or "patience", and
+    ``stopped_at`` the last step run (absent in older records: the schedule's end). ``refit``: {steps, train,
+    train_time_s} of the retraining on the whole budget, whose final weights were tested."""
+
     on: str  # the validation metric that chose the checkpoint
     best_step: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    validation: str | None = None  # oracle | budget (see SplitSizes); absent in older records: oracle
+    stopped_by: str | None = None
+    stopped_at: int | None = None
+    schedule_steps: int | None = None  # the length the LR schedule was laid over (the cap under patience)
+    refit: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     always: ClassVar[frozenset[str]] = frozenset({"best_step", "history"})
 
@@ -265,7 +281,14 @@ class Record:
                 value = value.to_json()
             elif f.name == "forgetting_extra":
                 value = {k: v.to_json() for k, v in value.items()}
-            if value is None and f.name in (*_SECTIONS, "exit_code", "signal", "weights", "data_root", "predictions"):
+            if value is None and f.name in (
+                *_SECTIONS,
+                "exit_code",
+                "signal",
+                "weights",
+                "data_root",
+                "predictions",
+            ):
                 continue
             if f.name in ("flags", "flag_notes") and not value:
                 continue  # no flag raised (older records have no such key)

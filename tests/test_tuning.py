@@ -1,0 +1,208 @@
+"""Early stopping, validation inside the budget, refit, and learning-rate sweeps in suites. Fast: a linear head on
+random features (the loop's cached-feature path), synthetic splits, and a fake ``run_cell`` for the grid.
+Run: `.venv/bin/python -m pytest tests/test_tuning.py -q`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bench.api import Split, Splits, TrainConfig
+from bench.data import holdout_subset
+from bench.loop import Runner, schedule_length
+from bench.registry import TASKS, load_all
+
+load_all()
+
+
+# ------------------------------------------------------------------------------------------ the loop
+class _Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Identity()
+        self.head = nn.Sequential(nn.Linear(6, 6), nn.Linear(6, 2))
+
+
+class _Head:
+    """Trains the whole head; with ``thaw_at``, its first layer only from that step on (gradual unfreezing)."""
+
+    name, cache_features, trains = "head", True, True
+
+    def __init__(self, thaw_at: int | None = None) -> None:
+        self.thaw_at = thaw_at
+
+    def param_groups(self, model):
+        return [{"params": list(model.head.parameters()), "lr": 0.05}]
+
+    def on_step(self, model, step, total):
+        if self.thaw_at is not None:
+            model.head[0].requires_grad_(step >= self.thaw_at)
+
+    def train_mode(self, model):
+        model.train()
+
+    def penalty(self, model):
+        return None
+
+
+def _runner(cfg: TrainConfig, scores: list[float] | None = None):
+    """A runner on 40 random examples whose validation score follows ``scores`` (one per pass; then flat), and
+    which keeps the head's weights at every validation pass: step -> state dict."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    feats, labels = rng.normal(size=(40, 6)).astype(np.float32), rng.integers(0, 2, 40)
+    train = Split("train", np.zeros((40, 1)), labels, np.arange(40))
+    val = Split("val", np.zeros((40, 1)), labels, np.arange(40))
+    runner = Runner(_Tiny(), None, TASKS.get("pneumonia-mnist")(), cfg, "cpu")
+    runner.features = {"train": torch.from_numpy(feats), "val": torch.from_numpy(feats)}
+    seen: dict[int, dict[str, torch.Tensor]] = {}
+    real = runner.evaluate
+
+    def evaluate(split, cached):
+        metrics, rate = real(split, cached)
+        i = len(seen)
+        seen[i] = {k: v.clone() for k, v in runner.model.head.state_dict().items()}
+        if scores is not None:
+            metrics = {**metrics, "auroc": scores[min(i, len(scores) - 1)]}
+        return metrics, rate
+
+    runner.evaluate = evaluate
+    return runner, train, val, seen
+
+
+def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_patience_stops_on_a_plateau_and_keeps_the_best_checkpoint():
+    cfg = TrainConfig(batch_size=8, eval_every=1, patience=2, max_steps=50)
+    runner, train, val, seen = _runner(cfg, scores=[0.5, 0.7, 0.6, 0.65, 0.9])
+    fit = runner.fit(_Head(), train, val, seed=0)
+    assert fit.stopped_by == "patience" and fit.steps == 4, "two passes without improvement after step 2"
+    assert fit.best_step == 2 and fit.best_val["auroc"] == 0.7 and len(fit.history) == 4
+    assert fit.schedule_steps == 50, "the LR schedule is laid over the cap, not over where training stopped"
+    assert _equal(runner.model.head.state_dict(), seen[1]), "the weights of the best pass are restored"
+    assert not _equal(seen[1], seen[3]), "training moved on after the best pass"
+
+
+def test_the_cap_holds_when_validation_keeps_improving():
+    cfg = TrainConfig(batch_size=8, eval_every=3, patience=1, max_steps=13)
+    runner, train, val, _ = _runner(cfg, scores=[0.1 * i for i in range(1, 20)])
+    fit = runner.fit(_Head(), train, val, seed=0)
+    assert fit.stopped_by == "cap" and fit.steps == 13 and fit.best_step == 13
+    assert [h["step"] for h in fit.history] == [3, 6, 9, 12, 13]
+
+
+def test_a_patience_run_is_the_fixed_run_of_the_caps_length_truncated():
+    """Same LR at every step (schedule over the cap), same batches: the weights agree pass for pass."""
+    stopped, train, val, seen_stopped = _runner(TrainConfig(batch_size=8, eval_every=2, patience=1, max_steps=20))
+    fit = stopped.fit(_Head(), train, val, seed=0)
+    full, train, val, seen_full = _runner(TrainConfig(batch_size=8, eval_every=2, max_steps=20, epochs=100))
+    fixed = full.fit(_Head(), train, val, seed=0)
+    assert fixed.steps == 20 and fixed.stopped_by == "cap"
+    assert fit.steps < 20 and fit.stopped_by == "patience"
+    assert all(_equal(seen_stopped[i], seen_full[i]) for i in seen_stopped)
+
+
+def test_patience_off_runs_the_old_fixed_schedule():
+    assert schedule_length(TrainConfig(batch_size=8, epochs=2), 40) == (10, "schedule end")
+    assert schedule_length(TrainConfig(batch_size=8, epochs=2, min_steps=30), 40) == (30, "schedule end")
+    assert schedule_length(TrainConfig(batch_size=8, epochs=2, max_steps=7), 40) == (7, "cap")
+    assert schedule_length(TrainConfig(batch_size=8, epochs=2, max_steps=70), 40) == (10, "schedule end")
+    assert schedule_length(TrainConfig(batch_size=8, epochs=2, patience=3), 40) == (10, "schedule end")
+    assert schedule_length(TrainConfig(batch_size=8, epochs=2, patience=3, max_steps=70), 40) == (70, "cap")
+    runner, train, val, _ = _runner(TrainConfig(batch_size=8, epochs=2), scores=[0.9, 0.1])
+    fit = runner.fit(_Head(), train, val, seed=0)
+    assert fit.steps == 10 and fit.stopped_by == "schedule end" and fit.best_step < 10
+
+
+def test_the_best_checkpoint_restores_parameters_thawed_after_it():
+    """Gradual unfreezing: a layer frozen at the best pass and trained afterwards goes back to its value then."""
+    cfg = TrainConfig(batch_size=8, eval_every=2, max_steps=10, epochs=100)
+    runner, train, val, seen = _runner(cfg, scores=[0.9, 0.1])
+    start = runner.model.head[0].weight.detach().clone()
+    fit = runner.fit(_Head(thaw_at=5), train, val, seed=0)
+    assert fit.best_step == 2 and not torch.equal(seen[4]["0.weight"], start), "the layer trained after thawing"
+    assert torch.equal(runner.model.head[0].weight, start), "restored to its value at the best pass"
+
+
+def test_a_refit_replays_the_selected_steps_from_the_same_start_without_validation():
+    cfg = TrainConfig(batch_size=8, eval_every=2, max_steps=12, epochs=100)
+    runner, train, val, seen = _runner(cfg, scores=[0.2, 0.9, 0.1])
+    start = runner.snapshot()
+    fit = runner.fit(_Head(), train, val, seed=0)
+    assert fit.best_step == 4
+    runner.restore(start)
+    calls = len(seen)
+    refit = runner.fit(_Head(), train, None, seed=0, schedule=fit.schedule_steps, stop_at=fit.best_step)
+    assert len(seen) == calls, "no validation in a refit"
+    assert refit.steps == 4 and refit.stopped_by == "selected step" and refit.schedule_steps == 12
+    assert _equal(runner.model.head.state_dict(), seen[1]), "same data, same start, same schedule: same weights"
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"patience": -1}, "Invalid patience"),
+        ({"max_steps": -1}, "Invalid max_steps"),
+        ({"validation": "test"}, "Invalid validation"),
+        ({"val_fraction": 1.0}, "Invalid val_fraction"),
+        ({"refit": True}, "refit=true needs validation=budget"),
+    ],
+)
+def test_bad_tuning_settings_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**settings)
+
+
+# ---------------------------------------------------------------------------- validation inside the budget
+def _budget(labels: list[int]) -> Splits:
+    n = len(labels)
+    ids = np.arange(1000, 1000 + 3 * n, 3)  # pool ids, not positions
+    train = Split("train", np.zeros((n, 2)), np.asarray(labels), ids)
+    other = Split("val", np.zeros((5, 2)), np.zeros(5, dtype=int), np.arange(5))
+    return Splits(train, other, other)
+
+
+def test_budget_validation_is_stratified_disjoint_inside_the_budget_and_seeded():
+    labels = [0] * 50 + [1] * 11 + [2]  # a class with a single example keeps it for training
+    budget = _budget(labels)
+    carved, whole = budget.hold_out(0.2, seed=3, stratify=True)
+    train, val = carved.train, carved.val
+    assert set(train.ids).isdisjoint(val.ids)
+    assert sorted([*train.ids, *val.ids]) == sorted(budget.train.ids) == sorted(whole.ids)
+    assert np.bincount(val.labels, minlength=3).tolist() == [10, 2, 0]
+    assert np.bincount(train.labels, minlength=3).tolist() == [40, 9, 1]
+    assert val.name == "val" and val.pool_name == "train", "features of carved examples are the train pool's"
+    assert whole.name == "budget" and whole.pool_name == "train" and train.pool_name == "train"
+    again, _ = budget.hold_out(0.2, seed=3, stratify=True)
+    assert np.array_equal(again.val.ids, val.ids), "deterministic in the seed"
+    other, _ = budget.hold_out(0.2, seed=4, stratify=True)
+    assert not np.array_equal(other.val.ids, val.ids), "another seed carves another split"
+    assert carved.test is budget.test, "test is untouched"
+
+
+def test_every_class_with_two_examples_gets_one_in_validation():
+    held = holdout_subset(np.array([0, 0, 1, 1, 2, 2, 2, 3]), 0.2, seed=0)
+    labels = np.array([0, 0, 1, 1, 2, 2, 2, 3])[held]
+    assert sorted(labels.tolist()) == [0, 1, 2]
+    reg = holdout_subset(np.linspace(0, 1, 64), 0.2, seed=0, stratify=False)
+    assert len(reg) == 13 and len(set(reg)) == 13
+    with pytest.raises(ValueError, match="cannot carve a validation split"):
+        holdout_subset(np.array([0, 1]), 0.2, seed=0)
+
+
+def test_budget_validation_on_a_real_task_stays_inside_its_budget(data):
+    task = TASKS.get("pneumonia-mnist")()
+    for seed in (0, 1):
+        budget = task.splits(64, seed, data)
+        carved, _ = budget.hold_out(0.2, seed, stratify=True)
+        counts = np.bincount(budget.train.labels)
+        assert np.bincount(carved.val.labels).tolist() == [int(np.floor(0.2 * c + 0.5)) for c in counts]
+        assert len(carved.val) + len(carved.train) == 64
+        assert set(carved.val.ids) < set(budget.train.ids) and set(carved.train.ids) < set(budget.train.ids)
+        assert set(carved.val.labels) == {0, 1}
+        assert set(carved.val.ids).isdisjoint(budget.val.ids), "the task's own validation set is not used"
