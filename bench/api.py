@@ -293,6 +293,9 @@ class Method:
     cache_features: ClassVar[bool] = False  # True: backbone features are computed once, only the head trains
     quantize: ClassVar[str | None] = None  # "nf4": the backbone to adapt is loaded 4-bit (QLoRA)
     description: ClassVar[str] = ""
+    # names a suite's ``sweep`` may use for one of this method's fields when the field has another name here, e.g.
+    # frozen's ``lr`` is its head's learning rate: {"head_lr": "lr"} (see bench.suite)
+    sweep_aliases: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def defaults_for(cls, spec: TaskSpec) -> dict[str, Any]:
@@ -353,6 +356,9 @@ class Cell:
     seed: int
     overrides: dict[str, Any] = field(default_factory=dict)  # user/suite settings, routed by resolve_hparams
     suite: str = "adhoc"
+    # a suite cell whose swept settings a sweep chose (bench.suite): which sweep, its cells and scores. Not part of
+    # the key (the settings it chose are); copied into the record
+    tuned_from: dict[str, Any] | None = None
 
     def describe(self) -> str:
         budget = "all" if self.budget == 0 else self.budget
@@ -389,12 +395,22 @@ class Resolved:
 
     @property
     def key(self) -> str:
+        return self._key()
+
+    def pending_key(self, fields: list[str]) -> str:
+        """The key of this cell with the method's ``fields`` left to a sweep that chose nothing (it failed): the
+        record that says so can never be taken for a run at the fields' default values."""
+        return self._key({name: "pending: to be chosen by a sweep" for name in fields})
+
+    def _key(self, method_fields: dict[str, Any] | None = None) -> str:
+        hparams = {
+            name: _keyed(obj) for name, obj in (("task", self.task), ("method", self.method), ("train", self.train))
+        }
+        hparams["method"].update(method_fields or {})
         ident = {
             "task": [self.cell.task, self.task.spec.version],
             "method": [self.cell.method, self.method.version],
-            "hparams": {
-                name: _keyed(obj) for name, obj in (("task", self.task), ("method", self.method), ("train", self.train))
-            },
+            "hparams": hparams,
             "budget": self.cell.budget,
             "seed": self.cell.seed,
             "backbone": self.backbone,

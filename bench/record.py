@@ -249,6 +249,9 @@ class Record:
     env: Env | None = None
     # per-example test outputs, stored beside the JSON: {"file", "sha256", "splits"} (see Store.predictions)
     predictions: dict[str, Any] | None = None
+    # a cell of a [[matrix]] block with a sweep: the sweep that chose its swept settings, with its cells and scores
+    # (see bench.suite); the grid also writes it into the record of the sweep cell the tuned cell coincides with
+    tuned_from: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys of newer code, kept as they were
     # the arrays behind ``predictions`` before they are written: split -> {"ids", "outputs", "labels"}
     arrays: dict[str, dict[str, Any]] | None = field(default=None, compare=False, repr=False)
@@ -288,6 +291,7 @@ class Record:
                 "weights",
                 "data_root",
                 "predictions",
+                "tuned_from",
             ):
                 continue
             if f.name in ("flags", "flag_notes") and not value:
@@ -341,6 +345,7 @@ def new_record(res: Resolved, status: str, error: str | None = None) -> Record:
         seed=cell.seed,
         hparams=res.hparams,
         overrides=dict(cell.overrides),
+        tuned_from=cell.tuned_from,
     )
 
 

@@ -8,6 +8,7 @@ Version history: 1 - first version.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from bench.api import Method, TaskSpec
 from bench.model import set_trainable
@@ -22,6 +23,7 @@ class Frozen(Method):
     version = 1
     cache_features = True
     description = "backbone frozen (BN stats too), features cached once, linear head trains"
+    sweep_aliases: ClassVar[dict[str, str]] = {"head_lr": "lr"}  # only the head trains: its LR is ``lr``
 
     lr: float = 1e-3
 

@@ -206,3 +206,181 @@ def test_budget_validation_on_a_real_task_stays_inside_its_budget(data):
         assert set(carved.val.ids) < set(budget.train.ids) and set(carved.train.ids) < set(budget.train.ids)
         assert set(carved.val.labels) == {0, 1}
         assert set(carved.val.ids).isdisjoint(budget.val.ids), "the task's own validation set is not used"
+
+
+# ------------------------------------------------------------------------------------------ sweeps
+SWEEP = """seeds = [0, 1]
+[[matrix]]
+tasks = ["glue-sst2"]
+methods = ["frozen"]
+budgets = [64]
+
+[[matrix]]
+tasks = ["glue-sst2"]
+methods = ["frozen", "lora"]
+budgets = [64, 256]
+sweep = { lr = [1e-4, 3e-4, 1e-3] }
+sweep_budget = 256
+sweep_seeds = [0, 1]
+"""
+# validation accuracy by (lr, seed): 1e-3 is best on seed 0 alone, 3e-4 best on the mean over seeds
+VAL = {(1e-4, 0): 0.60, (1e-4, 1): 0.60, (3e-4, 0): 0.70, (3e-4, 1): 0.90, (1e-3, 0): 0.75, (1e-3, 1): 0.50}
+
+
+def _sweep_suite(tmp_path, text: str = SWEEP):
+    from bench.suite import load_suite
+
+    path = tmp_path / "sweep.toml"
+    path.write_text(text)
+    return load_suite(str(path))
+
+
+def _fake_grid(monkeypatch, outcome=None):
+    """run_cell replaced: an ok record whose val accuracy is VAL[lr, seed] (``outcome(cell, lr)`` may return
+    another status); every call is logged."""
+    import bench.harness
+    from bench.api import resolve_hparams
+    from bench.record import new_record
+
+    calls = []
+
+    def run_cell(cell, store, **kwargs):
+        res = resolve_hparams(cell)
+        calls.append((cell.method, cell.budget, cell.seed, res.method.lr))
+        status = (outcome(cell, res.method.lr) if outcome else None) or "ok"
+        record = new_record(res, status, None if status == "ok" else f"{status} on purpose")
+        if status == "ok":
+            record.metrics = {"test/accuracy": 0.5, "val/accuracy": VAL.get((res.method.lr, cell.seed), 0.55)}
+        store.write(record)
+        return record
+
+    monkeypatch.setattr(bench.harness, "run_cell", run_cell)
+    return calls
+
+
+def test_a_sweep_block_expands_into_sweeps_and_maps_its_key_onto_each_methods_field(tmp_path):
+    suite = _sweep_suite(tmp_path)
+    assert len(suite.cells) == 2, "only the block without a sweep has fixed cells"
+    assert [(s.task, s.method, s.budget, s.seeds) for s in suite.sweeps] == [
+        ("glue-sst2", "frozen", 256, (0, 1)),
+        ("glue-sst2", "lora", 256, (0, 1)),
+    ]
+    assert [c.overrides for c in suite.sweeps[1].cells()[:2]] == [{"lr": 1e-4}, {"lr": 1e-4}]
+    assert len(suite.sweep_cells()) == 12
+    aliased = _sweep_suite(tmp_path, SWEEP.replace("sweep = { lr", "sweep = { head_lr"))
+    assert [s.fields for s in aliased.sweeps] == [["lr"], ["head_lr"]], "frozen's head LR is its lr"
+    default_seed = _sweep_suite(tmp_path, SWEEP.replace("sweep_seeds = [0, 1]\n", ""))
+    assert default_seed.sweeps[0].seeds == (0,), "the block's first seed"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (('["frozen", "lora"]', '["lora", "fewshot"]'), "sweep key 'lr': method fewshot has no such hyperparameter"),
+        (("sweep = { lr", "sweep = { rank"), "sweep key 'rank': method frozen has no such hyperparameter (hyper"),
+        (("sweep_budget = 256\n", ""), "sweep needs sweep_budget"),
+        (("sweep = { lr = [1e-4, 3e-4, 1e-3] }\n", ""), "sweep_budget without sweep"),
+        (("lr = [1e-4, 3e-4, 1e-3]", "lr = []"), "sweep lr: a non-empty list"),
+        (("lr = [1e-4, 3e-4, 1e-3]", "lr = [1e-4, 1e-4]"), "listed twice"),
+        (("lr = [1e-4, 3e-4, 1e-3]", "lr = [1e-4, 3.0]"), "block 2: Invalid lr: 3.0"),
+        (("sweep_budget = 256", "sweep_budget = -1"), "sweep_budget must be a number of examples"),
+        (("sweep_budget = 256", "sweep_budget = 256\nset = { lr = 1e-3 }"), "lr of frozen is both swept and fixed"),
+    ],
+)
+def test_a_bad_sweep_is_refused_when_the_suite_loads(tmp_path, change, message):
+    with pytest.raises(ValueError, match="block 2") as err:
+        _sweep_suite(tmp_path, SWEEP.replace(*change))
+    assert message in str(err.value)
+
+
+def test_a_sweep_picks_the_best_mean_validation_lr_and_its_block_cells_run_with_it(tmp_path, monkeypatch):
+    from bench.api import Cell, resolve_hparams
+    from bench.store import Store
+    from bench.suite import run_grid
+
+    suite, store = _sweep_suite(tmp_path), Store(tmp_path / "results")
+    calls = _fake_grid(monkeypatch)
+    lines: list[str] = []
+    result = run_grid(suite, store, log=lines.append)
+    assert result.ok and [o.chosen for o in result.sweeps] == [{"lr": 3e-4}, {"lr": 3e-4}]
+    sweep_calls = [c for c in calls if c[1] == 256 and c[3] != 3e-4]
+    assert calls[:12] == [(m, 256, s, lr) for m in ("frozen", "lora") for lr in (1e-4, 3e-4, 1e-3) for s in (0, 1)]
+    assert len(sweep_calls) == 8, "the sweep cells ran first"
+    tuned = calls[12:]
+    assert sorted(tuned) == sorted(
+        [*[("frozen", 64, s, 1e-3) for s in (0, 1)], *[(m, 64, s, 3e-4) for m in ("frozen", "lora") for s in (0, 1)]]
+    )
+    # the tuned cells at the sweep's budget and seeds are the chosen sweep cells: not run twice, marked as tuned
+    for method in ("frozen", "lora"):
+        for budget in (64, 256):
+            for seed in (0, 1):
+                key = resolve_hparams(Cell("glue-sst2", method, budget, seed, {"lr": 3e-4}, suite="sweep")).key
+                record = store.get("sweep", key)
+                assert record.ok and record.hparams["method"]["lr"] == 3e-4
+                tf = record.tuned_from
+                assert tf["selected"] == {"lr": 3e-4} and tf["on"] == "val/accuracy" and tf["seeds"] == [0, 1]
+                assert [row["mean"] for row in tf["scores"]] == pytest.approx([0.60, 0.80, 0.625])
+                assert all(len(row["cells"]) == 2 for row in tf["scores"]), "the sweep cells' keys and scores"
+    assert any("lr=0.0003 chosen on mean val/accuracy" in line for line in lines)
+    calls.clear()
+    again = run_grid(suite, store, log=lambda _: None)
+    assert calls == [] and [o.chosen for o in again.sweeps] == [{"lr": 3e-4}] * 2, "resumes: reuses every record"
+
+
+def test_a_failed_sweep_cell_leaves_its_block_cells_unrun_and_recorded_as_failed(tmp_path, monkeypatch):
+    from bench.api import Cell, resolve_hparams
+    from bench.store import Store
+    from bench.suite import run_grid
+
+    suite, store = _sweep_suite(tmp_path), Store(tmp_path / "results")
+    calls = _fake_grid(
+        monkeypatch, lambda cell, lr: "oom" if (cell.method, lr, cell.seed) == ("lora", 1e-3, 1) else None
+    )
+    result = run_grid(suite, store, log=lambda _: None)
+    assert not result.ok and [o.status for o in result.sweeps] == ["selected", "failed"]
+    assert "sweep failed" in result.sweeps[1].reason and "ended oom" in result.sweeps[1].reason
+    assert not [c for c in calls if c[0] == "lora" and c[1] == 64], "no lora block cell ran, with any lr"
+    pending = [r for r in result.records if r.method == "lora" and r.tuned_from and "failed" in r.tuned_from]
+    assert len(pending) == 4 and all(r.status == "failed" and "sweep failed" in r.error for r in pending)
+    assert all(r.hparams["method"]["lr"] is None for r in pending)
+    for budget in (64, 256):
+        for seed in (0, 1):
+            res = resolve_hparams(Cell("glue-sst2", "lora", budget, seed, suite="sweep"))
+            assert store.get("sweep", res.pending_key(["lr"])).status == "failed"
+            default = store.get("sweep", res.key)  # lora's default LR is 1e-3, a value of the sweep
+            assert default is None if budget == 64 else default.tuned_from is None, "never tuned to the default"
+
+
+def test_a_diverged_sweep_value_is_ruled_out_not_fatal(tmp_path, monkeypatch):
+    from bench.store import Store
+    from bench.suite import run_grid
+
+    suite, store = _sweep_suite(tmp_path), Store(tmp_path / "results")
+    _fake_grid(monkeypatch, lambda cell, lr: "diverged" if lr == 3e-4 and cell.seed == 0 else None)
+    result = run_grid(suite, store, log=lambda _: None)
+    assert [o.chosen for o in result.sweeps] == [{"lr": 1e-3}, {"lr": 1e-3}]
+    assert result.sweeps[0].tuned_from["scores"][1]["mean"] is None
+
+
+def test_dry_run_and_report_show_sweeps_and_tuned_cells(tmp_path, monkeypatch, capsys):
+    from bench.cli import main
+    from bench.report import current_records
+    from bench.store import Store
+    from bench.suite import plan, run_grid
+
+    suite, store = _sweep_suite(tmp_path), Store(tmp_path / "results")
+    before = plan(suite, store)
+    assert len(before) == 12 + 8 + 2 and before[0].split()[:3] == ["sweep", "to", "run"]
+    assert sum("waits for its sweep" in line for line in before) == 8
+    _fake_grid(monkeypatch)
+    run_grid(suite, store, log=lambda _: None)
+    after = plan(suite, store)
+    assert sum(line.split()[:2] == ["tuned", "done"] and "lr=0.0003" in line for line in after) == 8
+    assert (
+        main(["grid", "--suite", str(tmp_path / "sweep.toml"), "--results", str(tmp_path / "results"), "--dry-run"])
+        == 0
+    )
+    assert "(12 sweep cells); nothing is run" in capsys.readouterr().out
+    kept, notes = current_records("sweep", store.records("sweep"), str(tmp_path / "sweep.toml"))
+    assert len(kept) == 2 + 8 and all(r.tuned_from or r.budget == 64 for r in kept)
+    assert any("8 sweep cells are not in the tables" in n for n in notes)
