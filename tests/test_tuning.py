@@ -384,3 +384,16 @@ def test_dry_run_and_report_show_sweeps_and_tuned_cells(tmp_path, monkeypatch, c
     kept, notes = current_records("sweep", store.records("sweep"), str(tmp_path / "sweep.toml"))
     assert len(kept) == 2 + 8 and all(r.tuned_from or r.budget == 64 for r in kept)
     assert any("8 sweep cells are not in the tables" in n for n in notes)
+
+
+def test_scratch_trains_longer_than_fine_tuning_and_says_so_in_its_version():
+    from bench.api import Cell, resolve_hparams
+
+    for task in ("pneumonia-mnist", "glue-sst2"):
+        scratch = resolve_hparams(Cell(task, "scratch", 64, 0))
+        full = resolve_hparams(Cell(task, "full", 64, 0))
+        assert scratch.method.version == 2
+        assert (scratch.train.epochs, scratch.train.min_steps) == (10, 200)
+        assert scratch.train.min_steps >= 3 * full.train.min_steps and scratch.train.epochs >= 3 * full.train.epochs
+    proxy = resolve_hparams(Cell("glue-sst2", "scratch", 64, 0, {"min_steps": 8, "epochs": 1}))
+    assert (proxy.train.epochs, proxy.train.min_steps) == (1, 8), "a suite's settings still win"
