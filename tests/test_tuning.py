@@ -397,3 +397,35 @@ def test_scratch_trains_longer_than_fine_tuning_and_says_so_in_its_version():
         assert scratch.train.min_steps >= 3 * full.train.min_steps and scratch.train.epochs >= 3 * full.train.epochs
     proxy = resolve_hparams(Cell("glue-sst2", "scratch", 64, 0, {"min_steps": 8, "epochs": 1}))
     assert (proxy.train.epochs, proxy.train.min_steps) == (1, 8), "a suite's settings still win"
+
+
+# ------------------------------------------------------------------------------------ a tiny real cell
+@pytest.mark.parametrize("method", ["frozen", pytest.param("full", marks=pytest.mark.slow)])
+def test_a_cell_with_budget_validation_refit_and_patience_records_how_it_selected(
+    tiny_backbones, data, monkeypatch, tmp_path, method
+):
+    """In process on timm's test_resnet at 32 px (the probe is stubbed: it is not what this checks), with a cold
+    feature cache."""
+    import bench.probes
+    from bench.api import Cell, resolve_hparams
+    from bench.cell import execute
+
+    monkeypatch.setattr(bench.probes, "run_probe", lambda *args, **kwargs: (0.5, False))
+    monkeypatch.setenv("ADAPTBENCH_CACHE", str(tmp_path))
+    settings = {"backbone": tiny_backbones["tiny-timm"], "image_size": 32, "eval_limit": 64, "batch_size": 16}
+    settings.update(max_steps=40, eval_every=4)
+    tuning = {"validation": "budget", "refit": True, "patience": 2}
+    record = execute(resolve_hparams(Cell("pneumonia-mnist", method, 64, 0, {**settings, **tuning})), data, "cpu")
+    sp, sel = record.splits, record.selection
+    held = holdout_subset(TASKS.get("pneumonia-mnist")().splits(64, 0, data).train.labels, 0.2, seed=0)
+    assert sp.validation == sel.validation == "budget" and (sp.train, sp.val) == (64 - len(held), len(held))
+    assert sp.refit_train == 64 and sel.refit["train"] == 64 and sel.refit["steps"] == sel.best_step
+    assert sel.schedule_steps == 40 and sel.stopped_by in ("patience", "cap") and sel.stopped_at <= 40
+    assert sel.best_step in {h["step"] for h in sel.history} and "val/auroc" in record.metrics
+    assert record.cost.steps == sel.stopped_at
+    if method == "frozen":  # the carved split's features are the train pool's: the refit finds them all cached
+        assert record.cost.feature_cache == {"hits": 64, "computed": 64 + 64}
+    oracle = execute(resolve_hparams(Cell("pneumonia-mnist", method, 64, 0, settings)), data, "cpu")
+    assert oracle.splits.validation == oracle.selection.validation == "oracle"
+    assert (oracle.splits.train, oracle.splits.val, oracle.splits.refit_train) == (64, 64, None)
+    assert oracle.selection.stopped_by == "cap" and oracle.selection.stopped_at == 40 and oracle.selection.refit is None
