@@ -52,8 +52,8 @@ def child_profile(cell: dict, results: str, data_root: str | None, out: str, env
     import bench.api
     import bench.backbones.text
     import bench.backbones.vision
-    import bench.cell
     import bench.cache
+    import bench.cell
     import bench.data
     import bench.flops
     import bench.loop
