@@ -97,6 +97,7 @@ class Split:
     inputs: Any
     labels: np.ndarray
     ids: np.ndarray
+    pool: str = ""  # the task split whose examples ``ids`` number, when it is not ``name`` (see ``pool_name``)
 
     def __post_init__(self) -> None:
         if not (len(self.inputs) == len(self.labels) == len(self.ids)):
@@ -107,13 +108,21 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def take(self, index: np.ndarray) -> Split:
+    @property
+    def pool_name(self) -> str:
+        """The split of the task's pool these examples come from: a validation split carved out of the training
+        budget is named ``val`` but its examples (and their cached features) are the training pool's."""
+        return self.pool or self.name
+
+    def take(self, index: np.ndarray, name: str | None = None) -> Split:
+        """The examples at ``index``; under another ``name``, they keep naming the pool they come from."""
         index = np.asarray(index, dtype=np.int64)
         if isinstance(self.inputs, np.ndarray):
             inputs = self.inputs[index]
         else:
             inputs = [self.inputs[i] for i in index]
-        return Split(self.name, inputs, self.labels[index], self.ids[index])
+        pool = self.pool if name is None or name == self.pool_name else self.pool_name
+        return Split(name or self.name, inputs, self.labels[index], self.ids[index], pool)
 
 
 @dataclass
@@ -136,6 +145,17 @@ class Splits:
 
         return Splits(self.train, cut(self.val), cut(self.test), cut(self.test_ood))
 
+    def hold_out(self, fraction: float, seed: int, stratify: bool) -> tuple[Splits, Split]:
+        """validation=budget: the same splits with validation carved out of the training budget (``fraction`` of
+        each class, see ``bench.data.holdout_subset``) and training on the rest; the task's own validation set is
+        not used. Returns them and the whole budget (named ``budget``), for a refit."""
+        from bench.data import holdout_subset
+
+        held = holdout_subset(self.train.labels, fraction, seed, stratify=stratify)
+        rest = np.setdiff1d(np.arange(len(self.train)), held)
+        carved = Splits(self.train.take(rest), self.train.take(held, name="val"), self.test, self.test_ood)
+        return carved, self.train.take(np.arange(len(self.train)), name="budget")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -156,19 +176,39 @@ class TrainConfig:
     group_by_length: bool = True  # text: batches of similar length (less padding); false = plain random batches
     eval_every: int = 0  # validate every N optimizer steps (and at the end); 0 = max_evals passes spread evenly
     compile: bool = False  # torch.compile the model's forward: an execution option (speed only, same results)
+    # early stopping: stop after this many validation passes without improvement; 0 = off (the fixed schedule)
+    patience: int = 0
+    # a cap on optimizer steps, 0 = none. With patience on, the run (and its LR schedule) is max_steps long unless
+    # validation stops it first; with patience off it only shortens a longer fixed schedule
+    max_steps: int = 0
+    # where model selection validates: "oracle" = the task's own held-out validation set (large, outside the label
+    # budget); "budget" = a class-stratified val_fraction of the budget itself, the rest trains (true few-shot)
+    validation: str = "oracle"
+    val_fraction: float = 0.2
+    refit: bool = False  # validation=budget: retrain on the whole budget for the selected number of steps
 
     # Settings added after records were first written. At its default such a setting is left out of a cell's key,
     # since every earlier record ran with exactly that default behaviour: adding one keeps old records found.
     # A new setting whose default changes behaviour must not be listed here (bump the method or task version).
-    KEYED_ONLY_WHEN_SET: ClassVar[frozenset[str]] = frozenset({"eval_every", "compile"})
+    KEYED_ONLY_WHEN_SET: ClassVar[frozenset[str]] = frozenset(
+        {"eval_every", "compile", "patience", "max_steps", "validation", "val_fraction", "refit"}
+    )
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_batch_size", "threads", "max_evals"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Invalid {name}: {getattr(self, name)} (must be >= 1)")
-        for name in ("min_steps", "probe_limit", "eval_limit", "eval_every"):
+        for name in ("min_steps", "probe_limit", "eval_limit", "eval_every", "max_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Invalid {name}: {getattr(self, name)} (must be >= 0; 0 = no limit)")
+        if self.patience < 0:
+            raise ValueError(f"Invalid patience: {self.patience} (validation passes without improvement; 0 = off)")
+        if self.validation not in ("oracle", "budget"):
+            raise ValueError(f"Invalid validation: {self.validation!r} (use 'oracle' or 'budget')")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"Invalid val_fraction: {self.val_fraction} (a share of the budget in (0, 1), e.g. 0.2)")
+        if self.refit and self.validation != "budget":
+            raise ValueError("refit=true needs validation=budget (it retrains on the budget the validation came from)")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"Invalid precision: {self.precision!r} (use 'fp32' or 'bf16')")
         if not 0 <= self.warmup_ratio < 1:
@@ -254,6 +294,9 @@ class Method:
     linear_probe: ClassVar[bool] = False  # with cache_features: the head is fitted by L-BFGS over ``self.l2``
     quantize: ClassVar[str | None] = None  # "nf4": the backbone to adapt is loaded 4-bit (QLoRA)
     description: ClassVar[str] = ""
+    # names a suite's ``sweep`` may use for one of this method's fields when the field has another name here, e.g.
+    # frozen's ``lr`` is its head's learning rate: {"head_lr": "lr"} (see bench.suite)
+    sweep_aliases: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def defaults_for(cls, spec: TaskSpec) -> dict[str, Any]:
@@ -314,6 +357,9 @@ class Cell:
     seed: int
     overrides: dict[str, Any] = field(default_factory=dict)  # user/suite settings, routed by resolve_hparams
     suite: str = "adhoc"
+    # a suite cell whose swept settings a sweep chose (bench.suite): which sweep, its cells and scores. Not part of
+    # the key (the settings it chose are); copied into the record
+    tuned_from: dict[str, Any] | None = None
 
     def describe(self) -> str:
         budget = "all" if self.budget == 0 else self.budget
@@ -350,12 +396,22 @@ class Resolved:
 
     @property
     def key(self) -> str:
+        return self._key()
+
+    def pending_key(self, fields: list[str]) -> str:
+        """The key of this cell with the method's ``fields`` left to a sweep that chose nothing (it failed): the
+        record that says so can never be taken for a run at the fields' default values."""
+        return self._key({name: "pending: to be chosen by a sweep" for name in fields})
+
+    def _key(self, method_fields: dict[str, Any] | None = None) -> str:
+        hparams = {
+            name: _keyed(obj) for name, obj in (("task", self.task), ("method", self.method), ("train", self.train))
+        }
+        hparams["method"].update(method_fields or {})
         ident = {
             "task": [self.cell.task, self.task.spec.version],
             "method": [self.cell.method, self.method.version],
-            "hparams": {
-                name: _keyed(obj) for name, obj in (("task", self.task), ("method", self.method), ("train", self.train))
-            },
+            "hparams": hparams,
             "budget": self.cell.budget,
             "seed": self.cell.seed,
             "backbone": self.backbone,

@@ -3,7 +3,9 @@ adapted backbone, and assemble the typed record. ``bench.harness`` starts the pr
 status; this module is the body. In this order: seed everything and fix the thread count; load the pretrained
 backbone; probe it (the forgetting baseline); load the backbone to adapt (random for scratch, 4-bit for QLoRA);
 prepare the method; count parameters; train with validation-based selection (or build a no-gradient predictor)
-inside the memory window; evaluate test once; probe the adapted backbone; time merged inference (LoRA family).
+inside the memory window, validating on the task's validation set or on a share of the budget (``validation``),
+and with ``refit`` retrain on the whole budget for the selected number of steps; evaluate test once; probe the
+adapted backbone; time merged inference (LoRA family).
 """
 
 from __future__ import annotations
@@ -53,7 +55,12 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
     cell, spec, method, cfg = res.cell, res.task.spec, res.method, res.train
     seed_everything(cell.seed, cfg.threads)
     device = pick_device(device_request)
-    splits = res.task.splits(cell.budget, cell.seed, data).limit_eval(cfg.eval_limit, spec.kind == "classification")
+    stratify = spec.kind == "classification"
+    splits = res.task.splits(cell.budget, cell.seed, data).limit_eval(cfg.eval_limit, stratify)
+    # where selection validates: a method without gradient steps validates nothing, so its budget stays whole
+    validation, whole_budget = (cfg.validation if method.trains else "none"), None
+    if validation == "budget":
+        splits, whole_budget = splits.hold_out(cfg.val_fraction, cell.seed, stratify)
     sizes = {"image_size": getattr(res.task, "image_size", 224), "max_len": getattr(res.task, "max_len", 128)}
 
     backbone = get_backbone(res.backbone)
@@ -87,9 +94,15 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
             }
         )
     with PeakMemory(device) as mem:
-        cached, setup_s, fit = method.cache_features, 0.0, None
+        cached, setup_s, fit, refit = method.cache_features, 0.0, None, None
         if method.trains:
+            initial = runner.snapshot() if cfg.refit else None
             fit = runner.fit(method, splits.train, splits.val, cell.seed)
+            if cfg.refit:  # the selected number of steps again, from the same start, on the whole budget
+                runner.restore(initial)
+                refit = runner.fit(
+                    method, whole_budget, None, cell.seed, schedule=fit.schedule_steps, stop_at=fit.best_step
+                )
         else:
             t0 = runner.clock.now()
             predictor = runner.fit_predictor(method, splits.train, cell.seed, loaded.extras.get("tokenizer"))
@@ -126,6 +139,8 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
         test=len(splits.test),
         test_ood=len(splits.test_ood) if splits.test_ood else None,
         official=res.task.official_splits,
+        validation=validation,
+        refit_train=len(whole_budget) if refit else None,
     )
     record.cost = Cost(
         device=device,
@@ -137,7 +152,7 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
         head_train_time_s=fit.head_time_s if fit and method.cache_features else None,
         feature_cache=runner.feature_cache.summary() if runner.feature_cache is not None else None,
         eval_samples_per_s=eval_rate,
-        train_time_s=fit.train_time_s if fit else setup_s,
+        train_time_s=(fit.train_time_s + (refit.train_time_s if refit else 0.0)) if fit else setup_s,
         feature_time_s=fit.feature_time_s if fit else 0.0,
         wall_time_s=time.perf_counter() - wall_start,
         steps=fit.steps if fit else 0,
@@ -151,6 +166,11 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
         on=f"val/{spec.primary_metric}",
         best_step=fit.best_step if fit else None,
         history=fit.history if fit else [],
+        validation=validation,
+        stopped_by=fit.stopped_by if fit else None,
+        stopped_at=fit.steps if fit else None,
+        schedule_steps=fit.schedule_steps if fit else None,
+        refit={"steps": refit.steps, "train": len(whole_budget), "train_time_s": refit.train_time_s} if refit else None,
     )
     record.method_notes = runner.notes
     record.flags, record.flag_notes = collapse_flags(runner.outputs.get(splits.test.name), spec.kind)

@@ -16,6 +16,7 @@ EPILOG = """examples:
   adaptbench run --task pneumonia-mnist --method lora --budget 256 --seed 0 --set r=16
   adaptbench grid --suite default                  # resumes: cells with an ok record are skipped
   adaptbench grid --suite default --filter 'glue-sst2/*'
+  adaptbench grid --suite default --dry-run        # the cells, sweep cells first, and which are done
   adaptbench report --suite default                # -> reports/default/index.html
   adaptbench summary --suite default --memory-cap 8  # decision map and per-task tables, as text
   adaptbench data verify                           # checksums, and which tasks can run offline
@@ -203,7 +204,17 @@ def format_record(r: Record) -> str:
         )
     if c.fwd_flops_per_example:
         lines.append(f"  flops    {c.fwd_flops_per_example / 1e9:.3f} GFLOPs per example (forward)")
-    lines.append(f"  select   best {r.selection.on} at step {r.selection.best_step} of {c.steps}")
+    sel = r.selection
+    how = [f"validation {sel.validation}"] if sel.validation else []
+    if sel.stopped_by:
+        how.append(f"stopped by {sel.stopped_by} at step {sel.stopped_at}")
+    if sel.refit:
+        how.append(f"refit on {sel.refit['train']} examples for {sel.refit['steps']} steps")
+    if r.tuned_from and "selected" in r.tuned_from:
+        chosen = ", ".join(f"{k}={v}" for k, v in r.tuned_from["selected"].items())
+        how.append(f"{chosen} chosen by the sweep of {r.tuned_from['sweep']}")
+    detail = f" ({'; '.join(how)})" if how else ""
+    lines.append(f"  select   best {sel.on} at step {sel.best_step} of {c.steps}{detail}")
     return "\n".join(lines)
 
 
@@ -213,6 +224,14 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite)
     store = Store(args.results)
+    if args.dry_run:
+        from bench.suite import plan
+
+        lines = plan(suite, store, args.filter)
+        sweeps = sum(line.lstrip().startswith("sweep") for line in lines)
+        print(f"suite {suite.name}: {len(lines)} cells ({sweeps} sweep cells); nothing is run")
+        print("\n".join(lines))
+        return 0
     result = run_grid(suite, store, args.filter, args.jobs, args.data_root, args.device)
     bad = [r for r in result.records if r.status not in ("ok", "unsupported")]
     for r in bad:
@@ -386,6 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs", type=_int_in(1, None, "cells at once"), default=1, help="cells at once (each in its own process)"
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the cells (sweep cells, the cells they tune, the rest) and which have a record; run nothing",
+    )
     p.set_defaults(fn=cmd_grid)
 
     p = sub.add_parser("report", parents=[common], help="write reports/<suite>/index.html from the records")

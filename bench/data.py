@@ -8,7 +8,8 @@ the sum recorded at fetch time in ``<root>/LOCAL_SHA256SUMS`` instead. A missing
 publisher unless ``ADAPTBENCH_OFFLINE=1`` (or ``HF_HUB_OFFLINE=1``); when that is impossible the error names the
 file, the root and the fix.
 
-Budget subsets (``nested_subset``) live here too: one function, so every task gets the same guarantees.
+Budget subsets (``nested_subset``) and validation carved out of a budget (``holdout_subset``) live here too: one
+function each, so every task gets the same guarantees.
 """
 
 from __future__ import annotations
@@ -198,3 +199,34 @@ def nested_subset(labels: np.ndarray, budget: int, seed: int, stratify: bool = T
         position[order[0]] = -1.0  # one example of every class leads, so any budget >= #classes holds them all
     ranked = np.lexsort((rng.random(n), position))
     return np.sort(ranked[:budget])
+
+
+HOLDOUT_STREAM = 0x7A11  # a random stream of its own: the carved validation is not a prefix of the budget's order
+
+
+def holdout_subset(labels: np.ndarray, fraction: float, seed: int, stratify: bool = True) -> np.ndarray:
+    """Sorted positions of a validation subset carved out of a training budget (``validation=budget``).
+
+    With ``stratify``, ``fraction`` of each class (rounded half up), at least one example of every class that has
+    two or more and never a class's last one, so validation holds every class it can while training keeps them all;
+    without, ``fraction`` of all examples (at least one, never all). Deterministic in ``seed`` (and the labels).
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    rng = np.random.default_rng([seed, HOLDOUT_STREAM])
+
+    def share(m: int) -> int:
+        return min(m - 1, max(1, int(np.floor(fraction * m + 0.5)))) if m >= 2 else 0
+
+    if stratify:
+        groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+        picked = [rng.permutation(members)[: share(len(members))] for members in groups]
+        held = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+    else:
+        held = rng.permutation(n)[: share(n)]
+    if not len(held):
+        raise ValueError(
+            f"cannot carve a validation split out of a budget of {n} examples (no class has two): use a larger "
+            "budget or validation=oracle"
+        )
+    return np.sort(held).astype(np.int64)

@@ -18,6 +18,18 @@ each batch into that many micro-batches, each loss weighted by its share of the 
 once: the effective batch, the number of optimizer steps and (up to float rounding and batch-norm statistics,
 which see smaller batches) the result are unchanged. Evaluation batches shrink by the same factor.
 
+Early stopping (``patience`` > 0): validation runs at the usual points (every ``eval_every`` steps, or ``max_evals``
+passes spread over the run) and training stops after ``patience`` passes in a row without a strictly better primary
+metric; the best weights are restored as always. The run's length is the cap (``max_steps``, or the fixed schedule
+when it is 0: ``schedule_length``), and the LR schedule (linear warmup over ``warmup_ratio`` of it, then linear decay
+to zero at its end) is laid over the cap, not over wherever training happens to stop. A patience run is therefore
+the fixed run of that length truncated: the same learning rate at every step, the same validation points and the
+same best checkpoint up to where it stopped, so stopping is the only difference between the two, and a refit can
+replay the selected trajectory exactly (``fit(schedule=..., stop_at=...)``). A constant rate after warmup would
+have made the patience run a different optimiser from the fixed one (and from DOMAIN.md's warmup + linear decay
+recipe), mixing two changes in one comparison; the price is that a cap far beyond the stopping point decays
+slowly, so set ``max_steps`` near the longest run worth paying for.
+
 On CUDA, fp32 matmuls and convolutions use TF32 (``allow_tf32``), and ``precision=bf16`` adds bf16 autocast.
 ``compile=true`` compiles the adapted model's forward in place (``nn.Module.compile``: the state dict keeps its
 names) for training and evaluation; the first steps compile, and they are the warm-up steps excluded from
@@ -78,6 +90,9 @@ class FitResult:
     head_time_s: float = 0.0  # cached-feature methods: the head's training on the features
     feature_samples_per_s: float | None = None  # examples encoded per second (None: all from the cache)
     train_samples_per_s: float | None = None  # gradient steps through the model (None for cached features)
+    schedule_steps: int = 0  # the run's planned length (the cap under patience): the LR schedule's
+    stopped_by: str = ""  # "schedule end" | "cap" | "patience" | "selected step" (a refit); linear probes:
+    # "converged" | "selected strength" (a refit)
 
 
 class Runner:
@@ -176,8 +191,8 @@ class Runner:
             if self.feature_cache is None:
                 feats = self._encode_rows(split, np.arange(len(split)))
             else:
-                cached = self.feature_cache.features(
-                    split.name, split.ids, lambda rows: self._encode_rows(split, rows).cpu().numpy()
+                cached = self.feature_cache.features(  # by the pool the ids number (a carved val: train's)
+                    split.pool_name, split.ids, lambda rows: self._encode_rows(split, rows).cpu().numpy()
                 )
                 feats = torch.from_numpy(cached).to(self.device)
             self.features[split.name] = feats
@@ -226,38 +241,62 @@ class Runner:
         return self.task.evaluate(outputs, split.labels), rate
 
     # --------------------------------------------------------------------------------------- fit
-    def fit(self, method: Method, train: Split, val: Split, seed: int) -> FitResult:
+    def fit(
+        self,
+        method: Method,
+        train: Split,
+        val: Split | None,
+        seed: int,
+        *,
+        schedule: int | None = None,
+        stop_at: int | None = None,
+    ) -> FitResult:
+        """Train with validation-based selection: the weights at the best validation pass are restored at the end.
+        The run is ``schedule_length`` steps, or fewer when ``patience`` stops it (see the module docstring).
+
+        A refit passes ``val=None`` with the selection run's ``schedule`` (its length: the LR schedule and the
+        method's step schedule) and ``stop_at`` (the selected step): the same trajectory replayed on more data,
+        without validation, keeping the final weights."""
         cfg, result = self.cfg, FitResult()
         cached = method.cache_features
         start = self.clock.now()
         if cached:
             self.encode(train)
-            self.encode(val)
+            if val is not None:
+                self.encode(val)
             result.feature_time_s = self.clock.now() - start
-        if cached and method.linear_probe:
+        if cached and getattr(method, "linear_probe", False):
             self._fit_probe(method, train, val, result)
-            return self._finish(result, start, cached, len(train), len(val), 0, 0.0, 0.0)
+            return self._finish(result, start, cached, len(train), len(val) if val is not None else 0, 0, 0.0, 0.0)
         groups = [g for g in method.param_groups(self.model) if g["params"]]
         if not groups:
             raise ValueError(f"method {method.name} gave no trainable parameters")
         optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
         n = len(train)
         steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
-        total = max(cfg.epochs * steps_per_epoch, cfg.min_steps)
+        total, end_reason = schedule_length(cfg, n)
+        if schedule is not None:
+            total = schedule
+        last = min(stop_at, total) if stop_at else total
+        result.schedule_steps = total
         warmup = math.ceil(cfg.warmup_ratio * total)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_linear(warmup, total))
-        eval_at = eval_steps(total, steps_per_epoch, cfg.max_evals, cfg.eval_every)
+        eval_at = eval_steps(total, steps_per_epoch, cfg.max_evals, cfg.eval_every) if val is not None else set()
         primary = self.task.spec.primary_metric
         sign = 1.0 if self.task.spec.higher_is_better else -1.0
-        best_score, best_state = -math.inf, None
+        best_score, best_state, stale = -math.inf, None, 0
         rng = np.random.default_rng(seed)
         labels = torch.as_tensor(train.labels)
         trainable = [p for g in groups for p in g["params"]]
+        in_optimizer = {id(p) for p in trainable}
+        # every parameter the optimizer may change, frozen or not right now (gradual unfreezing thaws more later)
+        changeable = {name for name, p in self.model.named_parameters() if id(p) in in_optimizer}
 
         lengths = text_lengths(train) if cfg.group_by_length else None
         timed_time, timed_n, batches, b = 0.0, 0, epoch_batches(rng, n, cfg.batch_size, lengths), 0
-        warmup_time = 0.0
-        for step in range(1, total + 1):
+        warmup_time, step = 0.0, 0
+        result.stopped_by = end_reason if last == total else "selected step"
+        for step in range(1, last + 1):
             if b >= len(batches):
                 batches, b = epoch_batches(rng, n, cfg.batch_size, lengths), 0
             index, b = batches[b], b + 1
@@ -270,7 +309,7 @@ class Runner:
                 torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
-            if step > TIMING_WARMUP_STEPS or total <= TIMING_WARMUP_STEPS:
+            if step > TIMING_WARMUP_STEPS or last <= TIMING_WARMUP_STEPS:
                 timed_time += self.clock.now() - t0
                 timed_n += len(index)
             else:
@@ -281,11 +320,20 @@ class Runner:
                 score = sign * metrics[primary] if not math.isnan(metrics[primary]) else -math.inf
                 if score > best_score or best_state is None:
                     best_score, result.best_step, result.best_val = score, step, metrics
-                    best_state = _snapshot(self.model)
-        self.model.load_state_dict(best_state, strict=False)
-        result.steps = total
-        result.epochs = total * cfg.batch_size / n
-        return self._finish(result, start, cached, n, len(val), timed_n, timed_time, warmup_time, total)
+                    best_state, stale = _snapshot(self.model, changeable), 0
+                else:
+                    stale += 1
+                if cfg.patience and stale >= cfg.patience and step < last:
+                    result.stopped_by = "patience"
+                    break
+        if best_state is not None:
+            self.model.load_state_dict(best_state, strict=False)
+        else:  # a refit: no validation, the final weights are the result
+            result.best_step = step
+        result.steps = step
+        result.epochs = step * cfg.batch_size / n
+        return self._finish(result, start, cached, n, len(val) if val is not None else 0, timed_n, timed_time,
+                            warmup_time, step)  # fmt: skip
 
     def _finish(
         self,
@@ -297,7 +345,7 @@ class Runner:
         timed_n: int,
         timed_time: float,
         warmup_time: float,
-        total: int = 0,
+        step: int = 0,
     ) -> FitResult:
         """Times and throughput of a finished fit."""
         cfg = self.cfg
@@ -311,8 +359,8 @@ class Runner:
                 result.feature_samples_per_s = encoded / max(result.feature_time_s, 1e-9)
         else:
             result.train_samples_per_s = timed_n / max(timed_time, 1e-9)
-        if cfg.compile and timed_n and total > TIMING_WARMUP_STEPS:
-            per_step = timed_time / (total - TIMING_WARMUP_STEPS)
+        if cfg.compile and timed_n and step > TIMING_WARMUP_STEPS:
+            per_step = timed_time / (step - TIMING_WARMUP_STEPS)
             self.compile_time_s = max(0.0, warmup_time - TIMING_WARMUP_STEPS * per_step)
         return result
 
@@ -325,23 +373,42 @@ class Runner:
         sign = 1.0 if self.task.spec.higher_is_better else -1.0
 
         def validate() -> tuple[float, dict[str, float]]:
+            if val is None:
+                return 0.0, {}
             metrics, _ = self.evaluate(val, True)
             return sign * metrics[primary], _prefixed("val", metrics)
 
+        grid = tuple(method.l2)
+        if val is None:  # a refit: the strength the selection run chose, fitted on the whole budget
+            if "probe_l2" not in self.notes:
+                raise ValueError("a linear probe refit needs the selection run's choice (fit with validation first)")
+            grid = (self.notes["probe_l2"],)
         method.train_mode(self.model)
-        x = self.features[train.name]
+        x = self.encode(train)  # already computed by fit: the cached features
         y = torch.as_tensor(train.labels).to(self.device)
-        probe = fit_linear_probe(self.model.head, x, y, self.loss, method.l2, validate, method.max_iter)
-        chosen = probe.history[[h["l2"] for h in probe.history].index(float(method.l2[probe.best]))]
+        probe = fit_linear_probe(self.model.head, x, y, self.loss, grid, validate, method.max_iter)
+        chosen = probe.history[[h["l2"] for h in probe.history].index(float(grid[probe.best]))]
         result.history = probe.history
         result.best_step = chosen["step"]
         result.best_val = {k.removeprefix("val/"): v for k, v in chosen.items() if k.startswith("val/")}
         result.steps = probe.iterations  # full-batch: each L-BFGS iteration sees every training example
         result.epochs = float(probe.iterations)
+        result.schedule_steps = probe.iterations
+        result.stopped_by = "converged" if val is not None else "selected strength"  # L-BFGS's own tolerances
+        if val is None:
+            return
         grid = sorted(float(v) for v in method.l2)
         self.notes.update(probe="lbfgs", probe_l2=chosen["l2"], probe_l2_grid=grid)
         if len(grid) > 1 and chosen["l2"] in (grid[0], grid[-1]):
             self.notes["probe_l2_at_grid_edge"] = True  # the best strength may lie outside the grid: widen it
+
+    def snapshot(self) -> dict[str, torch.Tensor]:
+        """A copy of what training can change in the model as it is now (trainable parameters and buffers), for
+        ``restore``: a refit starts again from the weights the selection run started from."""
+        return _snapshot(self.model)
+
+    def restore(self, state: dict[str, torch.Tensor]) -> None:
+        self.model.load_state_dict(state, strict=False)
 
     def _accumulate(
         self, train: Split, index: np.ndarray, labels: torch.Tensor, cached: bool, method: Method, step: int
@@ -364,6 +431,21 @@ class Runner:
             loss.backward()
             total += value
         return total
+
+
+def schedule_length(cfg: TrainConfig, n: int) -> tuple[int, str]:
+    """(optimizer steps of the run, why it ends there: "schedule end" or "cap") for ``n`` training examples.
+
+    Patience off: ``epochs`` over the data, at least ``min_steps``, cut to ``max_steps`` when that is smaller.
+    Patience on: ``max_steps`` when set (else that fixed schedule) is the cap that validation may stop short of.
+    The LR schedule (warmup, then linear decay to zero) is laid over this length either way, so a run that
+    patience stops is exactly the fixed run truncated (see the module docstring)."""
+    planned = max(cfg.epochs * max(1, math.ceil(n / cfg.batch_size)), cfg.min_steps)
+    if cfg.patience:
+        return (cfg.max_steps, "cap") if cfg.max_steps else (planned, "schedule end")
+    if cfg.max_steps and cfg.max_steps < planned:
+        return cfg.max_steps, "cap"
+    return planned, "schedule end"
 
 
 def eval_steps(total: int, steps_per_epoch: int, max_evals: int, every: int = 0) -> set[int]:
@@ -419,8 +501,9 @@ def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:
     return {f"{prefix}/{k}": v for k, v in metrics.items()}
 
 
-def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Copies of what training can change: trainable parameters and every buffer (batch-norm statistics)."""
-    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+def _snapshot(model: nn.Module, params: set[str] | None = None) -> dict[str, torch.Tensor]:
+    """Copies of what training can change: the named ``params`` (default: those that require a gradient now) and
+    every buffer (batch-norm statistics)."""
+    trainable = params if params is not None else {name for name, p in model.named_parameters() if p.requires_grad}
     buffers = {name for name, _ in model.named_buffers()}
     return {k: v.detach().clone() for k, v in model.state_dict().items() if k in trainable or k in buffers}

@@ -82,11 +82,18 @@ class Params(_Section):
 
 @dataclass
 class SplitSizes(_Section):
+    """Examples per split. ``validation`` says where ``val`` came from: "oracle" (the task's own held-out set,
+    outside the label budget), "budget" (carved out of the budget; ``train`` is the rest) or "none" (a method
+    without gradient steps validates nothing); absent in records written before the setting existed (= oracle).
+    ``refit_train``: examples of the refit on the whole budget (``refit=true``)."""
+
     train: int
     val: int
     test: int
     test_ood: int | None = None
     official: bool = True
+    validation: str | None = None
+    refit_train: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     always: ClassVar[frozenset[str]] = frozenset({"test_ood"})
 
@@ -134,9 +141,18 @@ class Cost(_Section):
 
 @dataclass
 class Selection(_Section):
+    """How the checkpoint was chosen. ``stopped_by``: "schedule end", "cap" (``max_steps``) or "patience", and
+    ``stopped_at`` the last step run (absent in older records: the schedule's end). ``refit``: {steps, train,
+    train_time_s} of the retraining on the whole budget, whose final weights were tested."""
+
     on: str  # the validation metric that chose the checkpoint
     best_step: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    validation: str | None = None  # oracle | budget (see SplitSizes); absent in older records: oracle
+    stopped_by: str | None = None
+    stopped_at: int | None = None
+    schedule_steps: int | None = None  # the length the LR schedule was laid over (the cap under patience)
+    refit: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     always: ClassVar[frozenset[str]] = frozenset({"best_step", "history"})
 
@@ -233,6 +249,9 @@ class Record:
     env: Env | None = None
     # per-example test outputs, stored beside the JSON: {"file", "sha256", "splits"} (see Store.predictions)
     predictions: dict[str, Any] | None = None
+    # a cell of a [[matrix]] block with a sweep: the sweep that chose its swept settings, with its cells and scores
+    # (see bench.suite); the grid also writes it into the record of the sweep cell the tuned cell coincides with
+    tuned_from: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys of newer code, kept as they were
     # the arrays behind ``predictions`` before they are written: split -> {"ids", "outputs", "labels"}
     arrays: dict[str, dict[str, Any]] | None = field(default=None, compare=False, repr=False)
@@ -265,7 +284,15 @@ class Record:
                 value = value.to_json()
             elif f.name == "forgetting_extra":
                 value = {k: v.to_json() for k, v in value.items()}
-            if value is None and f.name in (*_SECTIONS, "exit_code", "signal", "weights", "data_root", "predictions"):
+            if value is None and f.name in (
+                *_SECTIONS,
+                "exit_code",
+                "signal",
+                "weights",
+                "data_root",
+                "predictions",
+                "tuned_from",
+            ):
                 continue
             if f.name in ("flags", "flag_notes") and not value:
                 continue  # no flag raised (older records have no such key)
@@ -318,6 +345,7 @@ def new_record(res: Resolved, status: str, error: str | None = None) -> Record:
         seed=cell.seed,
         hparams=res.hparams,
         overrides=dict(cell.overrides),
+        tuned_from=cell.tuned_from,
     )
 
 

@@ -296,19 +296,34 @@ def _decision_html(records: list[Record], store: Store) -> list[str]:
 def current_records(suite: str, records: list[Record], suite_file: str | None = None) -> tuple[list[Record], list[str]]:
     """The records of the cells in the suite's current definition (same keys: same code versions, settings and
     budgets), and notes on what was left out or has not run yet. Records of an earlier definition stay on disk.
-    ``suite_file`` is the suite's path when it is not one of ``bench/suites/``."""
+    ``suite_file`` is the suite's path when it is not one of ``bench/suites/``. Cells tuned by a sweep count with
+    the values their sweep's records choose; the sweep cells themselves are left out of the tables (each tried one
+    value) and each sweep's choice is a note."""
     from bench.api import resolve_hparams
-    from bench.suite import load_suite, suite_names
+    from bench.suite import expand, load_suite, suite_names
 
     if suite_file is None and suite not in suite_names():  # records without a suite file (`run --suite adhoc`)
         return records, []
-    wanted = {resolve_hparams(cell).key for cell in load_suite(suite_file or suite).cells}
+    definition = load_suite(suite_file or suite)
+    by_key = {r.key: r for r in records}
+    cells, outcomes = expand(definition, by_key.get)
+    wanted = {resolve_hparams(cell).key for cell in cells}
+    notes = [o.describe() for o in outcomes]
+    for o in outcomes:
+        if o.status in ("failed", "unsupported"):  # their block cells' records say so, under pending keys
+            wanted |= {resolve_hparams(c).pending_key(o.sweep.fields) for c in o.sweep.dependents()}
+        elif o.status == "waiting":
+            notes.append(f"the cells of {o.sweep.name} wait for their sweep: run the grid to fill them.")
+    sweep_only = {resolve_hparams(c).key for c in definition.sweep_cells()} - wanted
     kept = [r for r in records if r.key in wanted]
-    notes = []
-    if len(kept) < len(records):
+    swept = sum(r.key in sweep_only for r in records)
+    if swept:
+        notes.append(f"{swept} sweep cells are not in the tables: each tried one value for the cells tuned by it.")
+    if len(kept) + swept < len(records):
         notes.append(
-            f"{len(records) - len(kept)} records of cells outside the suite's current definition (earlier code "
-            "versions, settings or budgets) are not shown; they stay in the results folder (--all-records shows them)."
+            f"{len(records) - len(kept) - swept} records of cells outside the suite's current definition (earlier "
+            "code versions, settings or budgets) are not shown; they stay in the results folder (--all-records shows "
+            "them)."
         )
     missing = len(wanted - {r.key for r in kept})
     if missing:

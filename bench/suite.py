@@ -6,12 +6,27 @@ optional ``set`` table. ``tasks`` and ``methods`` may be ``["*"]`` (the whole re
 ``"task"`` (each task's own budgets) or ``"task+full"`` (those and the full training set, budget 0). The grid
 skips every cell that already has an ``ok`` record, so an interrupted run
 resumes where it stopped.
+
+A block may tune hyperparameters first: ``sweep = { lr = [1e-4, 3e-4, 1e-3] }`` with ``sweep_budget = 256`` and
+optionally ``sweep_seeds`` (default: the block's first seed). For each (task, method) of the block the grid first
+runs the sweep cells (ordinary cells, one per value or combination of values and sweep seed, at the sweep budget),
+picks the value with the best mean validation primary metric over the sweep seeds (the first listed wins a tie;
+a value that diverged on any seed scores worst), and then runs the block's cells (every budget and seed) with it;
+their records say so in ``tuned_from`` (the sweep's cells, keys and scores). A sweep key names a hyperparameter of
+each method of the block (a field, or a name in the method's ``sweep_aliases``: frozen's ``head_lr`` is its
+``lr``); anything else is refused when the suite loads. If a sweep cell failed (any status but ok, unsupported or
+diverged), nothing is chosen and never a default: the block's cells of that (task, method) get records with status
+``failed`` and the reason ``sweep failed`` (under a key that marks the swept fields pending). Sweep records are
+reused like any other, so selection is deterministic and resumable.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
+import itertools
+import math
 import time
 import tomllib
 from collections.abc import Callable
@@ -20,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api import Cell, resolve_hparams
-from bench.record import Record
+from bench.record import Record, new_record
 from bench.registry import METHODS, TASKS, load_all, suggest
 from bench.store import Store
 
@@ -28,11 +43,67 @@ SUITES_DIR = Path(__file__).parent / "suites"
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """The sweep of one (task, method) of a ``[[matrix]]`` block: the cells that try each value at ``budget`` on
+    ``seeds``, and the block's cells (``budgets`` x ``block_seeds``) that then run with the chosen value."""
+
+    block: int  # 1-based, as errors count blocks
+    task: str
+    method: str
+    space: tuple[tuple[str, tuple[Any, ...]], ...]  # (method field, values), in the order the suite lists them
+    budget: int
+    seeds: tuple[int, ...]
+    settings: dict[str, Any]  # the block's settings (suite ``set`` and block ``set``), without the swept fields
+    budgets: tuple[int, ...]
+    block_seeds: tuple[int, ...]
+    suite: str
+
+    @property
+    def name(self) -> str:
+        return f"block {self.block}: {self.task} x {self.method}"
+
+    @property
+    def fields(self) -> list[str]:
+        return [f for f, _ in self.space]
+
+    def candidates(self) -> list[dict[str, Any]]:
+        """Every value (or combination of values, for several keys) to try, in the suite's order."""
+        return [dict(zip(self.fields, combo, strict=True)) for combo in itertools.product(*(v for _, v in self.space))]
+
+    def cells(self) -> list[Cell]:
+        return [
+            Cell(self.task, self.method, self.budget, seed, {**self.settings, **values}, suite=self.suite)
+            for values in self.candidates()
+            for seed in self.seeds
+        ]
+
+    def dependents(self, chosen: dict[str, Any] | None = None, tuned_from: dict[str, Any] | None = None) -> list[Cell]:
+        """The block's cells with the ``chosen`` values (None: not chosen yet, the fields left at their defaults)."""
+        return [
+            Cell(
+                self.task,
+                self.method,
+                b,
+                seed,
+                {**self.settings, **(chosen or {})},
+                suite=self.suite,
+                tuned_from=tuned_from,
+            )
+            for b in self.budgets
+            for seed in self.block_seeds
+        ]
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     description: str
-    cells: tuple[Cell, ...]
+    cells: tuple[Cell, ...]  # the cells of blocks without a sweep
     timeout_s: float
+    sweeps: tuple[Sweep, ...] = ()  # one per (task, method) of blocks with a sweep: their cells come from the grid
+
+    def sweep_cells(self) -> list[Cell]:
+        return [c for s in self.sweeps for c in s.cells()]
 
 
 def suite_names() -> list[str]:
@@ -41,7 +112,7 @@ def suite_names() -> list[str]:
 
 MAX_SEED = 2**32 - 1  # numpy's seed range
 TOP_KEYS = ("description", "seeds", "timeout_s", "set", "matrix")
-BLOCK_KEYS = ("tasks", "methods", "budgets", "seeds", "set")
+BLOCK_KEYS = ("tasks", "methods", "budgets", "seeds", "set", "sweep", "sweep_budget", "sweep_seeds")
 WHOLE_POOL = ("task", "task+full")
 
 
@@ -80,6 +151,7 @@ def load_suite(name_or_path: str) -> Suite:
         raise ValueError(f"{where}: matrix must be [[matrix]] blocks (tables), not {type(blocks).__name__}")
     load_all()
     cells: list[Cell] = []
+    sweeps: list[Sweep] = []
     for i, block in enumerate(blocks):
         here = f"{where}, [[matrix]] block {i + 1}"
         _check_keys(block, BLOCK_KEYS, here)
@@ -91,19 +163,86 @@ def load_suite(name_or_path: str) -> Suite:
         methods = _names(block["methods"], METHODS, "method", here)
         block_seeds = _seeds(block["seeds"], here) if "seeds" in block else seeds
         budgets_value = _check_budgets(block["budgets"], here)
-        first = len(cells)
+        first, first_sweep = len(cells), len(sweeps)
+        sweep = _check_sweep(block, block_seeds, here)
         for task in tasks:
             budgets = _budgets(budgets_value, task)
             for method in methods:
-                for budget in budgets:
-                    for seed in block_seeds:
-                        cells.append(Cell(task, method, budget, seed, settings, suite=name))
-        for cell in cells[first:]:  # fail on a typo now, not an hour into the run
+                if sweep is None:
+                    cells += [
+                        Cell(task, method, b, seed, settings, suite=name) for b in budgets for seed in block_seeds
+                    ]
+                    continue
+                space, sweep_budget, sweep_seeds = sweep
+                fields = _sweep_fields(space, method, settings, here)
+                sweeps.append(
+                    Sweep(
+                        block=i + 1,
+                        task=task,
+                        method=method,
+                        space=tuple((fields[k], tuple(v)) for k, v in space.items()),
+                        budget=sweep_budget,
+                        seeds=tuple(sweep_seeds),
+                        settings=settings,
+                        budgets=tuple(budgets),
+                        block_seeds=tuple(block_seeds),
+                        suite=name,
+                    )
+                )
+        checked = cells[first:] + [c for s in sweeps[first_sweep:] for c in (*s.cells(), *s.dependents())]
+        for cell in checked:  # fail on a typo now, not an hour into the run
             try:
                 resolve_hparams(cell)
             except ValueError as e:
                 raise ValueError(f"{here}: {e}") from None
-    return Suite(name, spec.get("description", ""), tuple(cells), float(timeout))
+    return Suite(name, spec.get("description", ""), tuple(cells), float(timeout), tuple(sweeps))
+
+
+def _check_sweep(block: dict[str, Any], block_seeds: list[int], where: str):
+    """(space, sweep_budget, sweep_seeds) of a block with ``sweep``, None without; errors name the key."""
+    if "sweep" not in block:
+        stray = [k for k in ("sweep_budget", "sweep_seeds") if k in block]
+        if stray:
+            raise ValueError(f"{where}: {stray[0]} without sweep; add sweep = {{ lr = [1e-4, 3e-4, 1e-3] }}")
+        return None
+    space = block["sweep"]
+    example = "e.g. sweep = { lr = [1e-4, 3e-4, 1e-3] }"
+    if not isinstance(space, dict) or not space:
+        raise ValueError(f"{where}: sweep must be a table of hyperparameter = [values], {example}, not {space!r}")
+    for key, values in space.items():
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"{where}: sweep {key}: a non-empty list of values to try, {example}, not {values!r}")
+        if any(isinstance(v, dict | list) for v in values):
+            raise ValueError(f"{where}: sweep {key}: values must be numbers, strings or booleans, not {values!r}")
+        if len(set(map(repr, values))) != len(values):
+            raise ValueError(f"{where}: sweep {key}: a value is listed twice in {values!r}")
+    if "sweep_budget" not in block:
+        raise ValueError(f"{where}: sweep needs sweep_budget, the one budget its cells run at (e.g. 256)")
+    budget = block["sweep_budget"]
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 0:
+        raise ValueError(f"{where}: sweep_budget must be a number of examples (0 = the whole pool), not {budget!r}")
+    sweep_seeds = _seeds(block["sweep_seeds"], f"{where}, sweep_seeds") if "sweep_seeds" in block else block_seeds[:1]
+    return dict(space), budget, sweep_seeds
+
+
+def _sweep_fields(space: dict[str, list], method: str, settings: dict[str, Any], where: str) -> dict[str, str]:
+    """Sweep key -> the method's field it sets: the field of that name, or one the method's ``sweep_aliases`` maps
+    the key to. Anything else, and a field the block also fixes with ``set``, is refused."""
+    cls = METHODS.get(method)
+    own = [f.name for f in dataclasses.fields(cls)]
+    out = {}
+    for key in space:
+        field_name = key if key in own else cls.sweep_aliases.get(key)
+        if field_name is None:
+            what = f"hyperparameters: {', '.join(own)}" if own else "no hyperparameters"
+            hint = " (it does not train: take it out of this block)" if not cls.trains else ""
+            raise ValueError(f"{where}: sweep key {key!r}: method {method} has no such hyperparameter ({what}){hint}")
+        if field_name in settings or key in settings:
+            raise ValueError(f"{where}: sweep key {key!r}: {field_name} of {method} is both swept and fixed by set")
+        if field_name in out.values():
+            raise ValueError(f"{where}: sweep keys name the same field {field_name} of {method} twice")
+        out[key] = field_name
+    return out
 
 
 def _check_keys(table: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
@@ -173,14 +312,128 @@ def select(cells: tuple[Cell, ...], pattern: str | None) -> list[Cell]:
     return out
 
 
+# ------------------------------------------------------------------------------------------- sweeps
+SWEEP_FAILED = "sweep failed"
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep's records say: ``status`` "selected" (``chosen`` and ``tuned_from`` set), "waiting" (a sweep
+    cell has no record yet), "failed" or "unsupported" (``reason`` says why; nothing is chosen)."""
+
+    sweep: Sweep
+    status: str
+    reason: str = ""
+    chosen: dict[str, Any] | None = None
+    tuned_from: dict[str, Any] | None = None
+
+    def describe(self) -> str:
+        if self.status != "selected":
+            return f"sweep {self.sweep.name}: {self.status}: {self.reason}"
+        scores = "; ".join(
+            f"{_values(row['values'])} -> " + ("no score" if row["mean"] is None else f"{row['mean']:.4f}")
+            for row in self.tuned_from["scores"]
+        )
+        return f"sweep {self.sweep.name}: {_values(self.chosen)} chosen on mean {self.tuned_from['on']} ({scores})"
+
+
+def _values(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+
+
+def select_sweep(sweep: Sweep, lookup: Callable[[str], Record | None]) -> SweepOutcome:
+    """Choose the sweep's value from its cells' records (``lookup``: key -> record or None): the best mean over the
+    sweep seeds of the validation primary metric, the first listed on a tie. Diverging on any seed, or a validation
+    score that is not a number, rules a value out; a cell that failed in any other way fails the whole sweep."""
+    spec = TASKS.get(sweep.task).spec
+    on = f"val/{spec.primary_metric}"
+    sign = 1.0 if spec.higher_is_better else -1.0
+    rows, failed, waiting, unsupported = [], [], [], []
+    for values in sweep.candidates():
+        cells: dict[str, Any] = {}
+        scores: list[float] = []
+        for seed in sweep.seeds:
+            cell = Cell(sweep.task, sweep.method, sweep.budget, seed, {**sweep.settings, **values}, suite=sweep.suite)
+            key = resolve_hparams(cell).key
+            record = lookup(key)
+            if record is None:
+                waiting.append(cell.describe())
+            elif record.status == "unsupported":
+                unsupported.append(record.error or "unsupported")
+            elif record.status == "diverged":
+                cells[key] = "diverged"
+                scores.append(math.nan)
+            elif record.ok:
+                score = record.metrics.get(on, math.nan)
+                cells[key] = None if math.isnan(score) else score
+                scores.append(score)
+            else:
+                failed.append(f"{cell.describe()} ended {record.status} ({key})")
+        mean = sum(scores) / len(scores) if len(scores) == len(sweep.seeds) else math.nan
+        rows.append({"values": values, "mean": None if math.isnan(mean) else mean, "cells": cells})
+    if failed:
+        return SweepOutcome(sweep, "failed", f"{SWEEP_FAILED}: " + "; ".join(failed))
+    if unsupported and len(unsupported) == len(sweep.candidates()) * len(sweep.seeds):
+        return SweepOutcome(sweep, "unsupported", unsupported[0])
+    if unsupported:
+        return SweepOutcome(sweep, "failed", f"{SWEEP_FAILED}: only some of its cells are unsupported")
+    if waiting:
+        return SweepOutcome(sweep, "waiting", f"{len(waiting)} sweep cells have no record yet: {waiting[0]}, ...")
+    valid = [r for r in rows if r["mean"] is not None]
+    if not valid:
+        return SweepOutcome(sweep, "failed", f"{SWEEP_FAILED}: every value diverged or has no finite {on}")
+    best = max(valid, key=lambda r: sign * r["mean"])  # max keeps the first of equal scores: the first listed
+    tuned_from = {
+        "sweep": sweep.name,
+        "on": on,
+        "budget": sweep.budget,
+        "seeds": list(sweep.seeds),
+        "selected": dict(best["values"]),
+        "scores": rows,
+    }
+    return SweepOutcome(sweep, "selected", chosen=dict(best["values"]), tuned_from=tuned_from)
+
+
+def pending_records(outcome: SweepOutcome, cells: list[Cell]) -> list[Record]:
+    """Records of a failed (or unsupported) sweep's block cells: the swept fields were never chosen, so each record
+    says why under a key that marks them pending (``Resolved.pending_key``), never under the defaults' key."""
+    out = []
+    for cell in cells:
+        cell = dataclasses.replace(cell, tuned_from={"sweep": outcome.sweep.name, outcome.status: outcome.reason})
+        res = resolve_hparams(cell)
+        status = "unsupported" if outcome.status == "unsupported" else "failed"
+        record = new_record(res, status, outcome.reason)
+        record.key = res.pending_key(outcome.sweep.fields)
+        for name in outcome.sweep.fields:
+            record.hparams["method"][name] = None
+        out.append(record)
+    return out
+
+
+def expand(suite: Suite, lookup: Callable[[str], Record | None]) -> tuple[list[Cell], list[SweepOutcome]]:
+    """The suite's cells as its records now define them: the fixed cells, then each sweep's block cells with the
+    value it chose (tuned cells); and every sweep's outcome. Block cells of a sweep not chosen are left out."""
+    outcomes = [select_sweep(s, lookup) for s in suite.sweeps]
+    tuned = [c for o in outcomes if o.status == "selected" for c in o.sweep.dependents(o.chosen, o.tuned_from)]
+    return [*suite.cells, *tuned], outcomes
+
+
+def _wanted(sweep: Sweep, pattern: str | None) -> bool:
+    """A sweep runs when the filter keeps any of its cells or of its block's cells."""
+    return not pattern or bool(select(sweep.cells(), pattern) or select(sweep.dependents(), pattern))
+
+
+# --------------------------------------------------------------------------------------------- grid
 @dataclass
 class GridResult:
     """What a grid did: the records of its cells (run now or earlier), the cells it left to another grid that
-    holds their claims, and the tasks it could not run (their data is missing or corrupt, or a budget is too big)."""
+    holds their claims, the tasks it could not run (their data is missing or corrupt, or a budget is too big), and
+    the sweeps whose block cells wait for sweep cells without a record (claimed by another grid)."""
 
     records: list[Record] = field(default_factory=list)
     claimed: dict[str, list[Cell]] = field(default_factory=dict)  # "pid P on host H" -> cells it holds
     refused: dict[str, str] = field(default_factory=dict)  # task -> why its cells were not run
+    sweeps: list[SweepOutcome] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -196,19 +449,74 @@ def run_grid(
     device: str = "auto",
     log: Callable[[str], None] | None = None,
 ) -> GridResult:
+    """Run a suite's cells that have no ok record: first the sweep cells, then the fixed cells and the sweeps'
+    block cells with the values the sweeps chose."""
     log = log or (lambda line: print(line, flush=True))  # progress shows up live even when piped to a file
+    from bench.claims import Claims
+    from bench.data import DataRoot
+
+    result = GridResult()
+    data, pool_sizes = DataRoot.resolve(data_root), {}
+    claims = Claims(store.suite_dir(suite.name), suite.timeout_s)
+    start, ran = time.perf_counter(), 0
+    sweeps = [s for s in suite.sweeps if _wanted(s, pattern)]
+    if sweeps:
+        cells = [c for s in sweeps for c in s.cells()]
+        log(f"suite {suite.name}: {len(sweeps)} sweeps, {len(cells)} sweep cells")
+        ran += _run_cells(cells, suite, store, result, claims, data, pool_sizes, jobs, data_root, device, log, "sweep ")
+    tuned = []
+    for sweep in sweeps:
+        outcome = select_sweep(sweep, lambda key: store.get(suite.name, key))
+        result.sweeps.append(outcome)
+        block = select(sweep.dependents(), pattern)
+        if sweep.task in result.refused:
+            continue
+        log(outcome.describe())
+        if outcome.status == "selected":
+            tuned += select(sweep.dependents(outcome.chosen, outcome.tuned_from), pattern)
+        elif outcome.status in ("failed", "unsupported"):
+            for record in pending_records(outcome, block):
+                store.write(record)
+                result.records.append(record)
+            log(f"{len(block)} cells of {sweep.name}: {outcome.status}, not run ({outcome.reason})")
+        else:
+            log(f"{len(block)} cells of {sweep.name} not run: {outcome.reason}")
+    cells = [*select(suite.cells, pattern), *tuned]
+    ran += _run_cells(cells, suite, store, result, claims, data, pool_sizes, jobs, data_root, device, log, "")
+    result.records = list({r.key: r for r in result.records}.values())  # a tuned cell may be a sweep cell too
+    log(f"suite {suite.name}: ran {ran} cells in {time.perf_counter() - start:.0f} s")
+    for holder, held in result.claimed.items():
+        log(f"skipped {len(held)} cells claimed by {holder} (another grid on this results folder is running them)")
+    for task, why in result.refused.items():
+        log(f"skipped task {task}: {why}")
+    return result
+
+
+def _reuse(store: Store, suite: str, key: str, cell: Cell) -> Record:
+    """An ok record found for a cell; a tuned cell that coincides with a sweep cell gets its ``tuned_from``."""
+    record = store.get(suite, key)
+    if cell.tuned_from is not None and record.tuned_from != cell.tuned_from:
+        record.tuned_from = cell.tuned_from
+        store.write(record)
+    return record
+
+
+def _run_cells(cells, suite, store, result, claims, data, pool_sizes, jobs, data_root, device, log, label) -> int:
+    """Run the cells without an ok record (each once, in order), adding every record to ``result``; returns how
+    many ran."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from bench.claims import Claims
-    from bench.data import DataError, DataRoot
+    from bench.data import DataError
     from bench.harness import check_inputs, run_cell
 
-    result, todo = GridResult(), []
-    data, pool_sizes = DataRoot.resolve(data_root), {}
-    for cell in select(suite.cells, pattern):
+    todo, seen = [], set()
+    for cell in cells:
         res = resolve_hparams(cell)
+        if res.key in seen:
+            continue
+        seen.add(res.key)
         if store.has_ok(suite.name, res.key):
-            result.records.append(store.get(suite.name, res.key))
+            result.records.append(_reuse(store, suite.name, res.key, cell))
             continue
         if store.path(suite.name, res.key) in store.unreadable:
             log(f"unreadable record {store.path(suite.name, res.key)}: will be recomputed")
@@ -222,9 +530,7 @@ def run_grid(
             continue
         todo.append(cell)
     todo = [c for c in todo if c.task not in result.refused]
-    log(f"suite {suite.name}: {len(result.records)} cells already done, {len(todo)} to run")
-    claims = Claims(store.suite_dir(suite.name), suite.timeout_s)
-    start = time.perf_counter()
+    log(f"suite {suite.name}: {len(seen) - len(todo)} {label}cells already done, {len(todo)} to run")
 
     def one(i_cell: tuple[int, Cell]) -> Record | None:
         i, cell = i_cell
@@ -232,11 +538,11 @@ def run_grid(
         holder = claims.acquire(key)
         if holder is not None:
             result.claimed.setdefault(holder.describe(), []).append(cell)
-            log(f"[{i + 1}/{len(todo)}] {cell.describe()}: skipped, claimed by {holder.describe()}")
+            log(f"[{i + 1}/{len(todo)}] {label}{cell.describe()}: skipped, claimed by {holder.describe()}")
             return None
         try:
             if store.has_ok(suite.name, key):  # another grid finished it between our look and our claim
-                return store.get(suite.name, key)
+                return _reuse(store, suite.name, key, cell)
             t0 = time.perf_counter()
             record = run_cell(
                 cell,
@@ -249,7 +555,9 @@ def run_grid(
             )
         finally:
             claims.release(key)  # after the record is written
-        log(f"[{i + 1}/{len(todo)}] {cell.describe()}: {summary_line(record)} ({time.perf_counter() - t0:.0f} s)")
+        log(
+            f"[{i + 1}/{len(todo)}] {label}{cell.describe()}: {summary_line(record)} ({time.perf_counter() - t0:.0f} s)"
+        )
         return record
 
     if jobs <= 1:
@@ -262,13 +570,34 @@ def run_grid(
             # on Ctrl-C or an error, start no new cell; running cells finish and keep their records
             pool.shutdown(wait=True, cancel_futures=True)
     result.records += [r for r in done if r is not None]
-    ran = sum(r is not None for r in done)
-    log(f"suite {suite.name}: ran {ran} cells in {time.perf_counter() - start:.0f} s")
-    for holder, cells in result.claimed.items():
-        log(f"skipped {len(cells)} cells claimed by {holder} (another grid on this results folder is running them)")
-    for task, why in result.refused.items():
-        log(f"skipped task {task}: {why}")
-    return result
+    return sum(r is not None for r in done)
+
+
+def plan(suite: Suite, store: Store, pattern: str | None = None) -> list[str]:
+    """``grid --dry-run``: one line per cell the grid would consider and whether it has an ok record: the sweep
+    cells first, then the cells their sweeps tune (with the chosen values, once the sweep records allow a choice),
+    then the fixed cells."""
+
+    def line(kind: str, cell: Cell, swept: dict[str, Any] | None = None, note: str = "") -> str:
+        state = "done" if store.has_ok(suite.name, resolve_hparams(cell).key) else "to run"
+        values = f" {_values(swept)}" if swept else ""
+        return f"  {kind:6s} {state:7s} {cell.task}/{cell.method}/{cell.budget}/{cell.seed}{values}{note}"
+
+    out = []
+    sweeps = [s for s in suite.sweeps if _wanted(s, pattern)]
+    for sweep in sweeps:
+        out += [line("sweep", c, {f: c.overrides[f] for f in sweep.fields}, f"  ({sweep.name})") for c in sweep.cells()]
+    for sweep in sweeps:
+        outcome = select_sweep(sweep, lambda key: store.get(suite.name, key))
+        if outcome.status == "selected":
+            cells = select(sweep.dependents(outcome.chosen), pattern)
+            out += [line("tuned", c, outcome.chosen, f"  (chosen by the sweep of {sweep.name})") for c in cells]
+            continue
+        why = "waits for its sweep" if outcome.status == "waiting" else f"not run: {outcome.reason}"
+        for c in select(sweep.dependents(), pattern):
+            out.append(f"  {'tuned':6s} {'-':7s} {c.task}/{c.method}/{c.budget}/{c.seed}  ({sweep.name}: {why})")
+    out += [line("cell", c) for c in select(suite.cells, pattern)]
+    return out
 
 
 def summary_line(record: Record) -> str:
