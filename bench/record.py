@@ -255,6 +255,8 @@ class Record:
     extra: dict[str, Any] = field(default_factory=dict)  # keys of newer code, kept as they were
     # the arrays behind ``predictions`` before they are written: split -> {"ids", "outputs", "labels"}
     arrays: dict[str, dict[str, Any]] | None = field(default=None, compare=False, repr=False)
+    # the file this record was read from (not written): its predictions lie beside it, whatever the folder's name
+    source: Any = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -278,7 +280,7 @@ class Record:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("extra", "arrays"):
+            if f.name in ("extra", "arrays", "source"):
                 continue
             if isinstance(value, _Section):
                 value = value.to_json()
@@ -303,7 +305,7 @@ class Record:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Record:
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra", "arrays"}
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra", "arrays", "source"}
         missing = {"key", "suite", "status", "task", "method", "budget", "seed"} - set(data)
         if missing:
             raise ValueError(f"not a record: lacks {', '.join(sorted(missing))}")

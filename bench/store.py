@@ -74,6 +74,7 @@ class Store:
             self.unreadable[path] = f"not a record ({e})"
             return None
         self.unreadable.pop(path, None)
+        record.source = path
         return record
 
     def has_ok(self, suite: str, key: str) -> bool:
@@ -121,7 +122,11 @@ class Store:
 
         if not record.predictions:
             raise ValueError(f"record {record.key} has no stored predictions (written before they were kept)")
-        path = self.suite_dir(record.suite) / record.predictions["file"]
+        folder = self.suite_dir(record.suite)
+        if record.source is not None:  # read from a file: its suite folder, even when renamed (baselines)
+            parent = Path(record.source).parent
+            folder = parent.parent if parent.name == "attempts" else parent
+        path = folder / record.predictions["file"]
         try:
             data = path.read_bytes()
         except OSError as e:

@@ -59,7 +59,7 @@ def _ok(cell: Cell) -> Record:
         ("seeds = [-1]\n" + BLOCK, "seeds: -1 is not a seed"),
         ("seeds = []\n" + BLOCK, "seeds must be a non-empty list"),
         ("timeout_s = 0\n" + BLOCK, "timeout_s must be a positive number"),
-        (BLOCK + 'set = { lr = "fast" }\n', "block 1: Invalid value for lr"),
+        (BLOCK + 'set = { max_iter = "fast" }\n', "block 1: Invalid value for max_iter"),
         (BLOCK + "set = { lrr = 1 }\n", "block 1: --set lrr: unknown 'lrr'"),
     ],
 )

@@ -108,6 +108,11 @@ def test_per_example_predictions_are_stored_beside_the_record_and_checked(tmp_pa
     preds = store.predictions(again)["test"]
     np.testing.assert_allclose(preds["outputs"], outputs, rtol=1e-6)
     assert list(preds["labels"]) == [0, 1, 0, 1, 1] and list(preds["ids"]) == list(range(5))
+    import shutil
+
+    shutil.copytree(tmp_path / "s", tmp_path / "renamed")  # e.g. results/baselines/default-cpu holds suite default
+    moved = Store(tmp_path).records("renamed")[0]
+    assert moved.suite == "s" and list(Store(tmp_path).predictions(moved)["test"]["labels"]) == [0, 1, 0, 1, 1]
     path.with_suffix(".preds.npz").write_bytes(b"tampered")
     with pytest.raises(ValueError, match="checksum"):
         store.predictions(again)
