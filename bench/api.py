@@ -176,6 +176,7 @@ class TrainConfig:
     group_by_length: bool = True  # text: batches of similar length (less padding); false = plain random batches
     eval_every: int = 0  # validate every N optimizer steps (and at the end); 0 = max_evals passes spread evenly
     compile: bool = False  # torch.compile the model's forward: an execution option (speed only, same results)
+    extra_probes: bool = True  # run the backbone's further forgetting probes too (false: the primary one only)
     # early stopping: stop after this many validation passes without improvement; 0 = off (the fixed schedule)
     patience: int = 0
     # a cap on optimizer steps, 0 = none. With patience on, the run (and its LR schedule) is max_steps long unless
@@ -191,7 +192,7 @@ class TrainConfig:
     # since every earlier record ran with exactly that default behaviour: adding one keeps old records found.
     # A new setting whose default changes behaviour must not be listed here (bump the method or task version).
     KEYED_ONLY_WHEN_SET: ClassVar[frozenset[str]] = frozenset(
-        {"eval_every", "compile", "patience", "max_steps", "validation", "val_fraction", "refit"}
+        {"eval_every", "compile", "patience", "max_steps", "validation", "val_fraction", "refit", "extra_probes"}
     )
 
     def __post_init__(self) -> None:

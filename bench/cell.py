@@ -67,6 +67,8 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
     loaded = backbone.load(pretrained=True, **sizes)
     loaded.encoder.to(device)
     probes = backbone.probes  # the first is the primary one (``forgetting``), the rest ``forgetting_extra``
+    if not cfg.extra_probes:
+        probes = probes[:1]
     base_fingerprint = fingerprint(loaded.encoder)  # the untouched weights' sha256: names every cache entry
     before = {p: run_probe(p, loaded, data, device, cfg.probe_limit, fingerprint=base_fingerprint) for p in probes}
     if not method.pretrained or method.quantize:

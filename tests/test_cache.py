@@ -123,3 +123,26 @@ def test_a_setting_added_later_keeps_old_keys_at_its_default_and_names_cells_whe
     assert resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"eval_every": 0})).key == base.key
     assert resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"eval_every": 10})).key != base.key
     assert base.hparams["train"]["eval_every"] == 0, "the record still lists every setting"
+    assert resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"extra_probes": True})).key == base.key
+    assert resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"extra_probes": False})).key != base.key
+
+
+def test_extra_probes_false_runs_only_the_primary_forgetting_probe(data, monkeypatch, tmp_path):
+    import bench.probes
+    from bench.backbones import get_backbone
+    from bench.cell import execute
+
+    name = "efficientnet-lite0"  # real weights at 32 px; the probes themselves are stubbed
+    assert len(get_backbone(name).probes) > 1, "a backbone with a further probe, or this test proves nothing"
+    calls: list[str] = []
+
+    def fake_probe(probe, *args, **kwargs):
+        calls.append(probe)
+        return 0.5, False
+
+    monkeypatch.setattr(bench.probes, "run_probe", fake_probe)
+    monkeypatch.setenv("ADAPTBENCH_CACHE", str(tmp_path))
+    settings = {"backbone": name, "image_size": 32, "eval_limit": 32, "min_steps": 2, "epochs": 1}
+    record = execute(resolve_hparams(Cell("pneumonia-mnist", "lora", 32, 0, {**settings, "extra_probes": False})),
+                     data, "cpu")  # fmt: skip
+    assert set(calls) == {get_backbone(name).probes[0]} and record.forgetting_extra == {}
