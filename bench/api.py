@@ -174,6 +174,7 @@ class TrainConfig:
     probe_limit: int = 0  # examples in the forgetting probe, 0 = the whole probe set
     eval_limit: int = 0  # examples of val and of each test split, 0 = all (a fixed class-stratified subset)
     group_by_length: bool = True  # text: batches of similar length (less padding); false = plain random batches
+    length_unit: str = "chars"  # what group_by_length sorts by: "tokens" (the batcher's, exact) or "chars" (a proxy)
     eval_every: int = 0  # validate every N optimizer steps (and at the end); 0 = max_evals passes spread evenly
     compile: bool = False  # torch.compile the model's forward: an execution option (speed only, same results)
     extra_probes: bool = True  # run the backbone's further forgetting probes too (false: the primary one only)
@@ -192,7 +193,17 @@ class TrainConfig:
     # since every earlier record ran with exactly that default behaviour: adding one keeps old records found.
     # A new setting whose default changes behaviour must not be listed here (bump the method or task version).
     KEYED_ONLY_WHEN_SET: ClassVar[frozenset[str]] = frozenset(
-        {"eval_every", "compile", "patience", "max_steps", "validation", "val_fraction", "refit", "extra_probes"}
+        {
+            "eval_every",
+            "compile",
+            "patience",
+            "max_steps",
+            "validation",
+            "val_fraction",
+            "refit",
+            "extra_probes",
+            "length_unit",
+        }
     )
 
     def __post_init__(self) -> None:
@@ -210,6 +221,8 @@ class TrainConfig:
             raise ValueError(f"Invalid val_fraction: {self.val_fraction} (a share of the budget in (0, 1), e.g. 0.2)")
         if self.refit and self.validation != "budget":
             raise ValueError("refit=true needs validation=budget (it retrains on the budget the validation came from)")
+        if self.length_unit not in ("chars", "tokens"):
+            raise ValueError(f"Invalid length_unit: {self.length_unit!r} (use 'tokens' or 'chars')")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"Invalid precision: {self.precision!r} (use 'fp32' or 'bf16')")
         if not 0 <= self.warmup_ratio < 1:

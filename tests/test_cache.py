@@ -146,3 +146,37 @@ def test_extra_probes_false_runs_only_the_primary_forgetting_probe(data, monkeyp
     record = execute(resolve_hparams(Cell("pneumonia-mnist", "lora", 32, 0, {**settings, "extra_probes": False})),
                      data, "cpu")  # fmt: skip
     assert set(calls) == {get_backbone(name).probes[0]} and record.forgetting_extra == {}
+
+
+def test_grouping_by_token_length_uses_the_batchers_counts_and_pads_less_than_characters():
+    from bench.api import Split
+    from bench.loop import epoch_batches, text_lengths, token_lengths
+
+    def batcher(texts):  # one token per word, truncated at 6, padded to the longest
+        import torch
+
+        n = [min(6, len(t.split())) for t in texts]
+        mask = torch.zeros(len(texts), max(n), dtype=torch.long)
+        for i, k in enumerate(n):
+            mask[i, :k] = 1
+        return {"input_ids": mask.clone(), "attention_mask": mask}
+
+    # characters mislead: one long word is one token, many short words are many tokens
+    words = ["x" * k for k in range(10, 26)]  # 1 token each, 10-25 characters
+    sentences = [" ".join(["a" * (1 + (k + j) % 3) for j in range(6)]) for k in range(16)]  # 6 tokens, 11-17 chars
+    texts = words + sentences
+    split = Split("train", texts, np.zeros(32, dtype=int), np.arange(32))
+    tokens = token_lengths(batcher, split, chunk=5)
+    assert list(tokens) == [1] * 16 + [6] * 16, "the batcher's count, truncation included, across chunks"
+    chars = text_lengths(split)
+
+    def padded(lengths):
+        batches = epoch_batches(np.random.default_rng(0), 32, 8, lengths)
+        return sum(len(b) * tokens[b].max() for b in batches)
+
+    assert padded(tokens) == int(tokens.sum()) < padded(chars)
+    with pytest.raises(ValueError, match="length_unit"):
+        TrainConfig(length_unit="words")
+    base = resolve_hparams(Cell("glue-sst2", "lora", 64, 0))
+    assert resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"length_unit": "chars"})).key == base.key
+    assert resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"length_unit": "tokens"})).key != base.key

@@ -1,7 +1,8 @@
 """Benchmark (not a test): SST-2 full fine-tuning of MiniLM (``minilm-l6``, budget 1024, the ``full`` cell's
 settings) run five ways, alternating in each round, on the same initial weights:
 
-- ``adaptbench``: the harness's ``Runner.fit`` with the real ``full`` method (length-grouped batches, its default);
+- ``adaptbench``: the harness's ``Runner.fit`` with the real ``full`` method (batches grouped by token length, as
+  the shipped suites set it: ``length_unit=tokens``);
 - ``hf-trainer-grouped`` / ``hf-trainer-random``: Hugging Face ``Trainer`` with ``train_sampling_strategy``
   group_by_length / random, pre-tokenized dataset + ``DataCollatorWithPadding``, dataloader workers 0, no eval, no
   saving, no logging, ``report_to=[]``;
@@ -38,7 +39,7 @@ import pytest
 from _speed import THREADS, alternate, budget, env_int, fix_threads, load_average, median_ratio, rounds
 
 from bench.api import Cell, resolve_hparams
-from bench.loop import Runner, _warmup_linear, epoch_batches, text_lengths
+from bench.loop import Runner, _warmup_linear, epoch_batches, token_lengths
 from bench.model import AdaptModel, make_head
 
 CONTENDERS = ("adaptbench", "hf-trainer-grouped", "hf-trainer-random", "bare-grouped", "bare-random")
@@ -123,6 +124,7 @@ class Workload:
 
         steps = env_int("ADAPTBENCH_BENCH_STEPS", 0)
         overrides = {"min_steps": steps, "epochs": 1} if steps else {}
+        overrides["length_unit"] = "tokens"  # as the shipped suites run text cells
         self.res = resolve_hparams(Cell("glue-sst2", "full", budget(), 0, overrides))
         self.cfg, self.method = self.res.train, self.res.method
         self.splits = self.res.task.splits(budget(), 0, data)
@@ -221,7 +223,7 @@ class Workload:
         import torch
 
         rng = np.random.default_rng(0)
-        lengths = text_lengths(self.train) if grouped else None
+        lengths = token_lengths(self.loaded.batcher, self.train) if grouped else None  # adaptbench's grouping
         labels = torch.as_tensor(self.train.labels)
         trainable = [p for p in model.parameters() if p.requires_grad]
         batches: list[np.ndarray] = []
