@@ -172,6 +172,7 @@ class TrainConfig:
     precision: str = "fp32"  # "bf16" = bf16 autocast, CUDA only
     threads: int = 2  # torch CPU threads; fixed and recorded because the machines are shared and noisy
     probe_limit: int = 0  # examples in the forgetting probe, 0 = the whole probe set
+    probe_subset: str = "first"  # which probe_limit examples: "spread" evenly over classes / rows, or the "first"
     eval_limit: int = 0  # examples of val and of each test split, 0 = all (a fixed class-stratified subset)
     group_by_length: bool = True  # text: batches of similar length (less padding); false = plain random batches
     length_unit: str = "chars"  # what group_by_length sorts by: "tokens" (the batcher's, exact) or "chars" (a proxy)
@@ -221,6 +222,8 @@ class TrainConfig:
             raise ValueError(f"Invalid val_fraction: {self.val_fraction} (a share of the budget in (0, 1), e.g. 0.2)")
         if self.refit and self.validation != "budget":
             raise ValueError("refit=true needs validation=budget (it retrains on the budget the validation came from)")
+        if self.probe_subset not in ("first", "spread"):
+            raise ValueError(f"Invalid probe_subset: {self.probe_subset!r} (use 'spread' or 'first')")
         if self.length_unit not in ("chars", "tokens"):
             raise ValueError(f"Invalid length_unit: {self.length_unit!r} (use 'tokens' or 'chars')")
         if self.precision not in ("fp32", "bf16"):

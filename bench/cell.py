@@ -70,7 +70,10 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
     if not cfg.extra_probes:
         probes = probes[:1]
     base_fingerprint = fingerprint(loaded.encoder)  # the untouched weights' sha256: names every cache entry
-    before = {p: run_probe(p, loaded, data, device, cfg.probe_limit, fingerprint=base_fingerprint) for p in probes}
+    before = {
+        p: run_probe(p, loaded, data, device, cfg.probe_limit, fingerprint=base_fingerprint, subset=cfg.probe_subset)
+        for p in probes
+    }
     if not method.pretrained or method.quantize:
         # the probe baseline above is always the untouched full-precision pretrained model
         loaded = backbone.load(pretrained=method.pretrained, quantize=method.quantize, device=device, **sizes)
@@ -119,7 +122,7 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
         runner.model, sample, method=method, fit=fit, device=device, precision=cfg.precision, threads=cfg.threads
     )
     forgetting = {
-        p: _forgetting(p, *before[p], method.pretrained, loaded, data, device, cfg.probe_limit, adapted) for p in probes
+        p: _forgetting(p, *before[p], method.pretrained, loaded, data, device, cfg, adapted, cell.task) for p in probes
     }
     merge_cost = _merged_throughput(method, runner, splits.test, cached)
 
@@ -187,19 +190,23 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
     return record
 
 
-def _forgetting(probe, before, before_cached, pretrained, loaded, data, device, limit, digests) -> Forgetting:
-    """The probe on the adapted backbone beside its value on the untouched pretrained one."""
+def _forgetting(probe, before, before_cached, pretrained, loaded, data, device, cfg, digests, task) -> Forgetting:
+    """The probe on the adapted backbone beside its value on the untouched pretrained one; a probe that reads the
+    task's own data is marked not held out (it then measures learning the task, not forgetting)."""
     from bench.probes import PROBES, run_probe
 
-    spec = PROBES[probe]
+    spec, limit = PROBES[probe], cfg.probe_limit
+    subset = "spread" if cfg.probe_subset == "spread" and spec.limited and limit else None
     if not pretrained:
         return Forgetting(
             probe,
             before,
             before_from_cache=before_cached,
             note="not applicable: scratch never had the pretrained weights",
+            subset=subset,
         )
-    after, after_cached = run_probe(probe, loaded, data, device, limit, digests=digests)
+    after, after_cached = run_probe(probe, loaded, data, device, limit, digests=digests, subset=cfg.probe_subset)
+    shared = task in spec.shares_data_with
     return Forgetting(
         probe,
         before,
@@ -210,6 +217,9 @@ def _forgetting(probe, before, before_cached, pretrained, loaded, data, device, 
         after_from_identical_weights=after_cached,
         before_from_cache=before_cached,
         limit=spec.effective_limit(limit),
+        subset=subset,
+        held_out=False if shared else None,
+        note=f"not held out: {probe} reads {task}'s own data; left out of forgetting summaries" if shared else None,
     )
 
 

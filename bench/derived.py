@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bench.probes import held_out
 from bench.stats import (
     LOSES,
     NOT_ENOUGH_SEEDS,
@@ -228,7 +229,9 @@ def method_cells(
             budget=budget,
             records=sorted(rs, key=lambda r: r.seed),
             primary=seed_summary([r.test_metric(primary) for r in rs]),
-            forgetting=_mean(r.forgetting.drop if r.forgetting else None for r in rs),
+            forgetting=_mean(
+                r.forgetting.drop if r.forgetting and held_out(r.forgetting.probe, r.task) else None for r in rs
+            ),  # a probe on the task's own data is not forgetting (bench.probes.held_out)
             trainable=_mean(r.params.trainable if r.params else None for r in rs),
             peak_mem_bytes=_mean(r.cost.peak_mem_bytes if r.cost else None for r in rs),
             train_time_s=_mean(r.cost.train_time_s if r.cost else None for r in rs),

@@ -108,6 +108,8 @@ class ProbeSpec:
     fn: Callable
     files: tuple[str, ...]  # what it reads from the data root, for `adaptbench data verify/fetch`
     limited: bool = True  # probe_limit caps its examples; False = a fixed budget (WikiText-2: 2048 tokens)
+    # tasks whose data the probe reads too: on them the probe is not held out (it measures the task, not forgetting)
+    shares_data_with: tuple[str, ...] = ()
 
     def effective_limit(self, limit: int) -> int:
         return limit if self.limited else 0
@@ -138,17 +140,37 @@ def imagenet_sample(data: DataRoot) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(images), np.array([index[n] for n in names])
 
 
+SUBSETS = ("first", "spread")
+
+
+def probe_rows(n: int, limit: int, subset: str = "first", order: np.ndarray | None = None) -> np.ndarray:
+    """Which of a probe's ``n`` examples a ``limit`` keeps: the first ``limit`` ("first", what records before
+    ``probe_subset`` used), or ``limit`` rows evenly spread over ``order`` ("spread": over the sorted class ids of the
+    ImageNet sample, every k-th class instead of the first 500 ids, mostly animals; over STS-B dev's rows, every
+    genre instead of the captions at its start)."""
+    if subset not in SUBSETS:
+        raise ValueError(f"Invalid probe_subset: {subset!r} (use 'first' or 'spread')")
+    if not limit or limit >= n:
+        return np.arange(n)
+    if subset == "first":
+        return np.arange(limit)
+    order = np.arange(n) if order is None else order
+    return np.sort(order[np.unique(np.linspace(0, n - 1, limit).round().astype(int))])
+
+
 def _batches(n: int, size: int):
     for start in range(0, n, size):
         yield slice(start, min(n, start + size))
 
 
-def imagenet_top1(loaded, data: DataRoot, device: str, limit: int = 0, batch_size: int = 100) -> float:
+def imagenet_top1(
+    loaded, data: DataRoot, device: str, limit: int = 0, batch_size: int = 100, subset: str = "first"
+) -> float:
     import torch
 
     images, labels = imagenet_sample(data)
-    if limit:
-        images, labels = images[:limit], labels[:limit]
+    rows = probe_rows(len(labels), limit, subset, order=np.argsort(labels, kind="stable"))
+    images, labels = images[rows], labels[rows]
     head = loaded.extras["imagenet_head"].to(device)
     batcher = loaded.extras["probe_batcher"]
     encoder = loaded.encoder.eval()
@@ -174,13 +196,15 @@ def stsb_dev(data: DataRoot) -> tuple[list[str], list[str], np.ndarray]:
     return a, b, np.array(score)
 
 
-def stsb_spearman(loaded, data: DataRoot, device: str, limit: int = 0, batch_size: int = 128) -> float:
+def stsb_spearman(
+    loaded, data: DataRoot, device: str, limit: int = 0, batch_size: int = 128, subset: str = "first"
+) -> float:
     import torch
     from scipy.stats import spearmanr
 
     a, b, gold = stsb_dev(data)
-    if limit:
-        a, b, gold = a[:limit], b[:limit], gold[:limit]
+    rows = probe_rows(len(gold), limit, subset)
+    a, b, gold = [a[i] for i in rows], [b[i] for i in rows], gold[rows]
     batcher = loaded.extras["probe_batcher"]
     encoder = loaded.encoder.eval()
 
@@ -252,11 +276,26 @@ def wikitext2_ppl(loaded, data: DataRoot, device: str, limit: int = 0, window: i
 PROBES: dict[str, ProbeSpec] = {
     "wikitext2-ppl": ProbeSpec("wikitext2-ppl", "perplexity", False, wikitext2_ppl, (WIKITEXT2_TEST,), limited=False),
     "imagenet-top1": ProbeSpec("imagenet-top1", "top-1 accuracy", True, imagenet_top1, (IMAGENET_SAMPLE,)),
-    "stsb-spearman": ProbeSpec("stsb-spearman", "Spearman correlation", True, stsb_spearman, (STSB_DEV,)),
+    "stsb-spearman": ProbeSpec(
+        "stsb-spearman", "Spearman correlation", True, stsb_spearman, (STSB_DEV,), shares_data_with=("glue-stsb",)
+    ),
     "cifar10-linear": ProbeSpec(
-        "cifar10-linear", "linear-probe accuracy", True, cifar10_linear, (CIFAR10_PROBE,), limited=False
+        "cifar10-linear",
+        "linear-probe accuracy",
+        True,
+        cifar10_linear,
+        (CIFAR10_PROBE,),
+        limited=False,
+        shares_data_with=("shift-cifar10-to-cifar10c",),
     ),
 }
+
+
+def held_out(probe: str, task: str) -> bool:
+    """Whether a forgetting probe's data is apart from the task's (False: glue-stsb and the STS-B probe, the CIFAR-10
+    shift task and the CIFAR-10 probe). Decided from the probe's declaration, so older records are judged too."""
+    spec = PROBES.get(probe)
+    return spec is None or task not in spec.shares_data_with
 
 
 def run_probe(
@@ -267,6 +306,7 @@ def run_probe(
     limit: int = 0,
     digests: dict[str, str] | None = None,
     fingerprint: str | None = None,
+    subset: str = "first",
 ) -> tuple[float, bool]:
     """(value, from_cache). Cached by (probe, version, limit, backbone entry, weights sha256): identical weights
     and preprocessing give identical numbers, so a hit is the same measurement. ``digests`` / ``fingerprint``:
@@ -280,6 +320,9 @@ def run_probe(
     limit = spec.effective_limit(limit)
     fp = fingerprint or weights_sha256(loaded.encoder, digests)
     ident = {"probe": name, "version": PROBE_VERSION, "limit": limit, "backbone": loaded.spec.name, "weights": fp}
+    subset = subset if spec.limited and limit else "first"  # nothing to choose without a limit
+    if subset != "first":
+        ident["subset"] = subset  # earlier entries (first rows) keep their keys
     path = cache_dir() / "probes" / f"{name}-{digest(ident)[:32]}.json"
     if path.exists():
         try:
@@ -289,7 +332,7 @@ def run_probe(
             return float(entry["value"]), True
         except (ValueError, KeyError, TypeError):
             path.unlink(missing_ok=True)  # a torn or altered entry is recomputed, never trusted
-    value = float(spec.fn(loaded, data, device, limit=limit))
+    value = float(spec.fn(loaded, data, device, limit=limit, **({"subset": subset} if subset != "first" else {})))
     entry = {**ident, "value": value, "check": digest({**ident, "value": value})}
     atomic_write_text(path, json.dumps(entry))
     return value, False

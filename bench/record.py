@@ -59,7 +59,9 @@ class Forgetting(_Section):
     after_from_identical_weights: bool | None = None  # the adapted weights are the base ones: same number
     before_from_cache: bool | None = None  # the untouched backbone's value came from the probe cache
     limit: int | None = None  # examples the probe used (0 = all)
-    note: str | None = None  # why there is no ``after`` (scratch)
+    note: str | None = None  # why there is no ``after`` (scratch), or why the probe is not held out
+    subset: str | None = None  # "spread": the probe_limit examples spread over classes / rows (absent: the first)
+    held_out: bool | None = None  # False: the probe reads the task's own data; left out of forgetting summaries
     extra: dict[str, Any] = field(default_factory=dict)
     always: ClassVar[frozenset[str]] = frozenset({"probe", "before", "after", "drop"})
 

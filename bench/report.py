@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.probes import held_out
 from bench.record import Env, Record
 from bench.store import Store
 
@@ -57,14 +58,19 @@ def summarise(records: list[Record]) -> dict[str, list[dict[str, Any]]]:
         row: dict[str, Any] = {"task": task, "method": method, "budget": budget, "n": len(rs), "metrics": {}}
         for name in metric_names:
             row["metrics"][name] = mean_ci([r.metrics.get(name, math.nan) for r in rs])
-        drops = [r.forgetting.drop for r in rs]
+        # a probe that reads the task's own data measures the task, not forgetting: left out (bench.probes.held_out)
+        drops = [r.forgetting.drop if held_out(r.forgetting.probe, r.task) else None for r in rs]
         row["forgetting"] = mean_ci([d for d in drops if d is not None]) if any(d is not None for d in drops) else None
         row["forgetting_extra"] = {}
         for name in rs[0].forgetting_extra:
-            extra = [r.forgetting_extra[name].drop if name in r.forgetting_extra else None for r in rs]
+            extra = [
+                r.forgetting_extra[name].drop if name in r.forgetting_extra and held_out(name, r.task) else None
+                for r in rs
+            ]
             if all(d is not None for d in extra):
                 row["forgetting_extra"][name] = mean_ci(extra)
         row["probe"] = rs[0].forgetting.probe
+        row["probe_held_out"] = held_out(rs[0].forgetting.probe, task)
         row["probe_before"] = rs[0].forgetting.before
         row["params"] = rs[0].params
         cost = [r.cost for r in rs]
@@ -135,7 +141,10 @@ def _table_rows(rows: list[dict[str, Any]], primary: str) -> tuple[list[str], li
     for r in rows:
         p = r["params"]
         share = 100 * p.trainable_share
-        forget = "n/a (random init)" if r["forgetting"] is None else _fmt(*r["forgetting"])
+        if not r.get("probe_held_out", True):
+            forget = "not held out (the probe reads this task's data)"
+        else:
+            forget = "n/a (random init)" if r["forgetting"] is None else _fmt(*r["forgetting"])
         mark = f" [degenerate: {r['degenerate']} of {r['n']}]" if r.get("degenerate") else ""
         body.append(
             [
