@@ -204,6 +204,7 @@ class TrainConfig:
             "refit",
             "extra_probes",
             "length_unit",
+            "probe_subset",
         }
     )
 

@@ -26,6 +26,7 @@ def test_a_spread_subset_covers_every_part_of_the_probe_and_first_keeps_the_old_
 def test_probe_subset_is_a_checked_setting_keyed_only_when_set():
     with pytest.raises(ValueError, match="probe_subset"):
         TrainConfig(probe_subset="last")
+    assert "probe_subset" in TrainConfig.KEYED_ONLY_WHEN_SET, "added later: old records' keys must not change"
     base = resolve_hparams(Cell("glue-sst2", "lora", 64, 0))
     assert resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"probe_subset": "first"})).key == base.key
     assert resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"probe_subset": "spread"})).key != base.key
