@@ -196,7 +196,8 @@ def _forgetting(probe, before, before_cached, pretrained, loaded, data, device, 
     from bench.probes import PROBES, run_probe
 
     spec, limit = PROBES[probe], cfg.probe_limit
-    subset = "spread" if cfg.probe_subset == "spread" and spec.limited and limit else None
+    subset = spec.effective_subset(limit, cfg.probe_subset)
+    subset = None if subset == "first" else subset  # recorded only when the examples were not the first ones
     if not pretrained:
         return Forgetting(
             probe,

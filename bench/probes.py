@@ -114,6 +114,10 @@ class ProbeSpec:
     def effective_limit(self, limit: int) -> int:
         return limit if self.limited else 0
 
+    def effective_subset(self, limit: int, subset: str) -> str:
+        """The subset a probe_limit ``limit`` takes: nothing to choose without a limit ("first" = every example)."""
+        return subset if self.effective_limit(limit) else "first"
+
 
 @cache
 def imagenet_sample(data: DataRoot) -> tuple[np.ndarray, np.ndarray]:
@@ -320,7 +324,7 @@ def run_probe(
     limit = spec.effective_limit(limit)
     fp = fingerprint or weights_sha256(loaded.encoder, digests)
     ident = {"probe": name, "version": PROBE_VERSION, "limit": limit, "backbone": loaded.spec.name, "weights": fp}
-    subset = subset if spec.limited and limit else "first"  # nothing to choose without a limit
+    subset = spec.effective_subset(limit, subset)
     if subset != "first":
         ident["subset"] = subset  # earlier entries (first rows) keep their keys
     path = cache_dir() / "probes" / f"{name}-{digest(ident)[:32]}.json"
