@@ -29,6 +29,7 @@ from torch import nn
 class ProbeFit:
     best: int  # index into the grid of the selected strength
     history: list[dict[str, Any]] = field(default_factory=list)  # one entry per strength, in the order fitted
+    selected: dict[str, Any] = field(default_factory=dict)  # the history entry of the selected strength
     iterations: int = 0  # L-BFGS iterations over the whole path
 
 
@@ -63,7 +64,7 @@ def fit_linear_probe(
         entry = {"step": fit.iterations, "l2": l2, "train_loss": loss, "lbfgs_iterations": steps}
         fit.history.append({**entry, "loss_evaluations": calls, **metrics})
         if score > best_score or best_state is None:
-            best_score, fit.best = score, i
+            best_score, fit.best, fit.selected = score, i, fit.history[-1]
             best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
     head.load_state_dict(best_state)
     return fit

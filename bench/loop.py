@@ -262,14 +262,15 @@ class Runner:
         cfg, result = self.cfg, FitResult()
         cached = method.cache_features
         start = self.clock.now()
+        splits = [train] if val is None else [train, val]
         if cached:
-            self.encode(train)
-            if val is not None:
-                self.encode(val)
+            for split in splits:
+                self.encode(split)
             result.feature_time_s = self.clock.now() - start
+        n_encoded = sum(len(split) for split in splits)  # examples whose features a cached method computes
         if cached and getattr(method, "linear_probe", False):
             self._fit_probe(method, train, val, result)
-            return self._finish(result, start, cached, len(train), len(val) if val is not None else 0, 0, 0.0, 0.0)
+            return self._finish(result, start, cached, n_encoded, 0, 0.0, 0.0)
         groups = [g for g in method.param_groups(self.model) if g["params"]]
         if not groups:
             raise ValueError(f"method {method.name} gave no trainable parameters")
@@ -336,16 +337,14 @@ class Runner:
             result.best_step = step
         result.steps = step
         result.epochs = step * cfg.batch_size / n
-        return self._finish(result, start, cached, n, len(val) if val is not None else 0, timed_n, timed_time,
-                            warmup_time, step)  # fmt: skip
+        return self._finish(result, start, cached, n_encoded, timed_n, timed_time, warmup_time, step)
 
     def _finish(
         self,
         result: FitResult,
         start: float,
         cached: bool,
-        n_train: int,
-        n_val: int,
+        n_encoded: int,
         timed_n: int,
         timed_time: float,
         warmup_time: float,
@@ -358,7 +357,7 @@ class Runner:
             # two costs of different kinds, reported apart: the backbone's one pass over train and val (examples
             # per second; none when every feature came from the cache) and the head's steps on the features
             result.head_time_s = result.train_time_s - result.feature_time_s
-            encoded = self.feature_cache.computed if self.feature_cache is not None else n_train + n_val
+            encoded = self.feature_cache.computed if self.feature_cache is not None else n_encoded
             if encoded:
                 result.feature_samples_per_s = encoded / max(result.feature_time_s, 1e-9)
         else:
@@ -391,7 +390,7 @@ class Runner:
         x = self.encode(train)  # already computed by fit: the cached features
         y = torch.as_tensor(train.labels).to(self.device)
         probe = fit_linear_probe(self.model.head, x, y, self.loss, grid, validate, method.max_iter)
-        chosen = probe.history[[h["l2"] for h in probe.history].index(float(grid[probe.best]))]
+        chosen = probe.selected
         result.history = probe.history
         result.best_step = chosen["step"]
         result.best_val = {k.removeprefix("val/"): v for k, v in chosen.items() if k.startswith("val/")}
