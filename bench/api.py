@@ -309,6 +309,7 @@ class Method:
     trains: ClassVar[bool] = True
     pretrained: ClassVar[bool] = True  # False: the backbone is built with random weights (scratch)
     cache_features: ClassVar[bool] = False  # True: backbone features are computed once, only the head trains
+    mergeable: ClassVar[bool] = False  # True: ``merge`` can fold the adaptation into the weights (LoRA family)
     linear_probe: ClassVar[bool] = False  # with cache_features: the head is fitted by L-BFGS over ``self.l2``
     quantize: ClassVar[str | None] = None  # "nf4": the backbone to adapt is loaded 4-bit (QLoRA)
     description: ClassVar[str] = ""
@@ -355,7 +356,8 @@ class Method:
         model.train()
 
     def merge(self, model: AdaptModel) -> bool:
-        """Fold the adaptation into the base weights for inference, if the method can (LoRA family)."""
+        """Fold the adaptation into the base weights for inference, if the method can (LoRA family: set
+        ``mergeable``; the harness measures merged inference only for those)."""
         return False
 
     def on_step(self, model: AdaptModel, step: int, total_steps: int) -> None:

@@ -423,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "summary",
         parents=[common],
-        help="print the decision map and per-task tables (mean, 95% interval, seeds, flags) from the records",
+        help="print the decision map and per-task tables (mean, 95%% interval, seeds, flags) from the records",
     )
     p.add_argument("--suite", default=None, help="a suite name or .toml path (default: every suite with records)")
     p.add_argument(

@@ -28,5 +28,7 @@ class IA3(FrozenBackbone):
         targets, feedforward = backbone.ia3_targets(model.encoder)
         return inject_peft(model, IA3Config(target_modules=targets, feedforward_modules=feedforward), "ia3_")
 
+    mergeable = True
+
     def merge(self, model) -> bool:
         return merge_tuner_layers(model)

@@ -48,5 +48,7 @@ class LoRA(FrozenBackbone):
         )
         return inject_peft(model, config, "lora_")
 
+    mergeable = True
+
     def merge(self, model) -> bool:
         return merge_tuner_layers(model)

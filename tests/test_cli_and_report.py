@@ -116,3 +116,21 @@ def test_a_suite_report_shows_only_its_current_cells_and_says_what_it_left_out(t
     assert "1 ok cells" in html and "1 records of cells outside the suite" in html
     assert f"{len(load_suite('proxy').cells) - 1} of the suite" in html
     assert "2 ok cells" in write_report("proxy", store, tmp_path / "all", all_records=True).read_text()
+
+
+def test_every_help_text_renders(capsys):
+    """argparse formats help strings with %: a bare "95%" once crashed `adaptbench --help`."""
+    import argparse
+
+    import pytest
+
+    from bench.cli import build_parser
+
+    parser = build_parser()
+    parser.format_help()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        assert name in sub.format_help()
+    with pytest.raises(SystemExit) as stop:
+        main(["--help"])
+    assert stop.value.code == 0 and "summary" in capsys.readouterr().out
