@@ -220,7 +220,7 @@ def render_html(
     n_degenerate = sum("degenerate" in r.flags for r in ok)
     shas = sorted({(r.env.git_sha if r.env else None) or "?" for r in ok})
     dirty = any(r.env and r.env.dirty for r in ok)
-    devices = sorted({str(r.cost.device) for r in ok})
+    devices = sorted({str(r.cost.device) for r in ok if r.cost})
     threads = sorted({str(r.env.threads) for r in ok if r.env})
     env = ok[0].env if ok and ok[0].env else Env()
     out = [
@@ -244,6 +244,7 @@ def render_html(
     ]
     if store is not None:
         out.extend(_decision_html([r for r in ok if r.task in TASKS], store))
+    out.extend(_sweeps_html(ok))
     for task, rows in summarise(records).items():
         spec = TASKS.get(task).spec if task in TASKS else None
         primary = spec.primary_metric if spec else "accuracy"
@@ -297,6 +298,32 @@ def _decision_html(records: list[Record], store: Store) -> list[str]:
         if d.best and d.note:
             best += f" ({d.note})"
         cells = [d.task, str(d.budget or "all"), best, ", ".join(d.not_worse), ", ".join(d.worse), left_out]
+        out.append("<tr>" + "".join(f"<td style='text-align:left'>{esc(c)}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    return out
+
+
+def _sweeps_html(records: list[Record]) -> list[str]:
+    """The sweeps behind the tuned cells (``bench.sweep_table``): values tried, validation scores, the choice."""
+    from bench.sweep_table import sweep_rows
+
+    rows = sweep_rows(records)
+    if not rows:
+        return []
+    esc = html.escape
+    out = [
+        "<h2>Hyperparameter sweeps</h2>",
+        "<p class='meta'>Each tuned method's value was chosen once per task on validation (mean over the sweep's "
+        "seeds, at the sweep's budget) and reused for every budget and seed of its block. The sweep cells are "
+        "records of their own; they are not in the tables below. A choice at the grid's edge may have a better "
+        "value outside the grid.</p>",
+        "<table><tr><th>task</th><th>method</th><th>budget</th><th>seeds</th><th>validation metric</th>"
+        "<th>tried (mean validation score)</th><th>chosen</th></tr>",
+    ]
+    for row in rows:
+        tried = "; ".join(f"{v}: {'–' if s is None else f'{s:.3f}'}" for v, s in row.tried)
+        chosen = row.chosen + (" (at the grid's edge)" if row.at_edge else "")
+        cells = [row.task, row.method, str(row.budget), ",".join(map(str, row.seeds)), row.on, tried, chosen]
         out.append("<tr>" + "".join(f"<td style='text-align:left'>{esc(c)}</td>" for c in cells) + "</tr>")
     out.append("</table>")
     return out

@@ -15,6 +15,7 @@ from bench import derived
 from bench.decision_map import Decision, decision
 from bench.report import METHOD_ORDER
 from bench.stats import MIN_SEEDS, MIN_SEEDS_FOR, NOT_ENOUGH_SEEDS, CachedPredictions, enough_seeds
+from bench.sweep_table import sweep_rows
 
 if TYPE_CHECKING:
     import numpy as np
@@ -154,6 +155,10 @@ def summary_text(
     decisions = [decision(store, c, derived.registry_spec(task), memory_cap_bytes) for (task, _b), c in cells.items()]
     lines += ["", "Decision map (best by mean primary test metric, then a paired test against it):"]
     lines += decision_lines(decisions)
+    sweeps = sweep_rows(known)
+    if sweeps:
+        lines += ["", "Hyperparameter sweeps (chosen on validation at one budget, reused for every budget and seed):"]
+        lines += [f"  {row.describe()}" for row in sweeps]
     by_task: dict[str, dict[int, dict[str, derived.MethodCell]]] = {}
     for (task, budget), c in cells.items():
         by_task.setdefault(task, {})[budget] = c

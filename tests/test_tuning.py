@@ -436,3 +436,38 @@ def test_a_cell_with_budget_validation_refit_and_patience_records_how_it_selecte
     assert oracle.selection.refit is None
     if method != "frozen":
         assert oracle.selection.stopped_by == "cap" and oracle.selection.stopped_at == 40
+
+
+def test_the_report_and_summary_show_each_sweep_with_its_scores_and_an_edge_warning(tmp_path, monkeypatch):
+    from bench.report import _sweeps_html, current_records
+    from bench.store import Store
+    from bench.suite import run_grid
+    from bench.summary import summary_text
+    from bench.sweep_table import sweep_rows
+
+    def swept(folder):
+        store = Store(tmp_path / folder)
+        run_grid(_sweep_suite(tmp_path), store, log=lambda _: None)
+        return store, current_records("sweep", store.records("sweep"), str(tmp_path / "sweep.toml"))[0]
+
+    _fake_grid(monkeypatch)
+    store, kept = swept("inside")  # 3e-4 wins on the mean: inside the grid
+    rows = sweep_rows(kept)
+    assert [(r.method, r.chosen, r.at_edge) for r in rows] == [
+        ("ia3", "lr=0.0003", False),
+        ("lora", "lr=0.0003", False),
+    ]
+    assert [s for _, s in rows[0].tried] == pytest.approx([0.60, 0.80, 0.625])
+    assert rows[0].seeds == (0, 1) and rows[0].budget == 256 and rows[0].cells == 6
+    page = "".join(_sweeps_html(kept))  # the report's sweep section
+    assert "Hyperparameter sweeps" in page and "lr=0.0001: 0.600; lr=0.0003: 0.800; lr=0.001: 0.625" in page
+    text = summary_text(store, "sweep", kept, labels_from_data=False)
+    assert "glue-sst2 x lora: lr=0.0003 chosen on mean val/accuracy at budget 256, seed(s) 0,1" in text
+    assert "edge" not in text
+    assert sweep_rows([r for r in kept if r.tuned_from is None]) == [], "untuned records give no row"
+
+    monkeypatch.setitem(VAL, (1e-3, 1), 0.95)  # now 1e-3, the largest value tried, wins
+    store, kept = swept("edge")
+    assert [(r.chosen, r.at_edge) for r in sweep_rows(kept)] == [("lr=0.001", True)] * 2
+    assert "(at the grid&#x27;s edge)" in "".join(_sweeps_html(kept))
+    assert "at the grid's edge" in summary_text(store, "sweep", kept, labels_from_data=False)
