@@ -21,6 +21,7 @@ EPILOG = """examples:
   adaptbench summary --suite default --memory-cap 8  # decision map and per-task tables, as text
   adaptbench data verify                           # checksums, and which tasks can run offline
   adaptbench data fetch --task blood-mnist         # online: fill the data root from the publishers
+  adaptbench references                            # whole-training-set cells vs published scores (MedMNIST v2)
   adaptbench cache ls                              # shared caches: frozen features, probe results, ...
 """
 
@@ -290,6 +291,22 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_references(args: argparse.Namespace) -> int:
+    from bench.references import references_text
+    from bench.store import Store
+
+    store = Store(args.results)
+    suites = [args.suite] if args.suite else store.suites()
+    if args.suite and args.suite not in store.suites():
+        raise ValueError(
+            f"no records for suite {args.suite!r} under {store.root}; run `adaptbench grid --suite anchors` for the "
+            f"whole-training-set cells (suites with records: {', '.join(store.suites()) or 'none'})"
+        )
+    records = [r for suite in suites for r in store.records(suite)]
+    print(references_text(records))
+    return 0
+
+
 def _gib(text: str) -> float:
     try:
         value = float(text)
@@ -434,6 +451,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out methods whose mean peak memory exceeds this many GiB (2^30 bytes)",
     )
     p.set_defaults(fn=cmd_summary)
+
+    p = sub.add_parser(
+        "references",
+        parents=[common],
+        help="hold whole-training-set cells against published scores (MedMNIST v2, ...): reproduced or not, and why",
+    )
+    p.add_argument("--suite", default=None, help="records of this suite only (default: every suite with records)")
+    p.set_defaults(fn=cmd_references)
 
     p = sub.add_parser("cache", parents=[common], help="show or empty the shared caches (features, probes, ...)")
     p.add_argument("action", choices=["ls", "clear"], help="ls: entries and size per kind; clear: delete")

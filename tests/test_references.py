@@ -1,0 +1,87 @@
+"""Published anchors: verdicts, setup differences, the shipped MedMNIST v2 values, the CLI.
+Run: `.venv/bin/python -m pytest tests/test_references.py -q`."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.api import Cell, resolve_hparams
+from bench.cli import main
+from bench.record import Cost, new_record
+from bench.references import compare, load_references, references_text, verdict
+from bench.stats import Interval
+from bench.store import Store
+
+
+def _records(task: str, method: str, aurocs: list[float], budget: int = 0, settings: dict | None = None):
+    out = []
+    for seed, a in enumerate(aurocs):
+        cell = Cell(task, method, budget, seed, {"validation": "oracle", **(settings or {})}, suite="anchors")
+        r = new_record(resolve_hparams(cell), "ok")
+        r.metrics = {"test/auroc": a, "test/accuracy": a - 0.1}
+        r.cost = Cost(device="cpu", epochs=1.6)
+        out.append(r)
+    return out
+
+
+def test_the_shipped_references_are_cited_and_hold_the_published_medmnist_values():
+    refs = {(r.task, r.model): r for r in load_references()}
+    pneumonia, breast = refs["pneumonia-mnist", "ResNet-18 (28)"], refs["breast-mnist", "ResNet-18 (28)"]
+    assert pneumonia.scores == {"auroc": 0.944, "accuracy": 0.854} and "MedMNIST v2" in pneumonia.citation
+    assert breast.scores == {"auroc": 0.901, "accuracy": 0.863}
+    assert pneumonia.setup["pretrained"] is False and pneumonia.setup["image_size"] == 28
+
+
+def test_verdicts_read_the_interval_first_then_the_band():
+    assert verdict(Interval(0.93, 0.92, 0.95, 3), 0.944, 0.02) == "reproduced"
+    assert verdict(Interval(0.93, 0.925, 0.935, 3), 0.944, 0.02) == "within band", "outside the interval, in the band"
+    assert verdict(Interval(0.90, 0.89, 0.91, 3), 0.944, 0.02) == "below"
+    assert verdict(Interval(0.99, 0.98, 1.0, 3), 0.944, 0.02) == "above"
+    assert verdict(Interval(0.944, math.nan, math.nan, 1), 0.944, 0.02) == "within band", "one seed: no interval"
+    assert verdict(Interval(math.nan, math.nan, math.nan, 0), 0.944, 0.02) == "no score"
+
+
+def test_matching_cells_are_whole_training_set_records_grouped_by_method_with_their_differences():
+    records = [
+        *_records("pneumonia-mnist", "scratch", [0.93, 0.95, 0.94]),
+        *_records("pneumonia-mnist", "full", [0.97, 0.975, 0.98]),
+        *_records("pneumonia-mnist", "full", [0.5, 0.5, 0.5], budget=64),  # a budget cell: not an anchor
+    ]
+    ref = [r for r in load_references() if r.task == "pneumonia-mnist" and r.model == "ResNet-18 (28)"]
+    by = {(c.method, c.metric): c for c in compare(records, ref)}
+    assert set(by) == {(m, k) for m in ("scratch", "full") for k in ("auroc", "accuracy")}
+    scratch, full = by["scratch", "auroc"], by["full", "auroc"]
+    assert scratch.verdict == "reproduced" and scratch.ours.n == 3 and scratch.ours.mean == pytest.approx(0.94)
+    assert full.verdict == "above"
+    assert "initialisation (ImageNet-pretrained here, random there)" in full.differences
+    assert not any("initialisation" in d for d in scratch.differences), "scratch is randomly initialised too"
+    assert "image size (64 here, 28 there)" in scratch.differences
+    assert "backbone (efficientnet-lite0 here, resnet18 there)" in scratch.differences
+    assert "epochs (1.6 here, 100 there)" in scratch.differences
+    assert not any(d.startswith("selection") for d in scratch.differences), "both select on the official val set"
+    text = references_text(records, ref)
+    assert "pneumonia-mnist auroc: scratch (efficientnet-lite0 @64px) 0.940" in text and "reproduced" in text
+    assert "MedMNIST v2" in text
+
+
+def test_a_bad_reference_file_names_its_problem(tmp_path):
+    (tmp_path / "x.toml").write_text('[[reference]]\ntask = "pneumonia-mnist"\n')
+    with pytest.raises(ValueError, match="citation"):
+        load_references(tmp_path)
+    (tmp_path / "x.toml").write_text('citation = "c"\n[[reference]]\ntask = "pneumonia-mnist"\nmodel = "m"\n')
+    with pytest.raises(ValueError, match=r"x.toml, reference 1: missing band, scores, setup"):
+        load_references(tmp_path)
+
+
+def test_the_cli_says_what_to_run_when_no_anchor_cell_exists(tmp_path, capsys):
+    store = Store(tmp_path)
+    for r in _records("breast-mnist", "full", [0.88, 0.9, 0.89]):
+        store.write(r)
+    assert main(["references", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "pneumonia-mnist: no whole-training-set cell; run `adaptbench grid --suite anchors`" in out
+    assert "breast-mnist auroc: full (efficientnet-lite0 @64px) 0.890" in out
+    assert main(["references", "--results", str(tmp_path), "--suite", "nope"]) == 2
+    assert "no records for suite 'nope'" in capsys.readouterr().err
