@@ -21,6 +21,7 @@ EPILOG = """examples:
   adaptbench summary --suite default --memory-cap 8  # decision map and per-task tables, as text
   adaptbench data verify                           # checksums, and which tasks can run offline
   adaptbench data fetch --task blood-mnist         # online: fill the data root from the publishers
+  adaptbench claims --suite default --against other/results  # which claims a rerun confirms
   adaptbench references                            # whole-training-set cells vs published scores (MedMNIST v2)
   adaptbench cache ls                              # shared caches: frozen features, probe results, ...
 """
@@ -291,6 +292,45 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_claims(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.agreement import HOLDS, check, claims
+    from bench.decision_map import decision_map
+    from bench.report import current_records
+    from bench.store import Store
+    from bench.summary import rule_text
+
+    suite_file = args.suite if args.suite.endswith(".toml") else None
+    suite = Path(args.suite).stem if suite_file else args.suite
+
+    def load(folder: str | None) -> tuple[Store, list]:
+        store = Store(folder)
+        records = store.records(suite)
+        if not records:
+            raise ValueError(
+                f"no records for suite {suite!r} under {store.suite_dir(suite)}; run `adaptbench grid --suite "
+                f"{args.suite}{f' --results {folder}' if folder else ''}` first (suites with records: "
+                f"{', '.join(store.suites()) or 'none'})"
+            )
+        return store, current_records(suite, records, suite_file)[0]
+
+    store, records = load(args.results)
+    stated = claims(decision_map(store, [r for r in records if r.ok]))
+    print(f"suite {suite}: {len(stated)} claims from {store.suite_dir(suite)}. {rule_text()}")
+    if args.against is None:
+        for claim in stated:
+            print(f"  {claim.describe()}")
+        return 0
+    other_store, other = load(args.against)
+    checks = check(stated, other_store, other)
+    held = sum(c.outcome == HOLDS for c in checks)
+    print(f"held against {other_store.suite_dir(suite)}: {held} of {len(checks)} claims hold")
+    for c in checks:
+        print(f"  {c.describe()}")
+    return 0 if held == len(checks) else 1
+
+
 def cmd_references(args: argparse.Namespace) -> int:
     from bench.references import references_text
     from bench.store import Store
@@ -451,6 +491,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out methods whose mean peak memory exceeds this many GiB (2^30 bytes)",
     )
     p.set_defaults(fn=cmd_summary)
+
+    p = sub.add_parser(
+        "claims",
+        parents=[common],
+        help="list the claims (A beats B, paired test) a suite's records support; --against: do they hold there?",
+    )
+    p.add_argument("--suite", required=True, help="a suite name or .toml path")
+    p.add_argument(
+        "--against",
+        default=None,
+        metavar="RESULTS",
+        help="another records folder of the same suite (a rerun): exit 1 unless every claim holds there",
+    )
+    p.set_defaults(fn=cmd_claims)
 
     p = sub.add_parser(
         "references",

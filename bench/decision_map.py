@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bench.derived import MethodCell, SpecOf, method_cells, registry_spec
-from bench.stats import BEATS, NOT_ENOUGH_SEEDS, CachedPredictions, compare_records, enough_seeds, min_seeds, verdict
+from bench.stats import (
+    BEATS,
+    NOT_ENOUGH_SEEDS,
+    CachedPredictions,
+    PairedDiff,
+    compare_records,
+    enough_seeds,
+    min_seeds,
+    verdict,
+)
 
 if TYPE_CHECKING:
     from bench.api import TaskSpec
@@ -34,6 +43,7 @@ class Decision:
     excluded: dict[str, str]  # method -> why it is not part of the decision (seeds, predictions, memory cap)
     note: str = ""
     seeds: dict[str, int] = field(default_factory=dict)  # method -> seeds with a primary metric
+    diffs: dict[str, PairedDiff] = field(default_factory=dict)  # method -> best minus it (the paired test)
 
 
 def decision(
@@ -63,7 +73,7 @@ def decision(
         note = f"{NOT_ENOUGH_SEEDS}: no method can be chosen" if short else "no method can be chosen (see left out)"
         return Decision(task, budget, None, (), (), excluded, note, seeds)
     best = max(eligible, key=lambda m: sign * eligible[m].primary.mean)
-    not_worse, worse = [], []
+    not_worse, worse, diffs = [], [], {}
     for method, c in eligible.items():
         if method == best:
             continue
@@ -72,6 +82,7 @@ def decision(
         except ValueError as e:
             excluded[method] = f"cannot be paired with {best}: {e}"
             continue
+        diffs[method] = d
         v = verdict(best, method, d.low, d.high, d.n_seeds, spec.higher_is_better)
         if v == BEATS:
             worse.append(method)
@@ -85,7 +96,7 @@ def decision(
         if m in excluded and sign * (c.primary.mean - eligible[best].primary.mean) > 0 and "memory" not in excluded[m]
     ]
     note = f"better mean but not testable: {', '.join(sorted(ahead))}" if ahead else ""
-    return Decision(task, budget, best, tuple(sorted(not_worse)), tuple(sorted(worse)), excluded, note, seeds)
+    return Decision(task, budget, best, tuple(sorted(not_worse)), tuple(sorted(worse)), excluded, note, seeds, diffs)
 
 
 def decision_map(

@@ -354,3 +354,42 @@ def test_gain_over_scratch_flags_negative_transfer_only_with_enough_seeds(tmp_pa
     one = derived.method_cells([cells["full"].records[0], *cells["scratch"].records])[("glue-sst2", 64)]
     gain1 = derived.gain_over_scratch(store, one["full"], one["scratch"], spec)
     assert gain1.high < 0 and not gain1.negative_transfer and gain1.verdict == stats.NOT_ENOUGH_SEEDS
+
+
+def test_claims_are_the_decision_maps_wins_and_a_rerun_confirms_reverses_or_cannot_test_them(tmp_path, capsys):
+    from bench.agreement import HOLDS, NOT_SIGNIFICANT, REVERSED, UNTESTED, check, claims
+
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 2, 500)
+
+    def run(folder, strengths, seeds=(0, 1, 2)):
+        store = Store(tmp_path / folder)
+        for seed in seeds:
+            for method, s in strengths.items():
+                _write(store, "glue-sst2", method, 64, seed, _logits(rng, y, s), y)
+        return store
+
+    first = run("first", {"lora": 3.0, "frozen": 0.5, "full": 3.0})
+    stated = claims(decision_map(first, first.records("s")))
+    assert [(c.better, c.worse) for c in stated] == [(stated[0].better, "frozen")] and stated[0].diff.low > 0
+    assert stated[0].better in ("lora", "full"), "lora and full cannot be told apart: no claim between them"
+    rerun = run("rerun", {"lora": 3.0, "frozen": 0.5, "full": 3.0}, seeds=(3, 4, 5))
+    flipped = run("flipped", {"lora": 0.5, "frozen": 3.0, "full": 0.5})
+    tied = run("tied", {"lora": 1.0, "frozen": 1.0, "full": 1.0})
+    short = run("short", {"lora": 3.0, "frozen": 0.5, "full": 3.0}, seeds=(0,))
+    outcomes = {
+        name: check(stated, store, store.records("s"))[0].outcome
+        for name, store in (("rerun", rerun), ("flipped", flipped), ("tied", tied), ("short", short))
+    }
+    assert outcomes == {"rerun": HOLDS, "flipped": REVERSED, "tied": NOT_SIGNIFICANT, "short": UNTESTED}
+
+    assert main(["claims", "--suite", "s", "--results", str(tmp_path / "first")]) == 0
+    out = capsys.readouterr().out
+    assert "1 claims" in out and "beats frozen by accuracy +" in out
+    args = ["claims", "--suite", "s", "--results", str(tmp_path / "first"), "--against"]
+    assert main([*args, str(tmp_path / "rerun")]) == 0
+    assert "1 of 1 claims hold" in capsys.readouterr().out
+    assert main([*args, str(tmp_path / "flipped")]) == 1
+    assert "reversed" in capsys.readouterr().out
+    assert main([*args, str(tmp_path / "nothing")]) == 2
+    assert "no records for suite 's'" in capsys.readouterr().err
