@@ -301,31 +301,33 @@ def cmd_claims(args: argparse.Namespace) -> int:
     from bench.store import Store
     from bench.summary import rule_text
 
-    suite_file = args.suite if args.suite.endswith(".toml") else None
-    suite = Path(args.suite).stem if suite_file else args.suite
-
-    def load(folder: str | None) -> tuple[Store, list]:
+    def load(folder: str | None, name: str) -> tuple[Store, list]:
+        suite_file = name if name.endswith(".toml") else None
+        suite = Path(name).stem if suite_file else name
         store = Store(folder)
         records = store.records(suite)
         if not records:
             raise ValueError(
                 f"no records for suite {suite!r} under {store.suite_dir(suite)}; run `adaptbench grid --suite "
-                f"{args.suite}{f' --results {folder}' if folder else ''}` first (suites with records: "
+                f"{name}{f' --results {folder}' if folder else ''}` first (suites with records: "
                 f"{', '.join(store.suites()) or 'none'})"
             )
-        return store, current_records(suite, records, suite_file)[0]
+        kept = current_records(suite, records, suite_file)[0]
+        if not kept:
+            raise ValueError(f"none of the records under {store.suite_dir(suite)} belong to {name}'s current cells")
+        return store, suite, kept
 
-    store, records = load(args.results)
+    store, suite, records = load(args.results, args.suite)
     stated = claims(decision_map(store, [r for r in records if r.ok]))
     print(f"suite {suite}: {len(stated)} claims from {store.suite_dir(suite)}. {rule_text()}")
     if args.against is None:
         for claim in stated:
             print(f"  {claim.describe()}")
         return 0
-    other_store, other = load(args.against)
+    other_store, other_suite, other = load(args.against, args.against_suite or args.suite)
     checks = check(stated, other_store, other)
     held = sum(c.outcome == HOLDS for c in checks)
-    print(f"held against {other_store.suite_dir(suite)}: {held} of {len(checks)} claims hold")
+    print(f"held against {other_store.suite_dir(other_suite)}: {held} of {len(checks)} claims hold")
     for c in checks:
         print(f"  {c.describe()}")
     return 0 if held == len(checks) else 1
@@ -503,6 +505,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="RESULTS",
         help="another records folder of the same suite (a rerun): exit 1 unless every claim holds there",
+    )
+    p.add_argument(
+        "--against-suite",
+        default=None,
+        metavar="SUITE",
+        help="the rerun's suite definition when it differs (e.g. a copy of the file with other seeds; default --suite)",
     )
     p.set_defaults(fn=cmd_claims)
 

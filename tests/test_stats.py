@@ -393,3 +393,24 @@ def test_claims_are_the_decision_maps_wins_and_a_rerun_confirms_reverses_or_cann
     assert "reversed" in capsys.readouterr().out
     assert main([*args, str(tmp_path / "nothing")]) == 2
     assert "no records for suite 's'" in capsys.readouterr().err
+
+
+def test_claims_against_a_rerun_with_other_seeds_read_it_with_its_own_suite_file(tmp_path, capsys):
+    rng = np.random.default_rng(12)
+    y = rng.integers(0, 2, 400)
+    text = (
+        'description = "d"\nseeds = {seeds}\n'
+        '[[matrix]]\ntasks = ["glue-sst2"]\nmethods = ["lora", "frozen"]\nbudgets = [64]\n'
+    )
+    for folder, seeds in (("a", (0, 1, 2)), ("b", (3, 4, 5))):
+        (tmp_path / f"{folder}-suite").mkdir()
+        (tmp_path / f"{folder}-suite" / "s.toml").write_text(text.format(seeds=list(seeds)))
+        store = Store(tmp_path / folder)
+        for seed in seeds:
+            _write(store, "glue-sst2", "lora", 64, seed, _logits(rng, y, 3.0), y)
+            _write(store, "glue-sst2", "frozen", 64, seed, _logits(rng, y, 0.3), y)
+    args = ["claims", "--suite", str(tmp_path / "a-suite" / "s.toml"), "--results", str(tmp_path / "a")]
+    assert main([*args, "--against", str(tmp_path / "b")]) == 2, "b's seeds are not a's cells"
+    assert "belong to" in capsys.readouterr().err
+    assert main([*args, "--against", str(tmp_path / "b"), "--against-suite", str(tmp_path / "b-suite" / "s.toml")]) == 0
+    assert "1 of 1 claims hold" in capsys.readouterr().out
