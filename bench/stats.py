@@ -15,7 +15,8 @@
   receiver operating characteristic curves", IEEE Signal Processing Letters 21(11). Written by hand because
   neither scipy nor scikit-learn has it; the midranks are scipy's ``rankdata``. Used to cross-check the bootstrap.
 - The seed rule (``verdict``): "A beats B" only when the paired interval excludes zero and each method has at
-  least ``MIN_SEEDS`` seeds (``fewshot``: 5, its seed is a draw of demonstrations, a larger source of variance);
+  least ``MIN_SEEDS`` seeds (``fewshot``: 5, its seed is a draw of demonstrations, a larger source of variance;
+  ``zeroshot``: 1, nothing in it depends on the seed, and its one record is paired with every seed of the other);
   otherwise the comparison is "not enough seeds", never a ranking from one seed.
 """
 
@@ -37,6 +38,9 @@ N_RESAMPLES = 2000
 RNG_SEED = 0  # fixed: the same records give the same interval on every run
 MIN_SEEDS = 3
 MIN_SEEDS_FOR = {"fewshot": 5}  # the seed picks the demonstrations: in-context results swing with the draw
+# Methods whose result does not depend on the seed (no training, no sampled demonstrations): one record is all there
+# is, so one seed is enough, and a paired comparison reuses it for every seed of the other method.
+SEEDLESS = frozenset({"zeroshot"})
 _CHUNK_ELEMENTS = 8_000_000  # resamples x items per batch of work: bounds memory (~0.5 GB) on large test sets
 
 BEATS, LOSES, NO_DIFFERENCE, NOT_ENOUGH_SEEDS = "beats", "loses to", "no significant difference", "not enough seeds"
@@ -186,6 +190,7 @@ def pair_predictions(
     says why they cannot be paired: no common seed, two records of one seed, a record without stored predictions,
     different examples (ids) or different labels for the same example."""
     by_a, by_b = _by_seed(records_a), _by_seed(records_b)
+    by_a, by_b = _seedless(by_a, by_b), _seedless(by_b, by_a)
     seeds = tuple(sorted(set(by_a) & set(by_b)))
     if not seeds:
         raise ValueError(
@@ -242,6 +247,14 @@ def compare_records(
     return paired_bootstrap(
         p.outputs_a, p.outputs_b, p.labels, metric, shared_items=p.shared_items, n_resamples=n_resamples
     )
+
+
+def _seedless(mine: dict[int, Record], other: dict[int, Record]) -> dict[int, Record]:
+    """A seedless method's single record stands for every seed of the other side (see ``SEEDLESS``)."""
+    if len(mine) == 1 and next(iter(mine.values())).method in SEEDLESS and other:
+        only = next(iter(mine.values()))
+        return dict.fromkeys(other, only)
+    return mine
 
 
 def _by_seed(records: Sequence[Record]) -> dict[int, Record]:
@@ -346,7 +359,7 @@ def delong(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray) -> De
 
 # ------------------------------------------------------------------------------------------------ seed rule
 def min_seeds(method: str) -> int:
-    return MIN_SEEDS_FOR.get(method, MIN_SEEDS)
+    return 1 if method in SEEDLESS else MIN_SEEDS_FOR.get(method, MIN_SEEDS)
 
 
 def enough_seeds(method: str, n: int) -> bool:

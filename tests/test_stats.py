@@ -414,3 +414,19 @@ def test_claims_against_a_rerun_with_other_seeds_read_it_with_its_own_suite_file
     assert "belong to" in capsys.readouterr().err
     assert main([*args, "--against", str(tmp_path / "b"), "--against-suite", str(tmp_path / "b-suite" / "s.toml")]) == 0
     assert "1 of 1 claims hold" in capsys.readouterr().out
+
+
+def test_zeroshot_needs_one_seed_and_its_record_pairs_with_every_seed_of_the_other(tmp_path):
+    store = Store(tmp_path)
+    rng = np.random.default_rng(13)
+    y = rng.integers(0, 2, 400)
+    zero = [_write(store, "glue-sst2", "zeroshot", 64, 0, _logits(rng, y, 0.2), y)]
+    lora = [_write(store, "glue-sst2", "lora", 64, seed, _logits(rng, y, 3.0), y) for seed in (3, 4, 5)]
+    assert stats.min_seeds("zeroshot") == 1 and stats.min_seeds("lora") == 3
+    paired = stats.pair_predictions(store, lora, zero)
+    assert paired.seeds == (3, 4, 5) and all(np.array_equal(o, paired.outputs_b[0]) for o in paired.outputs_b)
+    d = {x.budget: x for x in decision_map(store, store.records("s"))}[64]
+    assert d.best == "lora" and d.worse == ("zeroshot",) and not d.excluded
+    one_full = [_write(store, "glue-sst2", "full", 64, 0, _logits(rng, y, 3.0), y)]
+    with pytest.raises(ValueError, match="no seed in common"):
+        stats.pair_predictions(store, one_full, lora)  # only a seedless side is replicated
