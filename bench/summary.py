@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from bench import derived
 from bench.decision_map import Decision, decision
 from bench.report import METHOD_ORDER
-from bench.stats import MIN_SEEDS, MIN_SEEDS_FOR, NOT_ENOUGH_SEEDS, CachedPredictions, enough_seeds
+from bench.stats import MIN_SEEDS, MIN_SEEDS_FOR, NOT_ENOUGH_SEEDS, SEEDLESS, CachedPredictions, enough_seeds
 from bench.sweep_table import sweep_rows
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ def _budget(b: int) -> str:
 
 
 def rule_text() -> str:
-    exceptions = ", ".join(f"{n} for {m}" for m, n in MIN_SEEDS_FOR.items())
+    exceptions = ", ".join([*(f"{n} for {m}" for m, n in MIN_SEEDS_FOR.items()), *(f"1 for {m}" for m in SEEDLESS)])
     return (
         f'"A beats B" needs a paired 95% bootstrap interval of A - B that excludes 0 and at least {MIN_SEEDS} '
         f"seeds per method ({exceptions}); otherwise: not enough seeds."
