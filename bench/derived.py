@@ -162,6 +162,16 @@ def did_not_learn(spec: TaskSpec, baseline: float, interval: Interval, noise: Pa
     return sign * (interval.mean - baseline) <= 0
 
 
+def still_improving(record: Record) -> bool:
+    """The run ended by its length (step cap or fixed schedule), not by patience, and its best validation pass was
+    its last: it was still improving when stopped, so a longer run may score higher."""
+    sel = record.selection
+    if sel is None or sel.best_step is None or sel.stopped_by not in ("cap", "schedule end") or len(sel.history) < 2:
+        return False
+    last = sel.stopped_at if sel.stopped_at is not None else sel.history[-1].get("step")
+    return sel.best_step == last
+
+
 # ------------------------------------------------------------------------------------ sample efficiency
 def effective_budget(record: Record) -> int | None:
     """Labelled examples the cell trained on: its budget, or for budget 0 (all) its training-set size."""

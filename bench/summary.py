@@ -102,6 +102,9 @@ def task_lines(
                 flags.append("degenerate")
             if not enough_seeds(method, c.primary.n):
                 flags.append("few-seeds")
+            improving = sum(derived.still_improving(r) for r in c.records)
+            if improving:
+                flags.append(f"still-improving {improving}/{len(c.records)}")
             gain = ""
             if scratch is not None and method != derived.SCRATCH:
                 g = derived.gain_over_scratch(store, c, scratch, spec)
@@ -173,7 +176,9 @@ def summary_text(
         "",
         "flags: did-not-learn = the interval reaches the majority-class baseline (one seed: the paired bootstrap "
         "against the majority predictor); degenerate = a seed predicted one class for every item; few-seeds = "
-        "fewer seeds than a ranking needs; negative-transfer = significantly below scratch.",
+        "fewer seeds than a ranking needs; negative-transfer = significantly below scratch; still-improving k/n = "
+        "in k of n seeds the best validation pass was the run's last (it ended by its step cap or schedule, not by "
+        "patience): a longer run may score higher.",
     ]
     return "\n".join(lines)
 

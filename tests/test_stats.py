@@ -430,3 +430,35 @@ def test_zeroshot_needs_one_seed_and_its_record_pairs_with_every_seed_of_the_oth
     one_full = [_write(store, "glue-sst2", "full", 64, 0, _logits(rng, y, 3.0), y)]
     with pytest.raises(ValueError, match="no seed in common"):
         stats.pair_predictions(store, one_full, lora)  # only a seedless side is replicated
+
+
+def test_still_improving_marks_runs_whose_best_pass_was_their_last_and_that_patience_did_not_stop(tmp_path, capsys):
+    from bench.record import Selection
+
+    def sel(best, stopped_by, last=64):
+        history = [{"step": s, "val/accuracy": 0.5} for s in range(16, last + 1, 16)]
+        return Selection(on="val/accuracy", best_step=best, history=history, stopped_by=stopped_by, stopped_at=last)
+
+    assert derived.still_improving(_with(sel(64, "cap")))
+    assert derived.still_improving(_with(sel(64, "schedule end")))
+    assert not derived.still_improving(_with(sel(32, "cap"))), "the best pass was earlier: it had stopped improving"
+    assert not derived.still_improving(_with(sel(16, "patience", last=48)))
+    assert not derived.still_improving(_with(None)), "no selection (methods that do not train)"
+
+    store = Store(tmp_path)
+    rng = np.random.default_rng(14)
+    y = rng.integers(0, 2, 300)
+    for seed in range(3):
+        r = _write(store, "glue-sst2", "lora", 64, seed, _logits(rng, y, 2.0), y)
+        r.selection = sel(64 if seed < 2 else 32, "cap")
+        store.write(r)
+    assert main(["summary", "--results", str(tmp_path), "--suite", "s"]) == 0
+    out = capsys.readouterr().out
+    assert "still-improving 2/3" in out and "still-improving k/n = in k of n seeds" in out
+
+
+def _with(selection):
+    res = resolve_hparams(Cell("glue-sst2", "lora", 64, 0, suite="s"))
+    r = new_record(res, "ok")
+    r.selection = selection
+    return r
