@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING
 
 from bench.decision_map import Decision
 from bench.derived import method_cells, registry_spec
-from bench.stats import CachedPredictions, compare_records, enough_seeds
+from bench.stats import (
+    BEATS,
+    LOSES,
+    NO_DIFFERENCE,
+    NOT_ENOUGH_SEEDS,
+    CachedPredictions,
+    compare_records,
+    enough_seeds,
+    verdict,
+)
 
 if TYPE_CHECKING:
     from bench.record import Record
@@ -82,12 +91,10 @@ def check(claims_: Sequence[Claim], store: Store, records: Sequence[Record]) -> 
         except ValueError as e:
             out.append(Check(claim, UNTESTED, None, str(e)))
             continue
-        higher = registry_spec(claim.task).higher_is_better
-        if (d.low > 0) if higher else (d.high < 0):
-            outcome = HOLDS
-        elif (d.high < 0) if higher else (d.low > 0):
-            outcome = REVERSED
-        else:
-            outcome = NOT_SIGNIFICANT
+        v = verdict(claim.better, claim.worse, d.low, d.high, d.n_seeds, registry_spec(claim.task).higher_is_better)
+        if v == NOT_ENOUGH_SEEDS:
+            out.append(Check(claim, UNTESTED, d, f"{NOT_ENOUGH_SEEDS} in common ({d.n_seeds})"))
+            continue
+        outcome = {BEATS: HOLDS, LOSES: REVERSED, NO_DIFFERENCE: NOT_SIGNIFICANT}[v]
         out.append(Check(claim, outcome, d))
     return out

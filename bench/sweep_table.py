@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench.record import Record
+from bench.suite import _values
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,6 @@ class SweepRow:
             f"{self.task} x {self.method}: {self.chosen} chosen on mean {self.on} at budget {self.budget}, "
             f"seed(s) {seeds} ({scores}){edge}"
         )
-
-
-def _text(values: dict) -> str:
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
 def _at_edge(scores: list[dict], selected: dict) -> bool:
@@ -64,8 +61,8 @@ def sweep_rows(records: Sequence[Record]) -> list[SweepRow]:
             on=t.get("on", "?"),
             budget=int(t.get("budget", 0)),
             seeds=tuple(t.get("seeds", ())),
-            tried=tuple((_text(row["values"]), row.get("mean")) for row in scores),
-            chosen=_text(t["selected"]),
+            tried=tuple((_values(row["values"]), row.get("mean")) for row in scores),
+            chosen=_values(t["selected"]),
             at_edge=_at_edge(scores, t["selected"]),
             cells=sum(len(row.get("cells", {})) for row in scores),
         )
