@@ -79,7 +79,7 @@ def test_mean_ci_is_a_t_interval_over_seeds():
 def test_report_is_self_contained_and_lists_failures(tmp_path):
     html = render_html("t", _records())
     assert "data:image/png;base64," in html and "<script src" not in html and "http" not in html
-    assert "0.720 ± 0.050" in html, "3 seeds -> mean and 95% t-interval"
+    assert "0.720 [0.670, 0.770]" in html, "3 seeds -> mean and 95% t-interval"
     assert "RuntimeError: exploded" in html and "glue-sst2 x full" in html
     store = Store(tmp_path)
     for r in _records():
