@@ -178,29 +178,14 @@ def _records_html(records: Sequence[Record]) -> list[str]:
         out.append(f"<p class='meta'>Tuned by {esc(text)}</p>")
     lines = []
     for r in records:
-        env = r.env
-        sha = (env.git_sha or "?")[:10] + (" (dirty)" if env.dirty else "") if env else "?"
-        versions = "; ".join(
-            f"{name} {getattr(env, name)}"
-            for name in ("torch", "transformers", "peft", "timm")
-            if env and getattr(env, name)
-        )
-        machine = (
-            ", ".join(
-                str(v)
-                for v in (env.cpu_model or env.cpu, env.gpu_name, f"{env.threads} threads" if env.threads else None)
-                if v
-            )
-            if env
-            else ""
-        )
+        sha = (r.env.git_sha or "?")[:10] + (" (dirty)" if r.env.dirty else "") if r.env else "?"
         lines.append(
             [
                 str(r.seed),
                 r.status,
                 r.created_at[:19].replace("T", " "),
                 sha,
-                TD(f"{versions}; {machine}".strip("; "), cls="l"),
+                TD(_env_text(r.env), cls="l"),
                 TD(f"<code>{esc(_path(r))}</code>", raw=True, cls="l"),
             ]
         )
@@ -208,6 +193,17 @@ def _records_html(records: Sequence[Record]) -> list[str]:
             lines.append([TD(f"<pre>{esc(_hparams_text(r.hparams))}</pre>", raw=True, cls="l"), "", "", "", "", ""])
     out.append(table(["seed", "status", "written (UTC)", "git sha", "environment", "record file"], lines))
     return out
+
+
+def _env_text(env) -> str:
+    """Package versions, then the machine: "torch 2.9; transformers 5.2; AMD EPYC 7B13, 2 threads"."""
+    if env is None:
+        return "not recorded"
+    packages = ("torch", "transformers", "peft", "timm")
+    versions = [f"{name} {getattr(env, name)}" for name in packages if getattr(env, name)]
+    threads = f"{env.threads} threads" if env.threads else None
+    machine = ", ".join(str(v) for v in (env.cpu_model or env.cpu, env.gpu_name, threads) if v)
+    return "; ".join([*versions, machine] if machine else versions)
 
 
 def _hparams_text(hparams: dict) -> str:
