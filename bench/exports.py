@@ -5,14 +5,16 @@ the last line of a failure's error, every metric under its own name (``test/auro
 drop (and each extra probe's drop as ``forgetting_extra/<probe>``), every scalar cost field (``cost.<field>``),
 the parameter counts (``params.<field>``), the code and machine (``env.<field>``), flags, the hyperparameters as
 one JSON string and one column per value (``hparams.<section>.<name>``), the sweep's choice (``tuned.<name>``) and
-the record's file. Dictionaries and lists become JSON text so every column has one type.
+the record's file, and ``in_report``: whether the report shows it (sweep-only cells and cells outside the suite's
+current definition are exported too, marked False). Dictionaries and lists become JSON text so every column has
+one type.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +55,12 @@ def record_row(r: Record) -> dict[str, Any]:
     return row
 
 
-def records_frame(records: Sequence[Record]):
-    """One row per record (see the module docstring); a column no record has a value for is left out."""
+def records_frame(records: Sequence[Record], shown: Collection[str] | None = None):
+    """One row per record (see the module docstring); ``shown``: the keys the report shows (None: all). A column
+    no record has a value for is left out."""
     import pandas as pd
 
-    frame = pd.DataFrame([record_row(r) for r in records])
+    frame = pd.DataFrame([{**record_row(r), "in_report": shown is None or r.key in shown} for r in records])
     if frame.empty:
         return frame
     frame = frame.dropna(axis=1, how="all")
@@ -68,13 +71,14 @@ def records_frame(records: Sequence[Record]):
     return frame
 
 
-def write_exports(records: Sequence[Record], folder: Path) -> list[Path]:
-    """``records.csv`` and ``records.parquet`` in ``folder``, written atomically."""
+def write_exports(records: Sequence[Record], folder: Path, shown: Collection[str] | None = None) -> list[Path]:
+    """``records.csv`` and ``records.parquet`` in ``folder``, written atomically (``shown`` as in
+    ``records_frame``)."""
     import io
 
     from bench.store import atomic_write_bytes, atomic_write_text
 
-    frame = records_frame(records)
+    frame = records_frame(records, shown)
     csv_path, parquet_path = folder / "records.csv", folder / "records.parquet"
     atomic_write_text(csv_path, frame.to_csv(index=False))
     buf = io.BytesIO()

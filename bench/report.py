@@ -361,9 +361,10 @@ def write_report(
     folder: str | None = None,
     labels_from_data: bool = True,
 ) -> Path:
-    """index.html, summary.md, records.csv and records.parquet of a suite's records in ``out_dir`` (default
+    """index.html and summary.md of a suite's records in ``out_dir`` (default
     ``reports/<folder>``). ``folder``: the folder under ``store.root`` that holds them (default: the suite's name;
-    ``bench.store.locate`` finds records filed under another name, such as ``results/baselines/default-cpu``)."""
+    ``bench.store.locate`` finds records filed under another name, such as ``results/baselines/default-cpu``), and
+    beside them records.csv and records.parquet of every record read (``in_report``: whether the page shows it)."""
     from bench.exports import write_exports
     from bench.store import atomic_write_text
 
@@ -383,14 +384,14 @@ def write_report(
             f"--results at a folder of records (suites with records under {store.root}: "
             f"{', '.join(store.suites()) or 'none'})"
         )
-    n_read = len(records)
+    read = records
     records, notes = shown_records(suite, records, suite_file, where, all_records)
     out = Path(out_dir) if out_dir else REPORTS_ROOT / Path(folder).name
     out.mkdir(parents=True, exist_ok=True)
-    data = build_report(suite, records, notes, where, store.warnings(), store, labels_from_data, n_read)
+    data = build_report(suite, records, notes, where, store.warnings(), store, labels_from_data, len(read))
     atomic_write_text(out / "index.html", page_html(data))
     atomic_write_text(out / "summary.md", summary_markdown(data))
-    write_exports(records, out)
+    write_exports(read, out, shown={r.key for r in records})
     for note in notes:
         print(f"note: {note}")
     return out / "index.html"
