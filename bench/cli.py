@@ -17,7 +17,8 @@ EPILOG = """examples:
   adaptbench grid --suite default                  # resumes: cells with an ok record are skipped
   adaptbench grid --suite default --filter 'glue-sst2/*'
   adaptbench grid --suite default --dry-run        # the cells, sweep cells first, and which are done
-  adaptbench report --suite default                # -> reports/default/index.html
+  adaptbench report --suite default                # -> reports/default/index.html, summary.md, records.csv
+  adaptbench report --results results/baselines/default-cpu  # any folder of records -> reports/default-cpu/
   adaptbench summary --suite default --memory-cap 8  # decision map and per-task tables, as text
   adaptbench data verify                           # checksums, and which tasks can run offline
   adaptbench data fetch --task blood-mnist         # online: fill the data root from the publishers
@@ -252,21 +253,23 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import write_report
-    from bench.store import Store
+    from bench.store import locate
 
-    store = Store(args.results)
-    path = write_report(args.suite, store, args.out, all_records=args.all_records)
-    for line in store.warnings():
+    found = locate(args.results, args.suite, "report")
+    print(found.found)
+    suite = args.suite if args.suite and args.suite.endswith(".toml") else found.suite
+    path = write_report(suite, found.store, args.out, all_records=args.all_records, folder=found.folder)
+    for line in found.store.warnings():
         print(f"warning: {line} (not in the report; rerun the grid to recompute the cell)", file=sys.stderr)
-    print(f"report: {path}")
+    print(f"report: {path} (with summary.md, records.csv and records.parquet)")
     return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bench.report import current_records
-    from bench.store import Store
+    from bench.report import shown_records
+    from bench.store import Store, locate
     from bench.summary import summary_text
 
     store = Store(args.results)
@@ -274,10 +277,14 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if args.suite and args.suite.endswith(".toml"):  # a path, as `grid` takes it: records are filed under its stem
         suite_file = args.suite
     suites = [Path(args.suite).stem if suite_file else args.suite] if args.suite else store.suites()
+    folders = dict(zip(suites, suites, strict=True))
+    if store.root.is_dir() and (args.suite or any(store.root.glob("*.json"))):  # a folder of records, or renamed
+        found = locate(args.results, args.suite, "summary")
+        store, suites, folders = found.store, [found.suite], {found.suite: found.folder}
     texts = []
     for suite in suites:
-        records = store.records(suite)
-        records, notes = current_records(suite, records, suite_file) if records else (records, [])
+        records = [r for r in store.records(folders[suite]) if r.suite == suite or folders[suite] == suite]
+        records, notes = shown_records(suite, records, suite_file, store.suite_dir(folders[suite]))
         if records:
             texts.append("\n".join([summary_text(store, suite, records, args.memory_cap), *notes]))
     for line in store.warnings():
@@ -472,8 +479,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_grid)
 
     p = sub.add_parser("report", parents=[common], help="write reports/<suite>/index.html from the records")
-    p.add_argument("--suite", required=True, help="a suite name, a records folder under results/, or a .toml path")
-    p.add_argument("--out", default=None, help="output folder (default reports/<suite>)")
+    p.add_argument(
+        "--suite",
+        default=None,
+        help="a suite name or a .toml path (default: the only suite in --results); --results may also be a folder "
+        "of records, such as results/baselines/default-cpu",
+    )
+    p.add_argument("--out", default=None, help="output folder (default reports/<records folder name>)")
     p.add_argument(
         "--all-records", action="store_true", help="also show records of cells no longer in the suite's definition"
     )

@@ -122,6 +122,19 @@ def git_info() -> tuple[str | None, bool | None]:
     return sha.stdout.strip(), bool(dirty.stdout.strip())
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name ("AMD EPYC 7B13"): ``platform`` gives only the architecture on Linux ("x86_64")."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")) and ":" in line:
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:  # not Linux: platform's answer is the best there is (macOS and Windows name the model)
+        pass
+    name = platform.processor()
+    return name if name and name != platform.machine() else None
+
+
 def environment(device: str, threads: int) -> dict[str, Any]:
     import importlib.metadata as md
 
@@ -147,6 +160,7 @@ def environment(device: str, threads: int) -> dict[str, Any]:
         "cuda": torch.version.cuda if device == "cuda" else None,
         "gpu_name": gpu,
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "threads": threads,
         "hostname": platform.node(),

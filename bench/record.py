@@ -173,7 +173,8 @@ class Env(_Section):
     bitsandbytes: str | None = None
     cuda: str | None = None
     gpu_name: str | None = None
-    cpu: str | None = None
+    cpu: str | None = None  # platform.processor() or the architecture (what records before cpu_model hold)
+    cpu_model: str | None = None  # /proc/cpuinfo's model name (absent in older records)
     cpu_count: int | None = None
     threads: int | None = None
     hostname: str | None = None

@@ -1,10 +1,14 @@
-"""Records -> one self-contained HTML report per suite (tables + inline PNG plots), plus a Markdown summary.
+"""Records -> one self-contained HTML report per suite, summary.md and the records as CSV and Parquet.
 
-Every number shown is computed from the suite's records at report time; nothing is typed in. Per task: a table
-with one row per (method, budget) and a sample-efficiency plot (primary test metric vs label budget, one line per
-method). Over several seeds a cell shows the mean and a 95% t-interval; with one seed it shows the value and says
-n=1. Cells that failed, timed out or are unsupported are listed with their reason; rows with a collapsed run
-(``degenerate`` flag) are marked, and unreadable record files are named at the top.
+Every number shown is computed from the suite's records at report time; nothing is typed in. The page opens with a
+table of contents and an overview (``bench.overview``: what ran, hardware, code versions, dates, wall time, how the
+cells went), then the decision map, the primary metric of every method at every (task, budget) at a glance
+(``bench.heatmap``) and the sweeps; then per task a sample-efficiency plot and a sortable leaderboard with
+intervals over seeds, backbone, costs and flags, each row's records in a collapsed drill-down
+(``bench.leaderboard``). Cells that failed, timed out or are unsupported are listed with their reason, and
+unreadable record files are named at the top. summary.md carries the same overview, decision map and table at a
+glance, then the per-task tables (``markdown_tables``); records.csv and records.parquet (``bench.exports``) hold
+one row per record.
 """
 
 from __future__ import annotations
@@ -13,16 +17,25 @@ import base64
 import html
 import io
 import math
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.overview import METHOD_ORDER, task_rank
+from bench.page import CSS, SCRIPT, TD, anchor, table
 from bench.probes import held_out
-from bench.record import Env, Record
+from bench.record import Record
+from bench.report_data import (
+    METHODOLOGY,
+    ReportData,
+    build_report,
+    decision_html,
+    summary_markdown,
+    sweeps_html,
+)
 from bench.store import Store
 
 REPORTS_ROOT = Path(__file__).resolve().parent.parent / "reports"
-METHOD_ORDER = ["scratch", "frozen", "full", "lora"]
+__all__ = ["METHOD_ORDER", "build_report", "markdown_tables", "render_html", "summarise", "sweeps_html", "write_report"]
 
 
 def mean_ci(values: list[float]) -> tuple[float, float | None]:
@@ -191,13 +204,6 @@ DEGENERATE_NOTE = (
     "[degenerate: k of n]: in k of the row's n seeds every test prediction was the same class (or a constant "
     "score): training collapsed, and those numbers measure a constant predictor, not the method."
 )
-CSS = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1300px;color:#222;padding:0 1rem}
-table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0 1.5rem}
-th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
-th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
-.meta{color:#555;font-size:.85rem} .bad{color:#a00} code{background:#f5f5f5;padding:0 .2rem}
-"""
 
 
 def render_html(
@@ -208,125 +214,88 @@ def render_html(
     warnings: list[str] | None = None,
     store: Store | None = None,
 ) -> str:
-    """The report page. ``source`` names the records folder read; ``warnings`` (unreadable record files) are
-    shown at the top in red; with the ``store`` the records came from, the page opens with the decision map
-    (paired tests need the per-example predictions stored beside the records)."""
-    from bench.registry import TASKS, load_all
+    """The report page (see ``build_report`` for the arguments)."""
+    return page_html(build_report(suite, records, notes, source, warnings, store))
 
-    load_all()
+
+def page_html(data: ReportData) -> str:
+    from bench.heatmap import LEGEND
+    from bench.leaderboard import FLAG_NOTE, leaderboard_html
+    from bench.registry import TASKS
+
     esc = html.escape
-    ok = [r for r in records if r.ok]
-    bad = [r for r in records if not r.ok]
-    n_degenerate = sum("degenerate" in r.flags for r in ok)
-    shas = sorted({(r.env.git_sha if r.env else None) or "?" for r in ok})
-    dirty = any(r.env and r.env.dirty for r in ok)
-    devices = sorted({str(r.cost.device) for r in ok if r.cost})
-    threads = sorted({str(r.env.threads) for r in ok if r.env})
-    env = ok[0].env if ok and ok[0].env else Env()
+    ov = data.overview
+    bad = [r for r in data.records if not r.ok]
+    tasks = sorted(data.tables, key=task_rank)
+    sections = [("overview", "Overview")]
+    sections += [("decision-map", "Decision map")] if data.decisions else []
+    sections += [("at-a-glance", "Primary test metric at a glance")] if data.heatmap.rows else []
+    sweeps = sweeps_html([r for r in data.records if r.ok])
+    sections += [("sweeps", "Hyperparameter sweeps")] if sweeps else []
+    sections += [(anchor("task", t), t) for t in tasks]
+    sections += [("not-ok", "Cells that did not produce results")] if bad else []
     out = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>adaptbench: {esc(suite)}</title>",
+        f"<!doctype html><html><head><meta charset='utf-8'><meta name='viewport' "
+        f"content='width=device-width,initial-scale=1'><title>adaptbench: {esc(data.suite)}</title>",
         f"<style>{CSS}</style></head><body>",
-        f"<h1>adaptbench report: suite <code>{esc(suite)}</code></h1>",
-        f"<p class='meta'>{len(ok)} ok cells ({n_degenerate} flagged degenerate), {len(bad)} not ok"
-        f"{f', {len(warnings)} unreadable' if warnings else ''}. Generated "
-        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC from the records in <code>{esc(str(source or suite))}</code>. "
-        f"Code {', '.join(s[:10] for s in shas)}{' (uncommitted changes)' if dirty else ''}; device "
-        f"{', '.join(devices)}; torch threads {', '.join(threads)}; torch {esc(str(env.torch))}, "
-        f"transformers {esc(str(env.transformers))}, peft {esc(str(env.peft))}, "
-        f"timm {esc(str(env.timm))}.</p>",
-        "<p class='meta'>Test metrics are from the epoch selected on validation (test is evaluated once per "
-        "cell). Forgetting drop = probe on the untouched pretrained backbone minus probe on the adapted "
-        "backbone (positive = forgot). Peak memory: process peak RSS on the CPU (in brackets the cell's own "
-        "increase), CUDA max allocated on a GPU. Throughput excludes warm-up steps; for cached-feature methods "
-        "it includes the one backbone pass.</p>",
-        *(f"<p class='meta'>{esc(note)}</p>" for note in notes or []),
-        *(f"<p class='bad'>Warning: {esc(w)} (not in this report; the grid recomputes it)</p>" for w in warnings or []),
+        f"<h1>adaptbench report: suite <code>{esc(data.suite)}</code></h1>",
+        f"<p class='meta'>Generated {esc(ov.generated)} from the records in <code>{esc(ov.source)}</code>.</p>",
+        "<nav class='toc'><b>Contents</b><ol>"
+        + "".join(f"<li><a href='#{a}'>{esc(title)}</a></li>" for a, title in sections)
+        + "</ol></nav>",
+        "<section id='overview'><h2>Overview</h2>",
+        "<div class='scroll'><table class='kv'>"
+        + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in ov.rows())
+        + "</table></div>",
+        f"<p class='meta'>{esc(METHODOLOGY)}</p>",
+        *(f"<p class='meta'>{esc(note)}</p>" for note in data.notes),
+        *(f"<p class='bad'>Warning: {esc(w)} (not in this report; the grid recomputes it)</p>" for w in data.warnings),
+        "</section>",
     ]
-    if store is not None:
-        out.extend(_decision_html([r for r in ok if r.task in TASKS], store))
-    out.extend(_sweeps_html(ok))
-    for task, rows in summarise(records).items():
+    if data.decisions:
+        out += ["<section id='decision-map'>", *decision_html(data.decisions), "</section>"]
+    if data.heatmap.rows:
+        out += [
+            "<section id='at-a-glance'><h2>Primary test metric at a glance</h2>",
+            f"<p class='meta'>Mean over seeds; hover a cell for its interval and seeds. {esc(LEGEND)}</p>",
+            data.heatmap.html(),
+            "</section>",
+        ]
+    if sweeps:
+        out += ["<section id='sweeps'>", *sweeps, "</section>"]
+    for task in tasks:
+        rows = data.tables[task]
         spec = TASKS.get(task).spec if task in TASKS else None
         primary = spec.primary_metric if spec else "accuracy"
+        out.append(f"<section id='{anchor('task', task)}'>")
         out.append(
-            f"<h2>{esc(task)}</h2><p class='meta'>{esc(spec.description if spec else '')}; backbone "
-            f"{esc(spec.backbone if spec else '?')}; forgetting probe {esc(str(rows[0]['probe']))} "
+            f"<h2>{esc(task)}</h2><p class='meta'>{esc(spec.description if spec else '')}; primary metric test/"
+            f"{esc(primary)} ({'higher' if not spec or spec.higher_is_better else 'lower'} is better); default "
+            f"backbone {esc(spec.backbone if spec else '?')}; forgetting probe {esc(str(rows[0]['probe']))} "
             f"(base model: {rows[0]['probe_before']:.3f}).</p>"
         )
         out.append(
             f"<img alt='sample efficiency for {esc(task)}' src='data:image/png;base64,{_plot(task, rows, primary)}'>"
         )
-        header, body = _table_rows(rows, primary)
-        out.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
-        out.extend("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in line) + "</tr>" for line in body)
-        out.append("</table>")
+        if task in data.boards:
+            out.append(leaderboard_html(task, data.boards[task], spec))
+            out.append(f"<p class='meta'>{esc(FLAG_NOTE)}</p>")
+        else:  # a task this checkout does not register: the plain table
+            header, body = _table_rows(rows, primary)
+            out.append(table(header, body))
         if any(r.get("degenerate") for r in rows):
             out.append(f"<p class='bad'>{esc(DEGENERATE_NOTE)}</p>")
+        out.append("</section>")
     if bad:
-        out.append(
-            "<h2 class='bad'>Cells that did not produce results</h2><table><tr><th>cell</th><th>status</th>"
-            "<th>reason</th></tr>"
-        )
-        for r in sorted(bad, key=lambda r: (r.task, r.method, r.budget)):
+        out.append("<section id='not-ok'><h2 class='bad'>Cells that did not produce results</h2>")
+        lines = []
+        for r in sorted(bad, key=lambda r: (task_rank(r.task), r.method, r.budget, r.seed)):
             reason = (r.error or "").strip().splitlines()
-            out.append(
-                f"<tr><td>{esc(r.task)} x {esc(r.method)} @ {r.budget} seed {r.seed}</td>"
-                f"<td>{esc(r.status)}</td><td style='text-align:left'>{esc(reason[-1] if reason else '')}"
-                "</td></tr>"
-            )
-        out.append("</table>")
-    out.append("</body></html>")
+            cell = f"{r.task} x {r.method} @ {r.budget} seed {r.seed}"
+            lines.append([cell, r.status, TD(reason[-1] if reason else "", cls="l")])
+        out += [table(["cell", "status", "reason"], lines), "</section>"]
+    out.append(f"<script>{SCRIPT}</script></body></html>")
     return "\n".join(out)
-
-
-def _decision_html(records: list[Record], store: Store) -> list[str]:
-    """The decision map (``bench.decision_map``, the same as ``adaptbench summary``) as an HTML table."""
-    from bench.decision_map import decision_map
-    from bench.summary import rule_text
-
-    esc = html.escape
-    out = [
-        "<h2>Decision map</h2>",
-        f"<p class='meta'>Best method by mean primary test metric, then a paired bootstrap of every other method "
-        f"against it. {esc(rule_text())}</p>",
-        "<table><tr><th>task</th><th>budget</th><th>best</th><th>not significantly worse</th><th>worse</th>"
-        "<th>left out</th></tr>",
-    ]
-    for d in decision_map(store, records):
-        left_out = "; ".join(f"{m}: {why}" for m, why in sorted(d.excluded.items()))
-        best = d.best or d.note
-        if d.best and d.note:
-            best += f" ({d.note})"
-        cells = [d.task, str(d.budget or "all"), best, ", ".join(d.not_worse), ", ".join(d.worse), left_out]
-        out.append("<tr>" + "".join(f"<td style='text-align:left'>{esc(c)}</td>" for c in cells) + "</tr>")
-    out.append("</table>")
-    return out
-
-
-def _sweeps_html(records: list[Record]) -> list[str]:
-    """The sweeps behind the tuned cells (``bench.sweep_table``): values tried, validation scores, the choice."""
-    from bench.sweep_table import sweep_rows
-
-    rows = sweep_rows(records)
-    if not rows:
-        return []
-    esc = html.escape
-    out = [
-        "<h2>Hyperparameter sweeps</h2>",
-        "<p class='meta'>Each tuned method's value was chosen once per task on validation (mean over the sweep's "
-        "seeds, at the sweep's budget) and reused for every budget and seed of its block. The sweep cells are "
-        "records of their own; they are not in the tables below. A choice at the grid's edge may have a better "
-        "value outside the grid.</p>",
-        "<table><tr><th>task</th><th>method</th><th>budget</th><th>seeds</th><th>validation metric</th>"
-        "<th>tried (mean validation score)</th><th>chosen</th></tr>",
-    ]
-    for row in rows:
-        tried = "; ".join(f"{v}: {'–' if s is None else f'{s:.3f}'}" for v, s in row.tried)
-        chosen = row.chosen + (" (at the grid's edge)" if row.at_edge else "")
-        cells = [row.task, row.method, str(row.budget), ",".join(map(str, row.seeds)), row.on, tried, chosen]
-        out.append("<tr>" + "".join(f"<td style='text-align:left'>{esc(c)}</td>" for c in cells) + "</tr>")
-    out.append("</table>")
-    return out
 
 
 def current_records(suite: str, records: list[Record], suite_file: str | None = None) -> tuple[list[Record], list[str]]:
@@ -367,36 +336,62 @@ def current_records(suite: str, records: list[Record], suite_file: str | None = 
     return kept, notes
 
 
+def shown_records(
+    suite: str, records: list[Record], suite_file: str | None, where: str | Path, all_records: bool = False
+) -> tuple[list[Record], list[str]]:
+    """The records a report or summary shows (``current_records``) and its notes; when none belong to the suite's
+    current definition (an archive of an earlier one, such as the baselines), all of them, with a note saying so."""
+    if all_records or not records:
+        return records, []
+    kept, notes = current_records(suite, records, suite_file)
+    if kept:
+        return kept, notes
+    return records, [
+        f"None of the {len(records)} records in {where} belong to the current definition of suite {suite} "
+        f"(earlier code versions, settings or budgets): all of them are shown, as --all-records does. "
+        f"`adaptbench grid --suite {suite}` runs today's cells."
+    ]
+
+
 def write_report(
-    suite: str, store: Store | None = None, out_dir: str | Path | None = None, all_records: bool = False
+    suite: str,
+    store: Store | None = None,
+    out_dir: str | Path | None = None,
+    all_records: bool = False,
+    folder: str | None = None,
+    labels_from_data: bool = True,
 ) -> Path:
+    """index.html and summary.md of a suite's records in ``out_dir`` (default
+    ``reports/<folder>``). ``folder``: the folder under ``store.root`` that holds them (default: the suite's name;
+    ``bench.store.locate`` finds records filed under another name, such as ``results/baselines/default-cpu``), and
+    beside them records.csv and records.parquet of every record read (``in_report``: whether the page shows it)."""
+    from bench.exports import write_exports
+    from bench.store import atomic_write_text
+
     store = store or Store()
     suite_file = None
     if suite.endswith(".toml"):  # a path, as `grid` takes it: the records are filed under the file's stem
         suite_file, suite = suite, Path(suite).stem
-    records = store.records(suite)
+    folder = folder or suite
+    where = store.suite_dir(folder)
+    records = store.records(folder)
+    own = [r for r in records if r.suite == suite]
+    if own and len(own) < len(records):  # a folder holding several suites' records: this suite's
+        records = own
     if not records:
         raise ValueError(
-            f"no records for suite {suite!r} under {store.suite_dir(suite)}; run "
-            f"`adaptbench grid --suite {suite}` first (suites with records: {store.suites() or 'none'})"
+            f"no records for suite {suite!r} under {where}; run `adaptbench grid --suite {suite}` first, or point "
+            f"--results at a folder of records (suites with records under {store.root}: "
+            f"{', '.join(store.suites()) or 'none'})"
         )
-    notes: list[str] = []
-    if not all_records:
-        records, notes = current_records(suite, records, suite_file)
-        if not records:
-            raise ValueError(
-                f"none of the records under {store.suite_dir(suite)} belong to the current definition of suite "
-                f"{suite!r}; run `adaptbench grid --suite {suite}`, or pass --all-records to report them anyway"
-            )
-    folder = Path(out_dir) if out_dir else REPORTS_ROOT / suite
-    folder.mkdir(parents=True, exist_ok=True)
-    from bench.store import atomic_write_text
-
-    html_text = render_html(
-        suite, records, notes, source=store.suite_dir(suite), warnings=store.warnings(), store=store
-    )
-    atomic_write_text(folder / "index.html", html_text)
-    atomic_write_text(folder / "summary.md", markdown_tables(records))
+    read = records
+    records, notes = shown_records(suite, records, suite_file, where, all_records)
+    out = Path(out_dir) if out_dir else REPORTS_ROOT / Path(folder).name
+    out.mkdir(parents=True, exist_ok=True)
+    data = build_report(suite, records, notes, where, store.warnings(), store, labels_from_data, len(read))
+    atomic_write_text(out / "index.html", page_html(data))
+    atomic_write_text(out / "summary.md", summary_markdown(data))
+    write_exports(read, out, shown={r.key for r in records})
     for note in notes:
         print(f"note: {note}")
-    return folder / "index.html"
+    return out / "index.html"

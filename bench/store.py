@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.record import Record
@@ -165,3 +167,96 @@ class Store:
         if not self.root.exists():
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and any(p.glob("*.json")))
+
+
+# ------------------------------------------------------------------------------------- finding a suite's records
+@dataclass(frozen=True)
+class Located:
+    """Where a suite's records are: ``store.suite_dir(folder)``, holding records of ``suite``."""
+
+    store: Store
+    folder: str
+    suite: str
+    found: str  # what was found, in one line (the CLI prints it)
+
+    @property
+    def path(self) -> Path:
+        return self.store.suite_dir(self.folder)
+
+
+def locate(results: str | Path | None, suite: str | None, command: str = "report") -> Located:
+    """The records a command should read. ``results`` is a folder of suite folders (``results/``) or itself a
+    folder of records (``results/baselines/default-cpu``); ``suite`` a suite name, a ``.toml`` path or None (the
+    only suite there). A suite filed under a folder of another name (baselines) is found by the records' own
+    ``suite``. A ValueError names what the folder holds and the command that works."""
+    root = Path(results) if results else RESULTS_ROOT
+    name = Path(suite).stem if suite and suite.endswith(".toml") else suite
+    shown = str(results) if results else "results"
+
+    def form(folder: str | Path, s: str) -> str:
+        return f"`adaptbench {command} --results {folder} --suite {s}`"
+
+    if not root.is_dir():
+        raise ValueError(
+            f"no folder {root}: --results takes a folder of suite folders or a folder of records, e.g. "
+            f"`adaptbench {command} --results results/baselines/default-cpu`"
+        )
+    if any(root.glob("*.json")):  # a folder of records
+        counts = Counter(r.suite for r in Store(root.parent).records(root.name))
+        held = ", ".join(f"{n} records of suite {s}" for s, n in sorted(counts.items())) or "no readable records"
+        if name is None and len(counts) == 1:
+            name = next(iter(counts))
+        if name not in counts:
+            raise ValueError(
+                f"{root} holds {held}"
+                + (f", none of suite {name!r}" if name else "")
+                + "; "
+                + " or ".join(form(shown, s) for s in sorted(counts))
+            )
+        found = f"found {held} in {root}" + (f"; reporting suite {name}" if len(counts) > 1 else "")
+        return Located(Store(root.parent), root.name, name, found)
+    store = Store(root)
+    folders = {f: _suite_of(root / f) or f for f in store.suites()}
+
+    def holds(f: str) -> str:
+        return f"{root / f} ({_count(root / f)} records of suite {folders[f]})"
+
+    held = ", ".join(holds(f) for f in sorted(folders))
+    if not folders:
+        deeper = sorted({p.parent for p in root.glob("*/*/*.json")})[:5]  # e.g. results/baselines/default-cpu
+        hint = f"run `adaptbench grid --suite {name or 'default'}{f' --results {shown}' if results else ''}` first"
+        if deeper:
+            suite_arg = f" --suite {suite}" if suite else ""
+            hint = "folders of records below it: " + " or ".join(
+                f"`adaptbench {command} --results {p}{suite_arg}`" for p in deeper
+            )
+        raise ValueError(f"no records under {root} (neither *.json records nor folders of them); {hint}")
+    if name is None:
+        if len(folders) > 1:
+            raise ValueError(f"{root} holds records of several suites: {held}; pick one: {form(shown, min(folders))}")
+        name = next(iter(folders))
+    others = f" (also there: {', '.join(holds(f) for f in sorted(folders) if f != name)})" if len(folders) > 1 else ""
+    if name in folders:
+        return Located(store, name, folders[name], f"found {holds(name)}{others}")
+    same = sorted(f for f, s in folders.items() if s == name)
+    if len(same) == 1:
+        others = f" (also there: {', '.join(holds(f) for f in sorted(folders) if f != same[0])})" if others else ""
+        return Located(store, same[0], name, f"found {holds(same[0])}{others}")
+    forms = " or ".join(form(root / f, name) for f in same) or " or ".join(form(shown, f) for f in sorted(folders))
+    raise ValueError(f"no folder {root / name}: {root} holds {held}; {forms}")
+
+
+def _suite_of(folder: Path) -> str | None:
+    """The suite named by the first readable record of a folder (a folder may be named otherwise, as baselines)."""
+    for f in sorted(folder.glob("*.json")):
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("suite"), str):
+            return data["suite"]
+    return None
+
+
+def _count(folder: Path) -> int:
+    return sum(1 for _ in folder.glob("*.json"))

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from bench import derived
 from bench.decision_map import Decision, decision
-from bench.report import METHOD_ORDER
+from bench.overview import METHOD_ORDER
 from bench.stats import MIN_SEEDS, MIN_SEEDS_FOR, NOT_ENOUGH_SEEDS, SEEDLESS, CachedPredictions, enough_seeds
 from bench.sweep_table import sweep_rows
 
@@ -65,6 +65,39 @@ def decision_lines(decisions: Sequence[Decision]) -> list[str]:
     return lines
 
 
+def cell_flags(
+    store: Store,
+    cell: derived.MethodCell,
+    spec: TaskSpec,
+    base: derived.Baselines | None,
+    scratch: derived.MethodCell | None,
+) -> tuple[list[str], derived.Gain | None]:
+    """The flags of one method at one budget (did-not-learn against ``base``, degenerate, few-seeds, still-improving,
+    negative-transfer against ``scratch``) and its gain over scratch (None: no scratch, or it is scratch)."""
+    flags = []
+    if base is not None:
+        noise = (
+            derived.noise_vs_majority(store, cell.records[0], spec)
+            if cell.primary.n == 1 and cell.has_predictions
+            else None
+        )
+        if derived.did_not_learn(spec, base.reference, cell.primary, noise):
+            flags.append("did-not-learn")
+    if "degenerate" in cell.flags:
+        flags.append("degenerate")
+    if not enough_seeds(cell.method, cell.primary.n):
+        flags.append("few-seeds")
+    improving = sum(derived.still_improving(r) for r in cell.records)
+    if improving:
+        flags.append(f"still-improving {improving}/{len(cell.records)}")
+    gain = None
+    if scratch is not None and cell.method != derived.SCRATCH:
+        gain = derived.gain_over_scratch(store, cell, scratch, spec)
+        if gain.negative_transfer:
+            flags.append("negative-transfer")
+    return flags, gain
+
+
 def task_lines(
     store: Store,
     task: str,
@@ -89,28 +122,10 @@ def task_lines(
         scratch = cells.get(derived.SCRATCH)
         for method in sorted(cells, key=_rank):
             c = cells[method]
-            flags = []
-            if base is not None:
-                noise = (
-                    derived.noise_vs_majority(store, c.records[0], spec)
-                    if c.primary.n == 1 and c.has_predictions
-                    else None
-                )
-                if derived.did_not_learn(spec, base.reference, c.primary, noise):
-                    flags.append("did-not-learn")
-            if "degenerate" in c.flags:
-                flags.append("degenerate")
-            if not enough_seeds(method, c.primary.n):
-                flags.append("few-seeds")
-            improving = sum(derived.still_improving(r) for r in c.records)
-            if improving:
-                flags.append(f"still-improving {improving}/{len(c.records)}")
+            flags, g = cell_flags(store, c, spec, base, scratch)
             gain = ""
-            if scratch is not None and method != derived.SCRATCH:
-                g = derived.gain_over_scratch(store, c, scratch, spec)
+            if g is not None:
                 gain = g.describe() + (" (not enough seeds)" if g.verdict == NOT_ENOUGH_SEEDS else "")
-                if g.negative_transfer:
-                    flags.append("negative-transfer")
             lines.append(
                 f"  {method:12s} {_budget(budget):>6s}  {c.primary.describe():34s} {c.primary.n:>5d}  "
                 f"{gain:30s} {', '.join(flags)}".rstrip()

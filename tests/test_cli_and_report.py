@@ -6,6 +6,8 @@ import copy
 import subprocess
 import sys
 
+import pandas as pd
+
 from bench.api import Cell, resolve_hparams
 from bench.cli import main
 from bench.record import Cost, Env, Forgetting, Params, new_record
@@ -79,7 +81,7 @@ def test_mean_ci_is_a_t_interval_over_seeds():
 def test_report_is_self_contained_and_lists_failures(tmp_path):
     html = render_html("t", _records())
     assert "data:image/png;base64," in html and "<script src" not in html and "http" not in html
-    assert "0.720 ± 0.050" in html, "3 seeds -> mean and 95% t-interval"
+    assert "0.720 [0.670, 0.770]" in html, "3 seeds -> mean and 95% t-interval"
     assert "RuntimeError: exploded" in html and "glue-sst2 x full" in html
     store = Store(tmp_path)
     for r in _records():
@@ -114,6 +116,8 @@ def test_a_suite_report_shows_only_its_current_cells_and_says_what_it_left_out(t
     store.write(stale)
     html = write_report("proxy", store, tmp_path / "out").read_text()
     assert "1 ok cells" in html and "1 records of cells outside the suite" in html
+    exported = pd.read_csv(tmp_path / "out" / "records.csv").set_index("key")["in_report"].to_dict()
+    assert exported == {current.key: True, "from-an-earlier-definition": False}, "every record read is exported"
     assert f"{len(load_suite('proxy').cells) - 1} of the suite" in html
     assert "2 ok cells" in write_report("proxy", store, tmp_path / "all", all_records=True).read_text()
 

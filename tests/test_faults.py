@@ -239,7 +239,7 @@ def test_the_report_marks_degenerate_rows_and_says_why(tmp_path):
     record = _ok(cell)
     record.flags = ["degenerate"]
     page = render_html("s", [record], source=tmp_path)
-    assert "full [degenerate: 1 of 1]" in page and "training collapsed" in page and "1 flagged degenerate" in page
+    assert "degenerate: 1 of 1" in page and "training collapsed" in page and "1 flagged degenerate" in page
     assert f"records in <code>{tmp_path}</code>" in page
     assert "[degenerate: 1 of 1]" in markdown_tables([record])
 

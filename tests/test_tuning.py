@@ -439,7 +439,7 @@ def test_a_cell_with_budget_validation_refit_and_patience_records_how_it_selecte
 
 
 def test_the_report_and_summary_show_each_sweep_with_its_scores_and_an_edge_warning(tmp_path, monkeypatch):
-    from bench.report import _sweeps_html, current_records
+    from bench.report import current_records, sweeps_html
     from bench.store import Store
     from bench.suite import run_grid
     from bench.summary import summary_text
@@ -459,7 +459,7 @@ def test_the_report_and_summary_show_each_sweep_with_its_scores_and_an_edge_warn
     ]
     assert [s for _, s in rows[0].tried] == pytest.approx([0.60, 0.80, 0.625])
     assert rows[0].seeds == (0, 1) and rows[0].budget == 256 and rows[0].cells == 6
-    page = "".join(_sweeps_html(kept))  # the report's sweep section
+    page = "".join(sweeps_html(kept))  # the report's sweep section
     assert "Hyperparameter sweeps" in page and "lr=0.0001: 0.600; lr=0.0003: 0.800; lr=0.001: 0.625" in page
     text = summary_text(store, "sweep", kept, labels_from_data=False)
     assert "glue-sst2 x lora: lr=0.0003 chosen on mean val/accuracy at budget 256, seed(s) 0,1" in text
@@ -469,5 +469,5 @@ def test_the_report_and_summary_show_each_sweep_with_its_scores_and_an_edge_warn
     monkeypatch.setitem(VAL, (1e-3, 1), 0.95)  # now 1e-3, the largest value tried, wins
     store, kept = swept("edge")
     assert [(r.chosen, r.at_edge) for r in sweep_rows(kept)] == [("lr=0.001", True)] * 2
-    assert "(at the grid&#x27;s edge)" in "".join(_sweeps_html(kept))
+    assert "(at the grid&#x27;s edge)" in "".join(sweeps_html(kept))
     assert "at the grid's edge" in summary_text(store, "sweep", kept, labels_from_data=False)

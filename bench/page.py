@@ -1,0 +1,105 @@
+"""The report page's style, its few lines of script and its table helper: one self-contained file, offline.
+
+Layout: a readable column up to 1300 px; every table sits in its own horizontally scrolling box, so a wide table
+never makes the page scroll sideways (from 800 px up). Print: details open, tables not cut through a row, header
+rows repeated on each page, colours kept. Script: click a column header to sort (numbers numerically, by the
+cell's ``data-v`` when it has one; empty cells last), follow a link into a collapsed drill-down and it opens.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+CSS = """
+*{box-sizing:border-box}
+body{font-family:system-ui,sans-serif;margin:1.5rem auto;max-width:1300px;color:#222;padding:0 1rem;line-height:1.4}
+h1{font-size:1.5rem} h2{margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
+.scroll{overflow-x:auto;max-width:100%;margin:.5rem 0 1.2rem}
+table{border-collapse:collapse;font-size:.85rem}
+th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right;vertical-align:top}
+th{background:#f3f3f3} td:first-child,th:first-child,.l{text-align:left}
+table.kv th{text-align:left;white-space:nowrap} table.kv td{text-align:left}
+table.sortable th{cursor:pointer;user-select:none;white-space:nowrap}
+table.sortable th[data-dir=asc]::after{content:" \\25B2"} table.sortable th[data-dir=desc]::after{content:" \\25BC"}
+td.heat{-webkit-print-color-adjust:exact;print-color-adjust:exact;white-space:nowrap}
+.meta{color:#555;font-size:.85rem} .bad{color:#a00} .flag{color:#a00}
+code{background:#f5f5f5;padding:0 .2rem;overflow-wrap:anywhere}
+img{max-width:100%;height:auto}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.78rem;background:#f8f8f8;padding:.4rem;margin:.2rem 0}
+details{margin:.3rem 0} summary{cursor:pointer}
+nav.toc ol{columns:2 16rem;font-size:.9rem;margin:.3rem 0}
+@media print{
+ body{max-width:none;margin:0;padding:0;font-size:10pt}
+ .scroll{overflow:visible} table{font-size:7pt} th,td{padding:.1rem .25rem}
+ tr,img,pre,summary{break-inside:avoid} thead{display:table-header-group} h2,h3{break-after:avoid}
+ nav.toc{display:none} table.sortable th::after{content:none!important}
+}
+@media print{details::details-content{content-visibility:visible;display:contents}}
+"""
+
+SCRIPT = """
+(function(){
+ function key(tr,i){var td=tr.children[i];if(!td)return null;
+  var v=td.hasAttribute('data-v')?td.getAttribute('data-v'):td.textContent.trim();
+  if(v===''||v==='\\u2013')return null;var n=Number(v);return isNaN(n)?v.toLowerCase():n}
+ document.querySelectorAll('table.sortable').forEach(function(table){
+  var heads=table.tHead.rows[0].cells;
+  Array.prototype.forEach.call(heads,function(th,i){th.addEventListener('click',function(){
+   var asc=th.getAttribute('data-dir')!=='asc';
+   Array.prototype.forEach.call(heads,function(h){h.removeAttribute('data-dir')});
+   th.setAttribute('data-dir',asc?'asc':'desc');
+   var body=table.tBodies[0],rows=Array.prototype.slice.call(body.rows);
+   rows.sort(function(a,b){var x=key(a,i),y=key(b,i);
+    if(x===null||y===null)return (x===null)-(y===null);
+    var c=(typeof x==='number'&&typeof y==='number')?x-y:
+     (typeof x==='number'?-1:typeof y==='number'?1:(x<y?-1:x>y?1:0));
+    return asc?c:-c});
+   rows.forEach(function(tr){body.appendChild(tr)})})})});
+ function openTarget(){var t=location.hash&&document.getElementById(decodeURIComponent(location.hash.slice(1)));
+  while(t){if(t.tagName==='DETAILS')t.open=true;t=t.parentElement}}
+ window.addEventListener('hashchange',openTarget);openTarget();
+ window.addEventListener('beforeprint',function(){document.querySelectorAll('details').forEach(function(d){d.open=true})});
+})();
+"""
+
+
+@dataclass(frozen=True)
+class TD:
+    """One table cell: ``text`` (escaped unless ``raw``), an optional sort value, inline style and tooltip."""
+
+    text: str
+    value: float | str | None = None  # data-v: what the column sorts by
+    style: str = ""
+    title: str = ""
+    raw: bool = False  # ``text`` is HTML already
+    cls: str = ""
+
+
+def _td(cell: TD | str) -> str:
+    if not isinstance(cell, TD):
+        return f"<td>{html.escape(cell)}</td>"
+    attrs = ""
+    if cell.value is not None:
+        attrs += f" data-v='{html.escape(str(cell.value), quote=True)}'"
+    for name, value in (("style", cell.style), ("title", cell.title), ("class", cell.cls)):
+        if value:
+            attrs += f" {name}='{html.escape(value, quote=True)}'"
+    return f"<td{attrs}>{cell.text if cell.raw else html.escape(cell.text)}</td>"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[TD | str]], cls: str = "") -> str:
+    """A table in its own horizontally scrolling box; ``cls`` "sortable" makes its header clickable."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "\n".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in rows)
+    return (
+        f"<div class='scroll'><table{f' class={cls!r}' if cls else ''}><thead><tr>{head}</tr></thead>"
+        f"<tbody>\n{body}\n</tbody></table></div>"
+    )
+
+
+def anchor(*parts: object) -> str:
+    """An id from names ("glue-sst2", "lora", 64 -> "glue-sst2--lora--64"): letters, digits, - and _ only."""
+    text = "--".join(str(p) for p in parts)
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)
