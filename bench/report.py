@@ -1,17 +1,15 @@
 """Records -> one self-contained HTML report per suite (tables + inline PNG plots), plus a Markdown summary.
 
 Every number shown is computed from the suite's records at report time; nothing is typed in. Per task: a table
-with one row per (method, budget) and a sample-efficiency plot (primary test metric vs label budget, one line per
-method). Over several seeds a cell shows the mean and a 95% t-interval; with one seed it shows the value and says
-n=1. Cells that failed, timed out or are unsupported are listed with their reason; rows with a collapsed run
-(``degenerate`` flag) are marked, and unreadable record files are named at the top.
+with one row per (method, budget) and its figures (``bench.plots``: sample efficiency, metric vs cost); tasks with
+one budget share a cross-task chart. Over several seeds a cell shows the mean and a 95% t-interval; with one seed it
+shows the value and says n=1. Cells that failed, timed out or are unsupported are listed with their reason; rows
+with a collapsed run (``degenerate`` flag) are marked, and unreadable record files are named at the top.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -91,33 +89,13 @@ def summarise(records: list[Record]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _plot(task: str, rows: list[dict[str, Any]], primary: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    methods = sorted({r["method"] for r in rows}, key=_method_rank)
-    for method in methods:
-        pts = sorted(
-            (r["budget"], *r["metrics"].get(f"test/{primary}", (math.nan, None))) for r in rows if r["method"] == method
-        )
-        xs = [p[0] for p in pts]
-        ys = [p[1] for p in pts]
-        errs = [p[2] or 0.0 for p in pts]
-        ax.errorbar(xs, ys, yerr=errs if any(errs) else None, marker="o", capsize=3, label=method)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("labelled training examples (budget)")
-    ax.set_ylabel(f"test {primary}")
-    ax.set_title(f"{task}: sample efficiency")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+def _figure_html(plot) -> str:
+    """A ``bench.plots.Plot`` as an inline PNG with its alt text and caption."""
+    esc = html.escape
+    return (
+        f"<figure><img style='max-width:100%' alt='{esc(plot.alt)}' src='data:image/png;base64,{plot.png}'>"
+        f"<figcaption class='meta'>{esc(plot.caption)}</figcaption></figure>"
+    )
 
 
 def _table_rows(rows: list[dict[str, Any]], primary: str) -> tuple[list[str], list[list[str]]]:
@@ -245,6 +223,12 @@ def render_html(
     if store is not None:
         out.extend(_decision_html([r for r in ok if r.task in TASKS], store))
     out.extend(_sweeps_html(ok))
+    from bench.plots import cross_task_figures, task_figures
+
+    cross = cross_task_figures(ok, store)
+    if cross:
+        out.append("<h2>Across tasks</h2>")
+        out.extend(_figure_html(plot) for plot in cross)
     for task, rows in summarise(records).items():
         spec = TASKS.get(task).spec if task in TASKS else None
         primary = spec.primary_metric if spec else "accuracy"
@@ -253,9 +237,7 @@ def render_html(
             f"{esc(spec.backbone if spec else '?')}; forgetting probe {esc(str(rows[0]['probe']))} "
             f"(base model: {rows[0]['probe_before']:.3f}).</p>"
         )
-        out.append(
-            f"<img alt='sample efficiency for {esc(task)}' src='data:image/png;base64,{_plot(task, rows, primary)}'>"
-        )
+        out.extend(_figure_html(plot) for plot in task_figures(task, ok, store))
         header, body = _table_rows(rows, primary)
         out.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>")
         out.extend("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in line) + "</tr>" for line in body)
