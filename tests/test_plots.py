@@ -234,3 +234,16 @@ def test_the_report_embeds_each_figure_with_alt_text_and_a_caption(suite, tmp_pa
     assert "alt='glue-sst2: test accuracy vs labelled training examples" in page
     assert "data:image/png;base64," in page and "http" not in page
     assert not any(math.isnan(v) for v in plots.value_limits([math.nan, 0.5], "accuracy"))
+
+
+@pytest.mark.slow
+def test_the_committed_baseline_records_render_with_every_kind_of_figure(tmp_path):
+    """results/baselines/default-cpu (real records, one seed, no stored predictions): ~20 s on two cores."""
+    from pathlib import Path
+
+    from bench.report import write_report
+
+    root = Path(__file__).resolve().parent.parent / "results" / "baselines"
+    page = write_report("default-cpu", Store(root), tmp_path, all_records=True).read_text()
+    alts = ("dot chart of the primary test metric", "in-domain vs out-of-domain", "vs labelled training examples")
+    assert all(alt in page for alt in alts) and "against forgetting, trainable parameters" in page
