@@ -16,7 +16,7 @@ import math
 import textwrap
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bench import derived
@@ -231,9 +231,13 @@ class DotRow:
 
     task: str
     metric: str
-    budget: str
     series: list[Series]
     base: Baselines | None
+    budget: int | None = None  # the effective budget the trained methods share
+    labels: dict[int, str] = field(default_factory=dict)  # effective budget -> tick text ("all (N)")
+
+    def budget_text(self, x: int | None) -> str:
+        return "–" if x is None else self.labels.get(x, f"{x:,}")
 
 
 def dot_chart_figure(rows: Sequence[DotRow]) -> Figure:
@@ -251,9 +255,9 @@ def dot_chart_figure(rows: Sequence[DotRow]) -> Figure:
             i = s.y[k]
             label = s.method if s.kind == "curve" else f"{s.method} (no training)"
             draw_point(ax, [i.mean], [y], s.method, f"dot:{row.task}:{s.method}", xerr=yerr([i]), label=label)
-            budget = f"{s.x[k]:,}" if s.x else ""
-            if budget and budget != row.budget:
-                ax.annotate(budget, (i.mean, y), xytext=(6, 0), textcoords="offset points", fontsize=7, va="center")
+            if s.x and s.x[k] != row.budget:  # fewshot at another budget than the row's
+                text = row.budget_text(s.x[k])
+                ax.annotate(text, (i.mean, y), xytext=(6, 0), textcoords="offset points", fontsize=7, va="center")
             shown += interval_ends(i)
         draw_baselines(ax, row.base, horizontal=False, span=(centre - 0.45, centre + 0.45))
         shown += baseline_values(row.base)
@@ -262,7 +266,9 @@ def dot_chart_figure(rows: Sequence[DotRow]) -> Figure:
     signed = any(row.metric in BOUNDS for row in rows)
     ax.set_xlim(*value_limits(shown, "mcc" if signed else "accuracy"))
     ax.set_ylim(-len(rows) + 0.5, 0.5)
-    ax.set_yticks([-float(r) for r in range(len(rows))], [f"{w.task}\n{w.metric}, budget {w.budget}" for w in rows])
+    ax.set_yticks(
+        [-float(r) for r in range(len(rows))], [f"{w.task}\n{w.metric}, budget {w.budget_text(w.budget)}" for w in rows]
+    )
     ax.tick_params(axis="y", labelsize=8)
     ax.set_xlabel("test metric (each task's primary metric, named under it)")
     ax.set_title("Tasks with one budget: primary test metric per method", fontsize=11)
@@ -277,11 +283,10 @@ def dot_chart_plot(records_by_task: dict[str, list[Record]], store: Store | None
         metric = spec_of(task).primary_metric
         series = efficiency_series(rs, metric)
         trained = sorted(trained_budgets(series)) or sorted({x for s in series for x in s.x})
-        labels = budget_labels(rs)
         base, note = task_baselines(task, rs, store)
         if base is None:
             notes[task] = note.removeprefix("No majority-class or chance line: ").rstrip(".")
-        rows.append(DotRow(task, metric, labels.get(trained[0], "–") if trained else "–", series, base))
+        rows.append(DotRow(task, metric, series, base, trained[0] if trained else None, budget_labels(rs)))
     caption = (
         f"The {len(rows)} tasks whose trained methods ran at one budget, gathered in one chart: each task's primary "
         "test metric (named under the task; the tasks' metrics differ, so compare methods within a row), mean over "

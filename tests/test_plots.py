@@ -147,7 +147,7 @@ def test_every_legend_sits_outside_the_axes(suite):
     rte = plots.efficiency_series([r for r in records if r.task == "glue-rte"], "accuracy")
     figures = [
         _sst2_figure(records, store)[0],
-        plots_scatter.dot_chart_figure([plots_scatter.DotRow("glue-rte", "accuracy", "256", rte, base)]),
+        plots_scatter.dot_chart_figure([plots_scatter.DotRow("glue-rte", "accuracy", rte, base, 256)]),
         plots_scatter.tradeoff_figure(
             "glue-sst2", "accuracy", plots_scatter.tradeoff_cells(sst2), True, base, plots.budget_labels(sst2)
         ),
@@ -170,9 +170,10 @@ def test_single_budget_tasks_go_to_one_cross_task_chart(suite):
     (dots,) = plots.cross_task_figures(records, store)  # no shift task here: the dot chart alone
     assert "glue-rte" in dots.alt and "glue-sst2" not in dots.alt and dots.png
     series = plots.efficiency_series([r for r in records if r.task == "glue-rte"], "accuracy")
-    fig = plots_scatter.dot_chart_figure([plots_scatter.DotRow("glue-rte", "accuracy", "256", series, None)])
+    fig = plots_scatter.dot_chart_figure([plots_scatter.DotRow("glue-rte", "accuracy", series, None, 256)])
     drawn = {a.get_gid() for a in fig.axes[0].lines}
     assert drawn >= {"dot:glue-rte:lora", "dot:glue-rte:frozen", "dot:glue-rte:fewshot"}
+    assert [t.get_text() for t in fig.axes[0].texts] == ["64"], "fewshot's other budget is written beside it"
 
 
 def test_the_pareto_front_of_each_cost_is_ringed(suite):
