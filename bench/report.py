@@ -3,7 +3,8 @@
 Every number shown is computed from the suite's records at report time; nothing is typed in. The page opens with a
 table of contents and an overview (``bench.overview``: what ran, hardware, code versions, dates, wall time, how the
 cells went), then the decision map, the primary metric of every method at every (task, budget) at a glance
-(``bench.heatmap``) and the sweeps; then per task a sample-efficiency plot and a sortable leaderboard with
+(``bench.heatmap``) and the sweeps; then figures across tasks (``bench.plots``: tasks with one budget share a dot chart) and per task its figures
+(sample efficiency, metric vs forgetting and costs) and a sortable leaderboard with
 intervals over seeds, backbone, costs and flags, each row's records in a collapsed drill-down
 (``bench.leaderboard``). Cells that failed, timed out or are unsupported are listed with their reason, and
 unreadable record files are named at the top. summary.md carries the same overview, decision map and table at a
@@ -13,9 +14,7 @@ one row per record.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from pathlib import Path
 from typing import Any
@@ -104,33 +103,13 @@ def summarise(records: list[Record]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
-def _plot(task: str, rows: list[dict[str, Any]], primary: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)
-    methods = sorted({r["method"] for r in rows}, key=_method_rank)
-    for method in methods:
-        pts = sorted(
-            (r["budget"], *r["metrics"].get(f"test/{primary}", (math.nan, None))) for r in rows if r["method"] == method
-        )
-        xs = [p[0] for p in pts]
-        ys = [p[1] for p in pts]
-        errs = [p[2] or 0.0 for p in pts]
-        ax.errorbar(xs, ys, yerr=errs if any(errs) else None, marker="o", capsize=3, label=method)
-    ax.set_xscale("log", base=2)
-    ax.set_xlabel("labelled training examples (budget)")
-    ax.set_ylabel(f"test {primary}")
-    ax.set_title(f"{task}: sample efficiency")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+def _figure_html(plot) -> str:
+    """A ``bench.plots.Plot`` as an inline PNG with its alt text and caption."""
+    esc = html.escape
+    return (
+        f"<figure><img style='max-width:100%' alt='{esc(plot.alt)}' src='data:image/png;base64,{plot.png}'>"
+        f"<figcaption class='meta'>{esc(plot.caption)}</figcaption></figure>"
+    )
 
 
 def _table_rows(rows: list[dict[str, Any]], primary: str) -> tuple[list[str], list[list[str]]]:
@@ -221,6 +200,7 @@ def render_html(
 def page_html(data: ReportData) -> str:
     from bench.heatmap import LEGEND
     from bench.leaderboard import FLAG_NOTE, leaderboard_html
+    from bench.plots import cross_task_figures, task_figures
     from bench.registry import TASKS
 
     esc = html.escape
@@ -232,6 +212,9 @@ def page_html(data: ReportData) -> str:
     sections += [("at-a-glance", "Primary test metric at a glance")] if data.heatmap.rows else []
     sweeps = sweeps_html([r for r in data.records if r.ok])
     sections += [("sweeps", "Hyperparameter sweeps")] if sweeps else []
+    ok = [r for r in data.records if r.ok]
+    cross = cross_task_figures(ok, data.store)
+    sections += [("across-tasks", "Across tasks")] if cross else []
     sections += [(anchor("task", t), t) for t in tasks]
     sections += [("not-ok", "Cells that did not produce results")] if bad else []
     out = [
@@ -263,6 +246,8 @@ def page_html(data: ReportData) -> str:
         ]
     if sweeps:
         out += ["<section id='sweeps'>", *sweeps, "</section>"]
+    if cross:
+        out += ["<section id='across-tasks'><h2>Across tasks</h2>", *(_figure_html(p) for p in cross), "</section>"]
     for task in tasks:
         rows = data.tables[task]
         spec = TASKS.get(task).spec if task in TASKS else None
@@ -274,9 +259,7 @@ def page_html(data: ReportData) -> str:
             f"backbone {esc(spec.backbone if spec else '?')}; forgetting probe {esc(str(rows[0]['probe']))} "
             f"(base model: {rows[0]['probe_before']:.3f}).</p>"
         )
-        out.append(
-            f"<img alt='sample efficiency for {esc(task)}' src='data:image/png;base64,{_plot(task, rows, primary)}'>"
-        )
+        out.extend(_figure_html(plot) for plot in task_figures(task, ok, data.store))
         if task in data.boards:
             out.append(leaderboard_html(task, data.boards[task], spec))
             out.append(f"<p class='meta'>{esc(FLAG_NOTE)}</p>")

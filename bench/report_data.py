@@ -41,6 +41,7 @@ class ReportData:
     decisions: list[Decision]  # empty without a store (no stored predictions to pair)
     heatmap: Heatmap
     boards: dict[str, list[LeaderRow]]  # registered task -> leaderboard rows
+    store: Store | None = None  # where the records came from (the figures read stored predictions)
 
 
 def build_report(
@@ -92,6 +93,7 @@ def build_report(
         decisions=decisions,
         heatmap=build_heatmap(cells, derived.registry_spec, {(d.task, d.budget): d for d in decisions}),
         boards=boards,
+        store=store,
     )
 
 
