@@ -3,9 +3,9 @@
 Every number shown is computed from the suite's records at report time; nothing is typed in. The page opens with a
 table of contents and an overview (``bench.overview``: what ran, hardware, code versions, dates, wall time, how the
 cells went), then the decision map, the primary metric of every method at every (task, budget) at a glance
-(``bench.heatmap``) and the sweeps; then figures across tasks (``bench.plots``: tasks with one budget share a dot chart) and per task its figures
-(sample efficiency, metric vs forgetting and costs) and a sortable leaderboard with
-intervals over seeds, backbone, costs and flags, each row's records in a collapsed drill-down
+(``bench.heatmap``), the sweeps and the figures across tasks (``bench.plots``: tasks with one budget share a dot
+chart); then per task its figures (sample efficiency, metric vs forgetting and costs) and a sortable leaderboard
+with intervals over seeds, backbone, costs and flags, each row's records in a collapsed drill-down
 (``bench.leaderboard``). Cells that failed, timed out or are unsupported are listed with their reason, and
 unreadable record files are named at the top. summary.md carries the same overview, decision map and table at a
 glance, then the per-task tables (``markdown_tables``); records.csv and records.parquet (``bench.exports``) hold
