@@ -78,7 +78,7 @@ class GridProgress:
         self.running: dict[int, _Running] = {}
         self._tokens = itertools.count()
         self._lock = threading.RLock()
-        self._bar = _Bar(self, console) if live else None
+        self._bar = _Bar(self, console) if live and not quiet else None
 
     @property
     def total(self) -> int:
