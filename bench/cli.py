@@ -17,6 +17,7 @@ EPILOG = """examples:
   adaptbench grid --suite default                  # resumes: cells with an ok record are skipped
   adaptbench grid --suite default --filter 'glue-sst2/*'
   adaptbench grid --suite default --dry-run        # the cells, sweep cells first, and which are done
+  adaptbench grid --suite proxy --quiet            # CI logs: one line per cell, errors, the summary
   adaptbench report --suite default                # -> reports/default/index.html, summary.md, records.csv
   adaptbench report --results results/baselines/default-cpu  # any folder of records -> reports/default-cpu/
   adaptbench summary --suite default --memory-cap 8  # decision map and per-task tables, as text
@@ -144,7 +145,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cell = Cell(args.task, args.method, args.budget, args.seed, _parse_sets(args.set), suite=args.suite)
     record = run_cell(
-        cell, store=Store(args.results), data_root=args.data_root, device=args.device, timeout_s=args.timeout
+        cell,
+        store=Store(args.results),
+        data_root=args.data_root,
+        device=args.device,
+        timeout_s=args.timeout,
+        quiet=args.quiet,
     )
     print(format_record(record))
     return 0 if record.status in ("ok", "unsupported") else 1
@@ -235,7 +241,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
         print(f"suite {suite.name}: {len(lines)} cells ({sweeps} sweep cells); nothing is run")
         print("\n".join(lines))
         return 0
-    result = run_grid(suite, store, args.filter, args.jobs, args.data_root, args.device)
+    result = run_grid(suite, store, args.filter, args.jobs, args.data_root, args.device, quiet=args.quiet)
     bad = [r for r in result.records if r.status not in ("ok", "unsupported")]
     for r in bad:
         print(f"  {r.status}: {r.task} x {r.method} @ {r.budget} seed {r.seed} ({r.key})")
@@ -462,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", default="adhoc", help="where the record is filed (results/<suite>/)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--timeout", type=_positive_seconds, default=3600.0, help="seconds before the cell is killed")
+    p.add_argument("--quiet", action="store_true", help="no line per validation pass: only the record's summary")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("grid", parents=[common], help="run every cell of a suite (resumes)")
@@ -475,6 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run",
         action="store_true",
         help="list the cells (sweep cells, the cells they tune, the rest) and which have a record; run nothing",
+    )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="for CI logs: one result line per cell, errors and the final summary; no running or validation lines, "
+        "no progress bar",
     )
     p.set_defaults(fn=cmd_grid)
 

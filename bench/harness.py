@@ -12,10 +12,20 @@ a failed cell is a record, never a silent gap. Inside the child, in this order: 
 count; load the pretrained backbone; probe the untouched base model (forgetting baseline); prepare the method;
 count parameters; train with validation-based selection inside the memory window; evaluate test once; probe the
 adapted backbone; write the record.
+
+What the cell prints on stdout (the loop's line per validation pass, ``step 16/64  train_loss 0.512  val/accuracy
+0.8120  (best)``) reaches the caller live through a file: with ``on_line``, the parent creates ``stdout.txt`` in the
+cell's temporary folder, the child points its file descriptor 1 at it (append mode), and a thread in the parent
+(``FollowLines``) reads what was appended every 0.2 s and hands each complete line to ``on_line``. A file, not a
+pipe, because the child is forked by the fork server (it cannot inherit a pipe the parent opens now), because a
+child that prints faster than the parent reads never blocks on a full pipe, and because whatever the child wrote
+before it died is still there to read. Without ``on_line`` the child's stdout is the fork server's (the terminal
+of ``adaptbench run``), or /dev/null with ``quiet``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
@@ -28,6 +38,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.api import Cell, Resolved, resolve_hparams
@@ -108,10 +119,12 @@ def run_cell(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     quiet: bool = False,
     checked: bool = False,
+    on_line: Callable[[str], None] | None = None,
 ) -> Record:
     """Run one cell in a fresh process and return its record (also written to the store). User errors (names,
     settings, budget, missing or corrupt data) raise here, before any process starts, and write no record;
-    ``checked`` says the caller (the grid) has already checked the inputs."""
+    ``checked`` says the caller (the grid) has already checked the inputs. ``on_line`` gets each line the cell
+    prints on stdout while it runs (see the module docstring); ``quiet`` without it discards them."""
     store = store or Store()
     res = resolve_hparams(cell)  # bad names and settings fail here, before any process starts
     reason = res.unsupported_reason()
@@ -124,6 +137,9 @@ def run_cell(
 
     with tempfile.TemporaryDirectory(prefix="adaptbench-cell-") as tmp:
         done_file, stderr_path = Path(tmp) / "done.json", Path(tmp) / "stderr.txt"
+        stdout_path = Path(tmp) / "stdout.txt" if on_line else None
+        if stdout_path:
+            stdout_path.touch()  # the parent reads it from the start, while the child appends
         args = (
             dataclasses.asdict(cell),
             str(done_file),
@@ -133,16 +149,18 @@ def run_cell(
             dict(os.environ),
             str(stderr_path),
             quiet,
+            str(stdout_path) if stdout_path else None,
             os.getpid(),
         )
         started = time.perf_counter()
         proc = _cell_context().Process(target=_child_entry, args=args, name=f"adaptbench-{res.key}")
-        proc.start()
-        proc.join(timeout_s)
-        code = proc.exitcode
-        if code is None:  # still running: out of time
-            proc.kill()
-            proc.join()
+        with FollowLines(stdout_path, on_line) if stdout_path else contextlib.nullcontext():
+            proc.start()
+            proc.join(timeout_s)
+            code = proc.exitcode
+            if code is None:  # still running: out of time
+                proc.kill()
+                proc.join()
         if done_file.exists():
             return Record.from_json(json.loads(done_file.read_text()))
         tail = stderr_path.read_text(errors="replace")[-ERROR_TAIL:] if stderr_path.exists() else ""
@@ -152,6 +170,45 @@ def run_cell(
         record.cost = Cost(wall_time_s=time.perf_counter() - started)
         store.write(record)
         return record
+
+
+class FollowLines:
+    """While open, hands each complete line appended to ``path`` to ``on_line``, from a thread that reads every
+    ``every_s`` seconds; closing reads what is left (a last line without its newline too). A line redrawn with
+    carriage returns (a progress bar) counts as its last state, so no animation reaches a log."""
+
+    def __init__(self, path: str | Path, on_line: Callable[[str], None], every_s: float = 0.2) -> None:
+        self.path, self.on_line, self.every_s = Path(path), on_line, every_s
+        self._file = None
+        self._partial = b""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True, name="adaptbench-follow")
+
+    def __enter__(self) -> FollowLines:
+        self._file = open(self.path, "rb")  # closed in __exit__
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.read(final=True)
+        self._file.close()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.read()
+
+    def read(self, final: bool = False) -> None:
+        *lines, self._partial = (self._partial + self._file.read()).split(b"\n")
+        redrawn = self._partial.rfind(b"\r", 0, max(0, len(self._partial) - 1))  # a bar redrawn in place
+        self._partial = self._partial[redrawn + 1 :]  # keeps its last state, not every frame
+        if final and self._partial:
+            lines, self._partial = [*lines, self._partial], b""
+        for raw in lines:
+            text = raw.decode(errors="replace").rstrip().split("\r")[-1]
+            if text.strip():
+                self.on_line(text)
 
 
 def exit_status(code: int | None, stderr_tail: str, timeout_s: float) -> tuple[str, str, str | None]:
@@ -184,17 +241,23 @@ def _child_entry(
     env: dict,
     stderr: str,
     quiet: bool,
+    stdout: str | None,
     parent: int,
 ) -> None:
     """First thing in the cell's process: the parent's environment now (not the fork server's from when it
-    started), stderr to a file the parent reads if the cell dies, stdout silenced when asked, and a watchdog that
-    ends the cell if the process that asked for it is gone (a killed grid leaves no orphan computing)."""
+    started), stderr to a file the parent reads if the cell dies, stdout to the file the parent follows (or
+    silenced when asked), and a watchdog that ends the cell if the process that asked for it is gone (a killed grid
+    leaves no orphan computing)."""
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     os.environ.clear()
     os.environ.update(env)
     fd = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 2)
-    if quiet:
+    if stdout:
+        os.dup2(os.open(stdout, os.O_WRONLY | os.O_APPEND), 1)
+        # print() writes to fd 1, a line at a time, whatever sys.stdout the process was forked with
+        sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    elif quiet:
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
     sys.exit(child_main(Cell(**cell), done_file, device, results, data_root))
 

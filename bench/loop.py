@@ -38,12 +38,19 @@ names) for training and evaluation; the first steps compile, and they are the wa
 throughput, so ``compile_time_s`` is their extra time over a timed step. Cached-feature methods call the head and
 the encoder directly, and few-shot predictors replace the model, so compile does not apply to them. If a compiled
 call fails, the error is recorded (``compile_error``) and the model runs eagerly from then on.
+
+Each validation pass prints one line through ``Runner.progress`` (default: stdout, flushed), e.g.
+``step 16/64  train_loss 0.512  val/accuracy 0.8120  (best)``: the step out of the run's length (the cap under
+patience), the last batch's loss, the primary metric, and whether it is the best so far. In a cell's process stdout
+is a file the grid follows (bench.harness), so these lines show up in the grid's output while the cell runs; the
+record never depends on them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +122,7 @@ class Runner:
         self.encode_time_s = 0.0  # time spent computing (or loading) backbone features
         self.outputs: dict[str, np.ndarray] = {}  # split name -> outputs of its last evaluation
         self.grad_accum = _grad_accum
+        self.progress: Callable[[str], None] | None = _print_line  # one line per validation pass; None: silent
         self.eval_batch_size = max(1, cfg.eval_batch_size // self.grad_accum)
         if device == "cuda":  # TF32 tensor cores for fp32 matmuls and convolutions where the GPU has them
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -323,12 +331,17 @@ class Runner:
                 metrics, _ = self.evaluate(val, cached)
                 result.history.append({"step": step, "train_loss": loss, **_prefixed("val", metrics)})
                 score = sign * metrics[primary] if not math.isnan(metrics[primary]) else -math.inf
-                if score > best_score or best_state is None:
+                best = score > best_score or best_state is None
+                if best:
                     best_score, result.best_step, result.best_val = score, step, metrics
                     best_state, stale = _snapshot(self.model, changeable), 0
                 else:
                     stale += 1
-                if cfg.patience and stale >= cfg.patience and step < last:
+                stop = bool(cfg.patience and stale >= cfg.patience and step < last)
+                if self.progress is not None:
+                    line = pass_line(step, last, loss, f"val/{primary}", metrics[primary], best, stale if stop else 0)
+                    self.progress(line)
+                if stop:
                     result.stopped_by = "patience"
                     break
         if best_state is not None:
@@ -513,6 +526,17 @@ def _warmup_linear(warmup: int, total: int):
         return max(0.0, (total - step) / max(1, total - warmup))
 
     return factor
+
+
+def pass_line(step: int, last: int, loss: float, name: str, value: float, best: bool, stale: int = 0) -> str:
+    """The line a validation pass prints: ``step 16/64  train_loss 0.512  val/accuracy 0.8120  (best)``; ``stale``
+    (passes without a better score) when patience stops the run here."""
+    note = "  (best)" if best else f"  (stopping: {stale} passes without a better one)" if stale else ""
+    return f"step {step}/{last}  train_loss {loss:.3f}  {name} {value:.4f}{note}"
+
+
+def _print_line(line: str) -> None:
+    print(line, flush=True)  # flushed: in a cell's process stdout is a file the grid reads while the cell runs
 
 
 def _prefixed(prefix: str, metrics: dict[str, float]) -> dict[str, float]:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api import Cell, resolve_hparams
+from bench.progress import GridProgress
 from bench.record import Record, new_record
 from bench.registry import METHODS, TASKS, load_all, suggest
 from bench.store import Store
@@ -440,6 +441,22 @@ class GridResult:
         return not self.refused and all(r.status in ("ok", "unsupported") for r in self.records)
 
 
+@dataclass
+class _Grid:
+    """What the phases of one grid share."""
+
+    suite: Suite
+    store: Store
+    result: GridResult
+    claims: Any  # bench.claims.Claims
+    data: Any  # bench.data.DataRoot
+    jobs: int
+    data_root: str | None
+    device: str
+    progress: GridProgress
+    pool_sizes: dict[str, int] = field(default_factory=dict)
+
+
 def run_grid(
     suite: Suite,
     store: Store,
@@ -448,22 +465,33 @@ def run_grid(
     data_root: str | None = None,
     device: str = "auto",
     log: Callable[[str], None] | None = None,
+    quiet: bool = False,
+    live: bool | None = None,
 ) -> GridResult:
     """Run a suite's cells that have no ok record: first the sweep cells, then the fixed cells and the sweeps'
-    block cells with the values the sweeps chose."""
-    log = log or (lambda line: print(line, flush=True))  # progress shows up live even when piped to a file
+    block cells with the values the sweeps chose. Progress (bench.progress) goes to ``log`` as lines (default:
+    stdout, with a live bar when it is a terminal, unless ``live`` says otherwise); ``quiet`` keeps only each
+    cell's result line, errors and the final summary."""
     from bench.claims import Claims
     from bench.data import DataRoot
 
-    result = GridResult()
-    data, pool_sizes = DataRoot.resolve(data_root), {}
+    progress = GridProgress(log, quiet=quiet, live=live, jobs=jobs)
     claims = Claims(store.suite_dir(suite.name), suite.timeout_s)
+    g = _Grid(suite, store, GridResult(), claims, DataRoot.resolve(data_root), jobs, data_root, device, progress)
+    try:
+        return _run_grid(g, pattern)
+    finally:
+        progress.close()
+
+
+def _run_grid(g: _Grid, pattern: str | None) -> GridResult:
+    suite, store, result, progress = g.suite, g.store, g.result, g.progress
     start, ran = time.perf_counter(), 0
     sweeps = [s for s in suite.sweeps if _wanted(s, pattern)]
     if sweeps:
         cells = [c for s in sweeps for c in s.cells()]
-        log(f"suite {suite.name}: {len(sweeps)} sweeps, {len(cells)} sweep cells")
-        ran += _run_cells(cells, suite, store, result, claims, data, pool_sizes, jobs, data_root, device, log, "sweep ")
+        progress.info(f"suite {suite.name}: {len(sweeps)} sweeps, {len(cells)} sweep cells")
+        ran += _run_cells(g, cells, "sweep ", later=_cells_after_sweeps(suite, store, sweeps, pattern))
     tuned = []
     for sweep in sweeps:
         outcome = select_sweep(sweep, lambda key: store.get(suite.name, key))
@@ -471,25 +499,46 @@ def run_grid(
         block = select(sweep.dependents(), pattern)
         if sweep.task in result.refused:
             continue
-        log(outcome.describe())
         if outcome.status == "selected":
+            progress.info(outcome.describe())
             tuned += select(sweep.dependents(outcome.chosen, outcome.tuned_from), pattern)
         elif outcome.status in ("failed", "unsupported"):
+            say = progress.error if outcome.status == "failed" else progress.info  # unsupported is an answer
+            say(outcome.describe())
             for record in pending_records(outcome, block):
                 store.write(record)
                 result.records.append(record)
-            log(f"{len(block)} cells of {sweep.name}: {outcome.status}, not run ({outcome.reason})")
+            say(f"{len(block)} cells of {sweep.name}: {outcome.status}, not run ({outcome.reason})")
         else:
-            log(f"{len(block)} cells of {sweep.name} not run: {outcome.reason}")
+            progress.error(outcome.describe())
+            progress.error(f"{len(block)} cells of {sweep.name} not run: {outcome.reason}")
     cells = [*select(suite.cells, pattern), *tuned]
-    ran += _run_cells(cells, suite, store, result, claims, data, pool_sizes, jobs, data_root, device, log, "")
+    ran += _run_cells(g, cells, "", later=0)
     result.records = list({r.key: r for r in result.records}.values())  # a tuned cell may be a sweep cell too
-    log(f"suite {suite.name}: ran {ran} cells in {time.perf_counter() - start:.0f} s")
+    progress.error(f"suite {suite.name}: ran {ran} cells in {time.perf_counter() - start:.0f} s")
     for holder, held in result.claimed.items():
-        log(f"skipped {len(held)} cells claimed by {holder} (another grid on this results folder is running them)")
+        progress.error(
+            f"skipped {len(held)} cells claimed by {holder} (another grid on this results folder is running them)"
+        )
     for task, why in result.refused.items():
-        log(f"skipped task {task}: {why}")
+        progress.error(f"skipped task {task}: {why}")
     return result
+
+
+def _cells_after_sweeps(suite: Suite, store: Store, sweeps: list[Sweep], pattern: str | None) -> int:
+    """How many cells the grid will run once its sweeps have run, as far as records tell before they do: the fixed
+    cells and the tuned cells without an ok record (a sweep that has not chosen yet: its block's cells, less those
+    at the sweep's budget and seeds, which will be its chosen sweep cells). The count the progress starts from."""
+    keys = {resolve_hparams(c).key for c in select(suite.cells, pattern)}
+    unchosen = 0
+    for sweep in sweeps:
+        outcome = select_sweep(sweep, lambda key: store.get(suite.name, key))
+        if outcome.status == "selected":
+            keys |= {resolve_hparams(c).key for c in select(sweep.dependents(outcome.chosen), pattern)}
+        else:
+            block = select(sweep.dependents(), pattern)
+            unchosen += sum(not (c.budget == sweep.budget and c.seed in sweep.seeds) for c in block)
+    return sum(not store.has_ok(suite.name, key) for key in keys) + unchosen
 
 
 def _reuse(store: Store, suite: str, key: str, cell: Cell) -> Record:
@@ -501,14 +550,15 @@ def _reuse(store: Store, suite: str, key: str, cell: Cell) -> Record:
     return record
 
 
-def _run_cells(cells, suite, store, result, claims, data, pool_sizes, jobs, data_root, device, log, label) -> int:
-    """Run the cells without an ok record (each once, in order), adding every record to ``result``; returns how
-    many ran."""
+def _run_cells(g: _Grid, cells: list[Cell], label: str, later: int) -> int:
+    """Run the cells without an ok record (each once, in order), adding every record to ``g.result``; returns how
+    many ran. ``later``: the estimate of the cells the grid runs after these, for the progress's total."""
     from concurrent.futures import ThreadPoolExecutor
 
     from bench.data import DataError
     from bench.harness import check_inputs, run_cell
 
+    suite, store, result, progress = g.suite, g.store, g.result, g.progress
     todo, seen = [], set()
     for cell in cells:
         res = resolve_hparams(cell)
@@ -519,53 +569,56 @@ def _run_cells(cells, suite, store, result, claims, data, pool_sizes, jobs, data
             result.records.append(_reuse(store, suite.name, res.key, cell))
             continue
         if store.path(suite.name, res.key) in store.unreadable:
-            log(f"unreadable record {store.path(suite.name, res.key)}: will be recomputed")
+            progress.error(f"unreadable record {store.path(suite.name, res.key)}: will be recomputed")
         if cell.task in result.refused:
             continue
         try:  # once per task and settings: files are verified once per process, pool sizes are cached
-            check_inputs(res, data, pool_sizes)
+            check_inputs(res, g.data, g.pool_sizes)
         except (DataError, ValueError) as e:
             result.refused[cell.task] = str(e)
-            log(f"error: {cell.task}: its cells will not run: {e}")
+            progress.error(f"error: {cell.task}: its cells will not run: {e}")
             continue
         todo.append(cell)
     todo = [c for c in todo if c.task not in result.refused]
-    log(f"suite {suite.name}: {len(seen) - len(todo)} {label}cells already done, {len(todo)} to run")
+    progress.info(f"suite {suite.name}: {len(seen) - len(todo)} {label}cells already done, {len(todo)} to run")
+    progress.add(len(todo), later=later)
 
-    def one(i_cell: tuple[int, Cell]) -> Record | None:
-        i, cell = i_cell
+    def one(cell: Cell) -> Record | None:
         key = resolve_hparams(cell).key
-        holder = claims.acquire(key)
+        name = f"{label}{cell.describe()}"
+        holder = g.claims.acquire(key)
         if holder is not None:
             result.claimed.setdefault(holder.describe(), []).append(cell)
-            log(f"[{i + 1}/{len(todo)}] {label}{cell.describe()}: skipped, claimed by {holder.describe()}")
+            progress.skip(name, f"skipped, claimed by {holder.describe()}")
             return None
         try:
             if store.has_ok(suite.name, key):  # another grid finished it between our look and our claim
+                progress.skip(name)
                 return _reuse(store, suite.name, key, cell)
-            t0 = time.perf_counter()
+            token = progress.start(name, f"{cell.task}/{cell.method}/{cell.budget}/{cell.seed}")
+            # the cell's stdout (a line per validation pass) comes back line by line, unless quiet discards it
+            follow = {} if progress.quiet else {"on_line": lambda line: progress.line(token, line)}
             record = run_cell(
                 cell,
                 store=store,
-                data_root=data_root,
-                device=device,
+                data_root=g.data_root,
+                device=g.device,
                 timeout_s=suite.timeout_s,
                 quiet=True,
                 checked=True,
+                **follow,
             )
         finally:
-            claims.release(key)  # after the record is written
-        log(
-            f"[{i + 1}/{len(todo)}] {label}{cell.describe()}: {summary_line(record)} ({time.perf_counter() - t0:.0f} s)"
-        )
+            g.claims.release(key)  # after the record is written
+        progress.finish(token, summary_line(record))
         return record
 
-    if jobs <= 1:
-        done = [one(item) for item in enumerate(todo)]
+    if g.jobs <= 1:
+        done = [one(cell) for cell in todo]
     else:
-        pool = ThreadPoolExecutor(max_workers=jobs)
+        pool = ThreadPoolExecutor(max_workers=g.jobs)
         try:
-            done = list(pool.map(one, enumerate(todo)))
+            done = list(pool.map(one, todo))
         finally:
             # on Ctrl-C or an error, start no new cell; running cells finish and keep their records
             pool.shutdown(wait=True, cancel_futures=True)

@@ -31,8 +31,11 @@ def test_one_real_cell_runs_end_to_end_and_writes_a_complete_record(tmp_path):
         {"probe_limit": 40, "min_steps": 4, "epochs": 1, "max_evals": 2, "image_size": 32},
         suite="e2e",
     )
-    record = run_cell(cell, store=store, quiet=True)
+    lines: list[str] = []
+    record = run_cell(cell, store=store, quiet=True, on_line=lines.append)
     assert record.status == "ok", record.error
+    passes = [line for line in lines if line.startswith("step ")]  # followed from the cell's process while it ran
+    assert len(passes) == len(record.selection.history) > 0 and passes[-1].startswith("step 4/4  train_loss ")
     assert store.get("e2e", record.key) == record
     assert 0.0 <= record.metrics["test/auroc"] <= 1.0 and "val/auroc" in record.metrics
     assert record.splits.train == 64 and record.splits.test == 624

@@ -88,6 +88,23 @@ def test_patience_stops_on_a_plateau_and_keeps_the_best_checkpoint():
     assert not _equal(seen[1], seen[3]), "training moved on after the best pass"
 
 
+def test_each_validation_pass_prints_its_step_loss_score_and_whether_it_is_the_best(capsys):
+    """The line the grid shows under a running cell (the cell's stdout, followed by the harness)."""
+    cfg = TrainConfig(batch_size=8, eval_every=1, patience=2, max_steps=50)
+    runner, train, val, _ = _runner(cfg, scores=[0.5, 0.7, 0.6, 0.65, 0.9])
+    fit = runner.fit(_Head(), train, val, seed=0)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(fit.history) == 4
+    for line, h, note in zip(
+        lines, fit.history, ["  (best)", "  (best)", "", "  (stopping: 2 passes without a better one)"], strict=True
+    ):
+        assert line == f"step {h['step']}/50  train_loss {h['train_loss']:.3f}  val/auroc {h['val/auroc']:.4f}{note}"
+    quiet, train, val, _ = _runner(cfg, scores=[0.5, 0.7])
+    quiet.progress = None
+    quiet.fit(_Head(), train, val, seed=0)
+    assert capsys.readouterr().out == "", "progress=None: silent"
+
+
 def test_the_cap_holds_when_validation_keeps_improving():
     cfg = TrainConfig(batch_size=8, eval_every=3, patience=1, max_steps=13)
     runner, train, val, _ = _runner(cfg, scores=[0.1 * i for i in range(1, 20)])
