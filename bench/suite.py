@@ -448,9 +448,11 @@ def run_grid(
     data_root: str | None = None,
     device: str = "auto",
     log: Callable[[str], None] | None = None,
+    on_record: Callable[[Record], None] | None = None,
 ) -> GridResult:
     """Run a suite's cells that have no ok record: first the sweep cells, then the fixed cells and the sweeps'
-    block cells with the values the sweeps chose."""
+    block cells with the values the sweeps chose. ``on_record`` is called with the record of each cell run now, once
+    it is written (from a worker thread when ``jobs`` > 1), e.g. ``bench.wandb_log.WandbLogger``."""
     log = log or (lambda line: print(line, flush=True))  # progress shows up live even when piped to a file
     from bench.claims import Claims
     from bench.data import DataRoot
@@ -463,7 +465,9 @@ def run_grid(
     if sweeps:
         cells = [c for s in sweeps for c in s.cells()]
         log(f"suite {suite.name}: {len(sweeps)} sweeps, {len(cells)} sweep cells")
-        ran += _run_cells(cells, suite, store, result, claims, data, pool_sizes, jobs, data_root, device, log, "sweep ")
+        ran += _run_cells(
+            cells, suite, store, result, claims, data, pool_sizes, jobs, data_root, device, log, "sweep ", on_record
+        )
     tuned = []
     for sweep in sweeps:
         outcome = select_sweep(sweep, lambda key: store.get(suite.name, key))
@@ -482,7 +486,9 @@ def run_grid(
         else:
             log(f"{len(block)} cells of {sweep.name} not run: {outcome.reason}")
     cells = [*select(suite.cells, pattern), *tuned]
-    ran += _run_cells(cells, suite, store, result, claims, data, pool_sizes, jobs, data_root, device, log, "")
+    ran += _run_cells(
+        cells, suite, store, result, claims, data, pool_sizes, jobs, data_root, device, log, "", on_record
+    )
     result.records = list({r.key: r for r in result.records}.values())  # a tuned cell may be a sweep cell too
     log(f"suite {suite.name}: ran {ran} cells in {time.perf_counter() - start:.0f} s")
     for holder, held in result.claimed.items():
@@ -501,7 +507,9 @@ def _reuse(store: Store, suite: str, key: str, cell: Cell) -> Record:
     return record
 
 
-def _run_cells(cells, suite, store, result, claims, data, pool_sizes, jobs, data_root, device, log, label) -> int:
+def _run_cells(
+    cells, suite, store, result, claims, data, pool_sizes, jobs, data_root, device, log, label, on_record=None
+) -> int:
     """Run the cells without an ok record (each once, in order), adding every record to ``result``; returns how
     many ran."""
     from concurrent.futures import ThreadPoolExecutor
@@ -558,6 +566,8 @@ def _run_cells(cells, suite, store, result, claims, data, pool_sizes, jobs, data
         log(
             f"[{i + 1}/{len(todo)}] {label}{cell.describe()}: {summary_line(record)} ({time.perf_counter() - t0:.0f} s)"
         )
+        if on_record is not None:
+            on_record(record)
         return record
 
     if jobs <= 1:
