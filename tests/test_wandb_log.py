@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 
 import pytest
+from google.protobuf.message import DecodeError
 
 from bench.api import Cell, resolve_hparams
 from bench.record import Cost, Env, Forgetting, Params, Selection, new_record
@@ -55,7 +57,7 @@ def _protobufs(path):
     from wandb.proto import wandb_internal_pb2
 
     data, block, pos, pieces = path.read_bytes(), 32768, 7, b""
-    assert data[:4] == b":W&B"
+    assert data[:4] == b":W&B"[: len(data)], "not a .wandb file"
     while pos + 7 <= len(data):
         if block - pos % block < 7:  # a block's tail too short for a chunk header is padding
             pos += block - pos % block
@@ -69,9 +71,22 @@ def _protobufs(path):
             yield record
 
 
-def _read_run(folder):
-    """(run, config, final summary, history rows, exit code) of one offline run folder."""
+def _read_run(folder, wait_s: float = 20.0):
+    """(run, config, final summary, history rows, exit code) of one offline run folder. ``run.finish()`` returns
+    before wandb-core has flushed the file, so it is read again until it holds the run's exit record."""
     [path] = folder.glob("run-*.wandb")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            out = _parse_run(path)
+        except DecodeError:  # a record still being written
+            out = None
+        if (out is not None and out[-1] is not None) or time.monotonic() > deadline:
+            return out
+        time.sleep(0.1)
+
+
+def _parse_run(path):
     run, config, summary, history, exit_code = None, {}, {}, [], None
 
     def items(updates):
