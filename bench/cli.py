@@ -16,6 +16,7 @@ EPILOG = """examples:
   adaptbench run --task pneumonia-mnist --method lora --budget 256 --seed 0 --set r=16
   adaptbench grid --suite default                  # resumes: cells with an ok record are skipped
   adaptbench grid --suite default --filter 'glue-sst2/*'
+  adaptbench grid --suite default --wandb          # also log each cell to W&B (offline: `wandb sync` later)
   adaptbench grid --suite default --dry-run        # the cells, sweep cells first, and which are done
   adaptbench grid --suite proxy --quiet            # CI logs: one line per cell, errors, the summary
   adaptbench report --suite default                # -> reports/default/index.html, summary.md, records.csv
@@ -29,6 +30,10 @@ EPILOG = """examples:
 """
 
 
+WANDB_HELP = (
+    "also log each cell run now as a Weights & Biases run (offline unless WANDB_MODE or WANDB_API_KEY is set; the "
+    "records stay the source of truth)"
+)
 MAX_SEED = 2**32 - 1  # numpy's seed range
 
 
@@ -153,7 +158,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         quiet=args.quiet,
     )
     print(format_record(record))
+    wandb = _wandb_logger(args)
+    if wandb is not None:
+        wandb(record)  # after the record is written; a W&B failure only warns
+        print(wandb.describe())
     return 0 if record.status in ("ok", "unsupported") else 1
+
+
+def _wandb_logger(args: argparse.Namespace):
+    """``--wandb``: a ``bench.wandb_log.WandbLogger`` (wandb itself is imported at the first record); else None."""
+    if not args.wandb:
+        return None
+    from bench.wandb_log import WandbLogger
+
+    return WandbLogger()
 
 
 STATUS_HELP = {
@@ -241,7 +259,12 @@ def cmd_grid(args: argparse.Namespace) -> int:
         print(f"suite {suite.name}: {len(lines)} cells ({sweeps} sweep cells); nothing is run")
         print("\n".join(lines))
         return 0
-    result = run_grid(suite, store, args.filter, args.jobs, args.data_root, args.device, quiet=args.quiet)
+    wandb = _wandb_logger(args)
+    result = run_grid(
+        suite, store, args.filter, args.jobs, args.data_root, args.device, quiet=args.quiet, on_record=wandb
+    )
+    if wandb is not None:
+        print(wandb.describe())
     bad = [r for r in result.records if r.status not in ("ok", "unsupported")]
     for r in bad:
         print(f"  {r.status}: {r.task} x {r.method} @ {r.budget} seed {r.seed} ({r.key})")
@@ -469,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--timeout", type=_positive_seconds, default=3600.0, help="seconds before the cell is killed")
     p.add_argument("--quiet", action="store_true", help="no line per validation pass: only the record's summary")
+    p.add_argument("--wandb", action="store_true", help=WANDB_HELP)
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("grid", parents=[common], help="run every cell of a suite (resumes)")
@@ -489,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="for CI logs: one result line per cell, errors and the final summary; no running or validation lines, "
         "no progress bar",
     )
+    p.add_argument("--wandb", action="store_true", help=WANDB_HELP)
     p.set_defaults(fn=cmd_grid)
 
     p = sub.add_parser("report", parents=[common], help="write reports/<suite>/index.html from the records")

@@ -455,6 +455,7 @@ class _Grid:
     device: str
     progress: GridProgress
     pool_sizes: dict[str, int] = field(default_factory=dict)
+    on_record: Callable[[Record], None] | None = None
 
 
 def run_grid(
@@ -467,17 +468,20 @@ def run_grid(
     log: Callable[[str], None] | None = None,
     quiet: bool = False,
     live: bool | None = None,
+    on_record: Callable[[Record], None] | None = None,
 ) -> GridResult:
     """Run a suite's cells that have no ok record: first the sweep cells, then the fixed cells and the sweeps'
     block cells with the values the sweeps chose. Progress (bench.progress) goes to ``log`` as lines (default:
     stdout, with a live bar when it is a terminal, unless ``live`` says otherwise); ``quiet`` keeps only each
-    cell's result line, errors and the final summary."""
+    cell's result line, errors and the final summary. ``on_record`` is called with the record of each cell run now,
+    once it is written (from a worker thread when ``jobs`` > 1), e.g. ``bench.wandb_log.WandbLogger``."""
     from bench.claims import Claims
     from bench.data import DataRoot
 
     progress = GridProgress(log, quiet=quiet, live=live, jobs=jobs)
     claims = Claims(store.suite_dir(suite.name), suite.timeout_s)
     g = _Grid(suite, store, GridResult(), claims, DataRoot.resolve(data_root), jobs, data_root, device, progress)
+    g.on_record = on_record
     try:
         return _run_grid(g, pattern)
     finally:
@@ -611,6 +615,8 @@ def _run_cells(g: _Grid, cells: list[Cell], label: str, later: int) -> int:
         finally:
             g.claims.release(key)  # after the record is written
         progress.finish(token, summary_line(record))
+        if g.on_record is not None:
+            g.on_record(record)
         return record
 
     if g.jobs <= 1:
