@@ -24,7 +24,6 @@ from bench.stats import (
     CachedPredictions,
     compare_records,
     enough_seeds,
-    verdict,
 )
 
 if TYPE_CHECKING:
@@ -91,9 +90,9 @@ def check(claims_: Sequence[Claim], store: Store, records: Sequence[Record]) -> 
         except ValueError as e:
             out.append(Check(claim, UNTESTED, None, str(e)))
             continue
-        v = verdict(claim.better, claim.worse, d.low, d.high, d.n_seeds, registry_spec(claim.task).higher_is_better)
+        v = d.verdict(claim.better, claim.worse, registry_spec(claim.task).higher_is_better)
         if v == NOT_ENOUGH_SEEDS:
-            out.append(Check(claim, UNTESTED, d, f"{NOT_ENOUGH_SEEDS} in common ({d.n_seeds})"))
+            out.append(Check(claim, UNTESTED, d, f"{NOT_ENOUGH_SEEDS} ({d.seeds_text()})"))
             continue
         outcome = {BEATS: HOLDS, LOSES: REVERSED, NO_DIFFERENCE: NOT_SIGNIFICANT}[v]
         out.append(Check(claim, outcome, d))

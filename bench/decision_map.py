@@ -22,7 +22,6 @@ from bench.stats import (
     compare_records,
     enough_seeds,
     min_seeds,
-    verdict,
 )
 
 if TYPE_CHECKING:
@@ -83,11 +82,11 @@ def decision(
             excluded[method] = f"cannot be paired with {best}: {e}"
             continue
         diffs[method] = d
-        v = verdict(best, method, d.low, d.high, d.n_seeds, spec.higher_is_better)
+        v = d.verdict(best, method, spec.higher_is_better)
         if v == BEATS:
             worse.append(method)
         elif v == NOT_ENOUGH_SEEDS:
-            excluded[method] = f"{NOT_ENOUGH_SEEDS} in common with {best} ({d.n_seeds})"
+            excluded[method] = f"{NOT_ENOUGH_SEEDS} with {best} ({d.seeds_text()})"
         else:
             not_worse.append(method)
     ahead = [

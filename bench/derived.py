@@ -289,7 +289,7 @@ def gain_over_scratch(store: Store, cell: MethodCell, scratch: MethodCell, spec:
         except ValueError:
             d = None
         if d is not None:
-            v = verdict(cell.method, SCRATCH, d.low, d.high, d.n_seeds, spec.higher_is_better)
+            v = d.verdict(cell.method, SCRATCH, spec.higher_is_better)
             return Gain(cell.method, cell.budget, d.diff, d.low, d.high, d.n_seeds, True, v)
     a = [v for v in (r.test_metric(metric) for r in cell.records) if not math.isnan(v)]
     b = [v for v in (r.test_metric(metric) for r in scratch.records) if not math.isnan(v)]

@@ -10,14 +10,20 @@
   the same interval. Written by hand: scipy.stats.bootstrap resamples one axis of paired samples but not items
   within seeds and seeds together, and calls the statistic once per resample (seconds per pair with
   scikit-learn metrics; the count-matrix form here takes milliseconds).
+- ``unpaired_seeds_bootstrap``: the same difference when the two methods ran different seeds (fewshot's 5
+  demonstration draws against 3 trained seeds): the test items are still paired (one shared test set, the same
+  item indices for both), but each method's seeds are resampled on their own and the estimate is mean over A's
+  seeds minus mean over B's. ``compare_records`` uses it only when the seeds the two share are too few for the
+  seed rule and each method has enough seeds of its own; it is wider than pairing by seed (a seed fixes the
+  training subset both methods saw), never narrower.
 - ``delong``: DeLong's test for two correlated binary ROC-AUCs on one set of items, in the O(n log n) midrank
   form of Sun & Xu (2014), "Fast implementation of DeLong's algorithm for comparing the areas under correlated
   receiver operating characteristic curves", IEEE Signal Processing Letters 21(11). Written by hand because
   neither scipy nor scikit-learn has it; the midranks are scipy's ``rankdata``. Used to cross-check the bootstrap.
 - The seed rule (``verdict``): "A beats B" only when the paired interval excludes zero and each method has at
-  least ``MIN_SEEDS`` seeds (``fewshot``: 5, its seed is a draw of demonstrations, a larger source of variance;
-  ``zeroshot``: 1, nothing in it depends on the seed, and its one record is paired with every seed of the other);
-  otherwise the comparison is "not enough seeds", never a ranking from one seed.
+  least ``MIN_SEEDS`` seeds in the comparison (``fewshot``: 5, its seed is a draw of demonstrations, a larger
+  source of variance; ``zeroshot``: 1, nothing in it depends on the seed, and its one record is paired with every
+  seed of the other); otherwise the comparison is "not enough seeds", never a ranking from one seed.
 """
 
 from __future__ import annotations
@@ -96,9 +102,27 @@ class PairedDiff:
     low: float
     high: float
     se: float  # standard deviation of the bootstrap distribution
-    n_seeds: int
+    n_seeds: int  # seeds paired; with ``n_seeds_b``, A's seeds
     n_items: int
     n_resamples: int  # resamples with a defined metric (a resample missing a class has no AUROC)
+    n_seeds_b: int | None = None  # B's seeds when seeds were not paired (``unpaired_seeds_bootstrap``)
+
+    @property
+    def seeds_paired(self) -> bool:
+        return self.n_seeds_b is None
+
+    @property
+    def seeds_b(self) -> int:
+        return self.n_seeds if self.n_seeds_b is None else self.n_seeds_b
+
+    def verdict(self, method_a: str, method_b: str, higher_is_better: bool = True) -> str:
+        """The seed rule on this interval (``verdict``) with the seeds each side brought."""
+        return verdict(method_a, method_b, self.low, self.high, self.n_seeds, higher_is_better, self.seeds_b)
+
+    def seeds_text(self) -> str:
+        if self.seeds_paired:
+            return f"{self.n_seeds} seed{'s' * (self.n_seeds != 1)}"
+        return f"{self.n_seeds} vs {self.n_seeds_b} seeds, unpaired"
 
     @property
     def significant(self) -> bool:
@@ -107,7 +131,7 @@ class PairedDiff:
     def describe(self, digits: int = 3) -> str:
         return (
             f"{self.diff:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}] "
-            f"({self.n_seeds} seed{'s' * (self.n_seeds != 1)} x {self.n_items} items)"
+            f"({self.seeds_text()} x {self.n_items} items)"
         )
 
 
@@ -169,6 +193,67 @@ def paired_bootstrap(
     low, high = np.percentile(boot, [tail, 100 - tail])
     return PairedDiff(
         metric, point, float(low), float(high), float(boot.std(ddof=1)), n_seeds, int(max(sizes)), len(boot)
+    )
+
+
+def unpaired_seeds_bootstrap(
+    outputs_a: Sequence[np.ndarray],
+    outputs_b: Sequence[np.ndarray],
+    labels: np.ndarray,
+    metric: str,
+    *,
+    n_resamples: int = N_RESAMPLES,
+    rng_seed: int = RNG_SEED,
+) -> PairedDiff:
+    """metric(A) - metric(B) as the mean over A's seeds minus the mean over B's, for methods that ran different
+    seeds on one shared test set: every output array is in the order of ``labels``. Each resample draws the items
+    once (the same indices for every seed of both methods) and each method's seeds on their own."""
+    from bench.metrics import METRICS
+    from bench.weighted_metrics import counts, weighted
+
+    if not outputs_a or not outputs_b:
+        raise ValueError("unpaired_seeds_bootstrap needs at least one seed of each method")
+    if n_resamples < 10:
+        raise ValueError(f"Invalid n_resamples: {n_resamples} (at least 10)")
+    y = np.asarray(labels)
+    a = [np.asarray(x, dtype=np.float64) for x in outputs_a]
+    b = [np.asarray(x, dtype=np.float64) for x in outputs_b]
+    for side, outs in (("A", a), ("B", b)):
+        for s, x in enumerate(outs):
+            if len(x) != len(y):
+                raise ValueError(f"{side} seed {s}: {len(x)} outputs for {len(y)} labels")
+    point = float(np.mean([METRICS[metric](x, y) for x in a]) - np.mean([METRICS[metric](x, y) for x in b]))
+    rng = np.random.default_rng(rng_seed)
+
+    def seed_counts(n: int) -> np.ndarray:
+        draws = rng.integers(0, n, (n_resamples, n))
+        return np.stack([np.bincount(row, minlength=n) for row in draws])
+
+    ca, cb = seed_counts(len(a)), seed_counts(len(b))
+    ma, mb = np.empty((n_resamples, len(a))), np.empty((n_resamples, len(b)))
+    chunk = max(1, _CHUNK_ELEMENTS // len(y))
+    for start in range(0, n_resamples, chunk):
+        rows = slice(start, min(start + chunk, n_resamples))
+        W = counts(rng, len(y), rows.stop - rows.start)
+        for s, x in enumerate(a):
+            ma[rows, s] = weighted(metric, x, y, W)
+        for s, x in enumerate(b):
+            mb[rows, s] = weighted(metric, x, y, W)
+
+    def mean_over_seeds(c: np.ndarray, m: np.ndarray) -> np.ndarray:
+        drawn = c > 0
+        out = (c * np.where(drawn, m, 0.0)).sum(axis=1) / c.shape[1]
+        out[(drawn & np.isnan(m)).any(axis=1)] = np.nan
+        return out
+
+    boot = mean_over_seeds(ca, ma) - mean_over_seeds(cb, mb)
+    boot = boot[np.isfinite(boot)]
+    if len(boot) < n_resamples / 2:
+        raise ValueError(f"{metric} is undefined on most resamples ({len(boot)} of {n_resamples} defined)")
+    tail = 100 * (1 - LEVEL) / 2
+    low, high = np.percentile(boot, [tail, 100 - tail])
+    return PairedDiff(
+        metric, point, float(low), float(high), float(boot.std(ddof=1)), len(a), len(y), len(boot), len(b)
     )
 
 
@@ -242,11 +327,46 @@ def compare_records(
     split: str = "test",
     n_resamples: int = N_RESAMPLES,
 ) -> PairedDiff:
-    """The paired bootstrap of ``metric`` between two methods' records (same task and budget)."""
+    """The bootstrap of ``metric`` between two methods' records (same task and budget): paired by seed over the
+    seeds both have when those are enough for the seed rule; otherwise, when each method has enough seeds of its
+    own (fewshot's 5 draws against 3 trained seeds), over all seeds of each with seeds unpaired
+    (``unpaired_seeds_bootstrap``); otherwise paired over the common seeds (which the seed rule then refuses)."""
     p = pair_predictions(store, records_a, records_b, split)
+    a_name, b_name = _name(records_a), _name(records_b)
+    n_a, n_b = len(_by_seed(records_a)), len(_by_seed(records_b))
+    if (
+        not (enough_seeds(a_name, len(p.seeds)) and enough_seeds(b_name, len(p.seeds)))
+        and enough_seeds(a_name, n_a)
+        and enough_seeds(b_name, n_b)
+        and a_name not in SEEDLESS
+        and b_name not in SEEDLESS
+    ):
+        unpaired = _unpaired_outputs(store, records_a, records_b, split)
+        if unpaired is not None:
+            return unpaired_seeds_bootstrap(*unpaired, metric, n_resamples=n_resamples)
     return paired_bootstrap(
         p.outputs_a, p.outputs_b, p.labels, metric, shared_items=p.shared_items, n_resamples=n_resamples
     )
+
+
+def _unpaired_outputs(
+    store: Store, records_a: Sequence[Record], records_b: Sequence[Record], split: str
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray] | None:
+    """Every seed's outputs of both methods in one item order, or None when the seeds did not all score the same
+    items (a per-seed test subset): then only pairing by seed can line the items up."""
+    preds = [_split(store, r, split) for r in [*records_a, *records_b]]
+    reference = preds[0]
+    ref_ids = set(reference["ids"].tolist())
+    if any(len(p["ids"]) != len(reference["ids"]) or set(p["ids"].tolist()) != ref_ids for p in preds):
+        return None
+    first = [*records_a, *records_b][0]
+    outs = []
+    for r, p in zip([*records_a, *records_b], preds, strict=True):
+        order = _align(reference["ids"], p["ids"], first, r, split)
+        if not np.array_equal(reference["labels"], p["labels"][order]):
+            raise ValueError(f"{first.key} and {r.key} give the same {split} examples different labels")
+        outs.append(p["outputs"][order])
+    return outs[: len(records_a)], outs[len(records_a) :], reference["labels"]
 
 
 def _seedless(mine: dict[int, Record], other: dict[int, Record]) -> dict[int, Record]:
@@ -366,11 +486,20 @@ def enough_seeds(method: str, n: int) -> bool:
     return n >= min_seeds(method)
 
 
-def verdict(method_a: str, method_b: str, low: float, high: float, n_seeds: int, higher_is_better: bool = True) -> str:
+def verdict(
+    method_a: str,
+    method_b: str,
+    low: float,
+    high: float,
+    n_seeds: int,
+    higher_is_better: bool = True,
+    n_seeds_b: int | None = None,
+) -> str:
     """``BEATS`` (A is better), ``LOSES``, ``NO_DIFFERENCE`` or ``NOT_ENOUGH_SEEDS`` for an interval of
-    metric(A) - metric(B) over ``n_seeds`` seeds both methods have: a ranking needs ``min_seeds`` of them for each
-    side, however narrow one seed's interval is."""
-    if not (enough_seeds(method_a, n_seeds) and enough_seeds(method_b, n_seeds)):
+    metric(A) - metric(B) over ``n_seeds`` seeds both methods have (with ``n_seeds_b``: A's and B's seeds of an
+    unpaired comparison): a ranking needs ``min_seeds`` of them for each side, however narrow one seed's interval
+    is."""
+    if not (enough_seeds(method_a, n_seeds) and enough_seeds(method_b, n_seeds if n_seeds_b is None else n_seeds_b)):
         return NOT_ENOUGH_SEEDS
     if not (low > 0 or high < 0):
         return NO_DIFFERENCE

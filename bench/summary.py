@@ -37,7 +37,9 @@ def rule_text() -> str:
     exceptions = ", ".join([*(f"{n} for {m}" for m, n in MIN_SEEDS_FOR.items()), *(f"1 for {m}" for m in SEEDLESS)])
     return (
         f'"A beats B" needs a paired 95% bootstrap interval of A - B that excludes 0 and at least {MIN_SEEDS} '
-        f"seeds per method ({exceptions}); otherwise: not enough seeds."
+        f"seeds per method ({exceptions}); otherwise: not enough seeds. Test items are always paired; seeds are "
+        "paired too, unless the seeds two methods share are too few and each has enough of its own (then 'N vs M "
+        "seeds, unpaired')."
     )
 
 

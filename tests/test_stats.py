@@ -462,3 +462,49 @@ def _with(selection):
     r = new_record(res, "ok")
     r.selection = selection
     return r
+
+
+# ------------------------------------------------------------------ seeds that differ between the two methods
+def test_unpaired_seeds_bootstrap_centres_on_the_difference_of_seed_means_and_widens_with_seed_spread():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 400)
+
+    def outputs(p_correct: float, seed: int) -> np.ndarray:
+        r = np.random.default_rng(seed)
+        right = r.random(len(y)) < p_correct
+        pred = np.where(right, y, 1 - y)
+        return np.eye(2)[pred]
+
+    a = [outputs(0.80, s) for s in range(5)]
+    b = [outputs(0.70, 100 + s) for s in range(3)]
+    d = stats.unpaired_seeds_bootstrap(a, b, y, "accuracy", n_resamples=500)
+    acc = lambda o: float((o.argmax(1) == y).mean())  # noqa: E731
+    assert d.diff == pytest.approx(np.mean([acc(o) for o in a]) - np.mean([acc(o) for o in b]))
+    assert d.low < d.diff < d.high and d.low > 0
+    assert (d.n_seeds, d.n_seeds_b, d.seeds_paired) == (5, 3, False)
+    assert "5 vs 3 seeds, unpaired" in d.describe()
+    # a method whose seeds disagree wildly gets a wider interval than one whose seeds agree
+    wild = [outputs(p, 200 + s) for s, p in enumerate([0.6, 0.95, 0.65, 0.9, 0.7])]
+    assert stats.unpaired_seeds_bootstrap(wild, b, y, "accuracy", n_resamples=500).se > d.se
+
+
+def test_seed_rule_counts_each_side_of_an_unpaired_comparison():
+    assert stats.verdict("fewshot", "lora", 0.01, 0.05, 5, n_seeds_b=3) == stats.BEATS
+    assert stats.verdict("fewshot", "lora", 0.01, 0.05, 3) == stats.NOT_ENOUGH_SEEDS  # 3 paired draws: too few
+    assert stats.verdict("fewshot", "lora", 0.01, 0.05, 5, n_seeds_b=2) == stats.NOT_ENOUGH_SEEDS
+
+
+def test_fewshot_draws_are_compared_with_three_trained_seeds_unpaired_and_ranked(tmp_path):
+    store = Store(tmp_path)
+    rng = np.random.default_rng(12)
+    y = rng.integers(0, 2, 600)
+    shots = [_write(store, "glue-sst2", "fewshot", 64, s, _logits(rng, y, 3.0), y) for s in range(5)]
+    lora = [_write(store, "glue-sst2", "lora", 64, s, _logits(rng, y, 0.5), y) for s in range(3)]
+    d = stats.compare_records(store, shots, lora, "accuracy")
+    assert (d.n_seeds, d.n_seeds_b) == (5, 3) and d.verdict("fewshot", "lora") == stats.BEATS
+    # three draws of fewshot: the 3 common seeds are paired and the rule refuses (5 draws needed)
+    few = stats.compare_records(store, shots[:3], lora, "accuracy")
+    assert few.seeds_paired and few.verdict("fewshot", "lora") == stats.NOT_ENOUGH_SEEDS
+    # enough common seeds: pairing by seed is kept
+    assert stats.compare_records(store, lora, shots[:3], "accuracy").seeds_paired
+    assert decision_map(store, store.records("s"))[0].best == "fewshot"
