@@ -329,41 +329,32 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from bench.agreement import HOLDS, check, claims
     from bench.decision_map import decision_map
     from bench.report import current_records
-    from bench.store import Store
+    from bench.store import Located, locate
     from bench.summary import rule_text
 
-    def load(folder: str | None, name: str) -> tuple[Store, list]:
-        suite_file = name if name.endswith(".toml") else None
-        suite = Path(name).stem if suite_file else name
-        store = Store(folder)
-        records = store.records(suite)
-        if not records:
-            raise ValueError(
-                f"no records for suite {suite!r} under {store.suite_dir(suite)}; run `adaptbench grid --suite "
-                f"{name}{f' --results {folder}' if folder else ''}` first (suites with records: "
-                f"{', '.join(store.suites()) or 'none'})"
-            )
-        kept = current_records(suite, records, suite_file)[0]
+    def load(folder: str | None, name: str | None) -> tuple[Located, list]:
+        found = locate(folder, name, "claims")  # a folder of suite folders or of records (baselines)
+        suite_file = name if name and name.endswith(".toml") else None
+        records = [r for r in found.store.records(found.folder) if r.suite == found.suite]
+        kept = current_records(found.suite, records, suite_file)[0]
         if not kept:
-            raise ValueError(f"none of the records under {store.suite_dir(suite)} belong to {name}'s current cells")
-        return store, suite, kept
+            raise ValueError(f"none of the records under {found.path} belong to {name or found.suite}'s current cells")
+        return found, kept
 
-    store, suite, records = load(args.results, args.suite)
-    stated = claims(decision_map(store, [r for r in records if r.ok]))
-    print(f"suite {suite}: {len(stated)} claims from {store.suite_dir(suite)}. {rule_text()}")
+    mine, records = load(args.results, args.suite)
+    stated = claims(decision_map(mine.store, [r for r in records if r.ok]))
+    print(f"suite {mine.suite}: {len(stated)} claims from {mine.path}. {rule_text()}")
     if args.against is None:
         for claim in stated:
             print(f"  {claim.describe()}")
         return 0
-    other_store, other_suite, other = load(args.against, args.against_suite or args.suite)
-    checks = check(stated, other_store, other)
+    theirs, other = load(args.against, args.against_suite or args.suite or mine.suite)
+    checks = check(stated, theirs.store, other)
     held = sum(c.outcome == HOLDS for c in checks)
-    print(f"held against {other_store.suite_dir(other_suite)}: {held} of {len(checks)} claims hold")
+    print(f"held against {theirs.path}: {held} of {len(checks)} claims hold")
     for c in checks:
         print(f"  {c.describe()}")
     return 0 if held == len(checks) else 1
@@ -371,16 +362,18 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 def cmd_references(args: argparse.Namespace) -> int:
     from bench.references import references_text
-    from bench.store import Store
+    from bench.store import Store, locate
 
     store = Store(args.results)
-    suites = [args.suite] if args.suite else store.suites()
-    if args.suite and args.suite not in store.suites():
-        raise ValueError(
-            f"no records for suite {args.suite!r} under {store.root}; run `adaptbench grid --suite anchors` for the "
-            f"whole-training-set cells (suites with records: {', '.join(store.suites()) or 'none'})"
-        )
-    records = [r for suite in suites for r in store.records(suite)]
+    if args.suite or (store.root.is_dir() and any(store.root.glob("*.json"))):  # one suite, or a folder of records
+        try:
+            found = locate(args.results, args.suite, "references")
+        except ValueError as e:
+            raise ValueError(f"{e} (`adaptbench grid --suite anchors` runs the whole-training-set cells)") from None
+        print(found.found)
+        records = [r for r in found.store.records(found.folder) if r.suite == found.suite]
+    else:
+        records = [r for suite in store.suites() for r in store.records(suite)]
     print(references_text(records))
     return 0
 
@@ -549,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="list the claims (A beats B, paired test) a suite's records support; --against: do they hold there?",
     )
-    p.add_argument("--suite", required=True, help="a suite name or .toml path")
+    p.add_argument("--suite", default=None, help="a suite name or .toml path (default: the only suite in --results)")
     p.add_argument(
         "--against",
         default=None,
