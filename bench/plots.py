@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from bench.store import Store
 
 DPI = 100  # figures are 9-13 in wide: 900-1300 px, legible at the page's 1300 px without scaling
+NARROW_PX = 1150  # windows up to this wide get a figure's narrow layout (Plot.narrow): the wide one would shrink
 MIN_SPAN = 0.1  # the least y range in metric units: a 0.007 difference takes 7% of the axis, not all of it
 BOUNDS = {"mcc": (-1.0, 1.0), "pearson": (-1.0, 1.0), "spearman": (-1.0, 1.0)}  # others: [0, 1]
 BUDGET_FREE = {"zeroshot"}  # reads no training example: the same cell at every budget
@@ -62,11 +63,13 @@ class Style(NamedTuple):
 
 
 class Plot(NamedTuple):
-    """One figure for the page: its alt text, its caption and the PNG as base64."""
+    """One figure for the page: its alt text, its caption and the PNG as base64; ``narrow``, when a figure is too
+    wide to read in a window under ``NARROW_PX``, the same figure laid out narrower for it."""
 
     alt: str
     caption: str
     png: str
+    narrow: str = ""
 
 
 @dataclass(frozen=True)
