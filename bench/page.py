@@ -2,10 +2,10 @@
 
 Layout: a readable column up to 1300 px; every table sits in its own horizontally scrolling box, so a wide table never
 makes the page scroll sideways (from 800 px up); a shadow at the box's edge says more columns lie that way, and a
-leaderboard's method column stays in view while it scrolls (its cells do not wrap). Print: details open, tables not
-cut through a row, header rows repeated on each page, colours kept. Script: click a column header to sort (numbers
-numerically, by the cell's ``data-v`` when it has one; empty cells last), follow a link into a collapsed drill-down
-and it opens.
+leaderboard's method and budget columns stay in view while it scrolls (its cells do not wrap). Print: details open,
+tables not cut through a row, header rows repeated on each page, colours kept. Script: click a column header to sort
+(numbers numerically, by the cell's ``data-v`` when it has one; empty cells last), follow a link into a collapsed
+drill-down and it opens.
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ th{background:#f3f3f3} td:first-child,th:first-child,.l{text-align:left} td:firs
 table.kv th{text-align:left;white-space:nowrap} table.kv td{text-align:left}
 table.sortable th{cursor:pointer;user-select:none;white-space:nowrap}
 table.sortable td{white-space:nowrap} table.sortable td.flag{white-space:normal;min-width:12rem}
-table.sortable tr>:first-child{position:sticky;left:0;background:#fff;box-shadow:inset -1px 0 #ccc}
-table.sortable thead tr>:first-child{background:#f3f3f3}
+table.sortable{border-collapse:separate;border-spacing:0} table.sortable :is(th,td){border-width:0 1px 1px 0}
+table.sortable tr>:first-child{border-left-width:1px} table.sortable thead th{border-top-width:1px}
+table.sortable tr>:nth-child(-n+2){position:sticky;left:0;background:#fff}
+table.sortable tr>:first-child{width:6.5rem;min-width:6.5rem;max-width:6.5rem;overflow:hidden;text-overflow:ellipsis}
+table.sortable tr>:nth-child(2){left:6.5rem} table.sortable thead tr>:nth-child(-n+2){background:#f3f3f3}
 table.sortable th[data-dir=asc]::after{content:" \\25B2"} table.sortable th[data-dir=desc]::after{content:" \\25BC"}
 td.heat{-webkit-print-color-adjust:exact;print-color-adjust:exact;white-space:nowrap}
 .nw{white-space:nowrap} .meta{color:#555;font-size:.85rem} .bad{color:#a00} .flag{color:#a00}
@@ -42,7 +45,7 @@ nav.toc ol{columns:2 16rem;font-size:.9rem;margin:.3rem 0}
 @media print{
  body{max-width:none;margin:0;padding:0;font-size:10pt}
  .scroll{overflow:visible;background:none} table{font-size:7pt} th,td{padding:.1rem .25rem}
- table.sortable td{white-space:normal} table.sortable tr>:first-child{position:static;box-shadow:none}
+ table.sortable td{white-space:normal} table.sortable tr>:nth-child(-n+2){position:static}
  tr,img,pre,summary{break-inside:avoid} thead{display:table-header-group} h2,h3{break-after:avoid}
  nav.toc{display:none} table.sortable th::after{content:none!important}
 }
