@@ -77,7 +77,7 @@ def _shoot(b: Browser, tmp_path: Path, name: str, height: float | None = None) -
 
 @pytest.mark.parametrize("width", WIDTHS)
 def test_the_page_holds_the_overview_the_table_at_a_glance_leaderboards_and_legible_figures(
-    report, browser, tmp_path, width
+    browser, report, tmp_path, width
 ):
     mark = len(browser.events)
     browser.open(report.as_uri(), width)
@@ -120,7 +120,7 @@ def test_the_page_holds_the_overview_the_table_at_a_glance_leaderboards_and_legi
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_nothing_scrolls_sideways_but_the_tables_inside_their_boxes(report, browser, width):
+def test_nothing_scrolls_sideways_but_the_tables_inside_their_boxes(browser, report, width):
     browser.open(report.as_uri(), width)
     layout = browser.eval(
         """(() => {
@@ -159,7 +159,7 @@ def test_nothing_scrolls_sideways_but_the_tables_inside_their_boxes(report, brow
         )
 
 
-def test_clicking_a_leaderboard_header_sorts_its_rows(report, browser):
+def test_clicking_a_leaderboard_header_sorts_its_rows(browser, report):
     mark = len(browser.events)
     browser.open(report.as_uri(), 1400)
     column = """(() => {
@@ -194,7 +194,7 @@ def test_clicking_a_leaderboard_header_sorts_its_rows(report, browser):
     assert not _problems(browser, mark)
 
 
-def test_the_console_is_clean_and_nothing_is_fetched_but_data_urls(report, browser):
+def test_the_console_is_clean_and_nothing_is_fetched_but_data_urls(browser, report):
     mark = len(browser.events)
     for width in WIDTHS:
         browser.open(report.as_uri(), width)
