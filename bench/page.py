@@ -1,9 +1,11 @@
 """The report page's style, its few lines of script and its table helper: one self-contained file, offline.
 
-Layout: a readable column up to 1300 px; every table sits in its own horizontally scrolling box, so a wide table
-never makes the page scroll sideways (from 800 px up). Print: details open, tables not cut through a row, header
-rows repeated on each page, colours kept. Script: click a column header to sort (numbers numerically, by the
-cell's ``data-v`` when it has one; empty cells last), follow a link into a collapsed drill-down and it opens.
+Layout: a readable column up to 1300 px; every table sits in its own horizontally scrolling box, so a wide table never
+makes the page scroll sideways (from 800 px up); a shadow at the box's edge says more columns lie that way, and a
+leaderboard's method and budget columns stay in view while it scrolls (its cells do not wrap). Print: details open,
+tables not cut through a row, header rows repeated on each page, colours kept. Script: click a column header to sort
+(numbers numerically, by the cell's ``data-v`` when it has one; empty cells last), follow a link into a collapsed
+drill-down and it opens.
 """
 
 from __future__ import annotations
@@ -16,23 +18,34 @@ CSS = """
 *{box-sizing:border-box}
 body{font-family:system-ui,sans-serif;margin:1.5rem auto;max-width:1300px;color:#222;padding:0 1rem;line-height:1.4}
 h1{font-size:1.5rem} h2{margin-top:2.2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
-.scroll{overflow-x:auto;max-width:100%;margin:.5rem 0 1.2rem}
+.scroll{overflow-x:auto;max-width:100%;margin:.5rem 0 1.2rem;
+ background:linear-gradient(to right,#fff 40%,#fff0) left/2rem 100% no-repeat local,
+  linear-gradient(to left,#fff 40%,#fff0) right/2rem 100% no-repeat local,
+  radial-gradient(farthest-side at 0 50%,#0003,#0000) left/.7rem 100% no-repeat scroll,
+  radial-gradient(farthest-side at 100% 50%,#0003,#0000) right/.7rem 100% no-repeat scroll}
 table{border-collapse:collapse;font-size:.85rem}
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:right;vertical-align:top}
-th{background:#f3f3f3} td:first-child,th:first-child,.l{text-align:left}
+th{background:#f3f3f3} td:first-child,th:first-child,.l{text-align:left} td:first-child{white-space:nowrap}
 table.kv th{text-align:left;white-space:nowrap} table.kv td{text-align:left}
 table.sortable th{cursor:pointer;user-select:none;white-space:nowrap}
+table.sortable td{white-space:nowrap} table.sortable td.flag{white-space:normal;min-width:12rem}
+table.sortable{border-collapse:separate;border-spacing:0} table.sortable :is(th,td){border-width:0 1px 1px 0}
+table.sortable tr>:first-child{border-left-width:1px} table.sortable thead th{border-top-width:1px}
+table.sortable tr>:nth-child(-n+2){position:sticky;left:0;background:#fff}
+table.sortable tr>:first-child{width:6.5rem;min-width:6.5rem;max-width:6.5rem;overflow:hidden;text-overflow:ellipsis}
+table.sortable tr>:nth-child(2){left:6.5rem} table.sortable thead tr>:nth-child(-n+2){background:#f3f3f3}
 table.sortable th[data-dir=asc]::after{content:" \\25B2"} table.sortable th[data-dir=desc]::after{content:" \\25BC"}
 td.heat{-webkit-print-color-adjust:exact;print-color-adjust:exact;white-space:nowrap}
-.meta{color:#555;font-size:.85rem} .bad{color:#a00} .flag{color:#a00}
+.nw{white-space:nowrap} .meta{color:#555;font-size:.85rem} .bad{color:#a00} .flag{color:#a00}
 code{background:#f5f5f5;padding:0 .2rem;overflow-wrap:anywhere}
-img{max-width:100%;height:auto}
+img{max-width:100%;height:auto} figure{margin:1rem 0}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.78rem;background:#f8f8f8;padding:.4rem;margin:.2rem 0}
 details{margin:.3rem 0} summary{cursor:pointer}
 nav.toc ol{columns:2 16rem;font-size:.9rem;margin:.3rem 0}
 @media print{
  body{max-width:none;margin:0;padding:0;font-size:10pt}
- .scroll{overflow:visible} table{font-size:7pt} th,td{padding:.1rem .25rem}
+ .scroll{overflow:visible;background:none} table{font-size:7pt} th,td{padding:.1rem .25rem}
+ table.sortable td{white-space:normal} table.sortable tr>:nth-child(-n+2){position:static}
  tr,img,pre,summary{break-inside:avoid} thead{display:table-header-group} h2,h3{break-after:avoid}
  nav.toc{display:none} table.sortable th::after{content:none!important}
 }
@@ -90,8 +103,13 @@ def _td(cell: TD | str) -> str:
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[TD | str]], cls: str = "") -> str:
-    """A table in its own horizontally scrolling box; ``cls`` "sortable" makes its header clickable."""
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    """A table in its own horizontally scrolling box; ``cls`` "sortable" makes its header clickable. A header sits
+    on the side of its column's text (left over the columns whose first cell is left-aligned, ``cls`` "l")."""
+    first = rows[0] if rows else []
+    left = [i < len(first) and isinstance(first[i], TD) and "l" in first[i].cls.split() for i in range(len(header))]
+    head = "".join(
+        ("<th class='l'>" if lft else "<th>") + f"{html.escape(h)}</th>" for h, lft in zip(header, left, strict=True)
+    )
     body = "\n".join("<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in rows)
     return (
         f"<div class='scroll'><table{f' class={cls!r}' if cls else ''}><thead><tr>{head}</tr></thead>"

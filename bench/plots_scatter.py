@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from bench.record import Record
     from bench.store import Store
 
+NARROW_PER_ROW = 2  # the trade-off figure for windows under bench.plots.NARROW_PX: 770 px wide instead of 1350
 MIN_METHODS = 3  # a front of two points says no more than the table: fewer methods at a budget, no trade-off row
 COST_AXES = {  # bench.derived.PARETO_AXES name -> (x label, factor to display units, log axis)
     "forgetting": ("forgetting drop on {probe} (> 0: forgot)", 1.0, False),
@@ -144,16 +145,20 @@ def tradeoff_figure(
     higher_is_better: bool,
     base: Baselines | None,
     labels: dict[int, str],
+    per_row: int = len(COST_AXES),
 ) -> Figure:
-    fig = new_figure(13.5, 0.8 + 3.2 * len(cells))
-    axes = fig.subplots(len(cells), len(COST_AXES), squeeze=False, sharey="row")
+    """One row of the four cost panels per budget; ``per_row`` 2 wraps each budget's panels onto two rows, a figure
+    half as wide for narrow windows (``NARROW_PER_ROW``)."""
+    wraps = math.ceil(len(COST_AXES) / per_row)
+    fig = new_figure(1.9 + 2.9 * per_row, 0.8 + 3.2 * len(cells) * wraps)
+    grid = fig.subplots(len(cells) * wraps, per_row, squeeze=False, sharey="row")
     probe = main_probe(cells)
-    for row, (budget, group) in enumerate(cells.items()):
+    for b, (budget, group) in enumerate(cells.items()):
         # the methods' spread sets the range here (at least MIN_SPAN): what a trade-off compares is the methods, and
         # the sample-efficiency plot already sets them against the baselines, drawn here only where they fall in it
         limits = value_limits([v for c in group.values() for v in interval_ends(c.primary)], metric)
-        for col, (name, (xlabel, _, log)) in enumerate(COST_AXES.items()):
-            ax = axes[row][col]
+        for k, (name, (xlabel, _, log)) in enumerate(COST_AXES.items()):
+            ax = grid[b * wraps + k // per_row][k % per_row]
             values, missing = cost_points(group, name, probe)
             xs = log_axis(ax, values) if log else values
             front = derived.pareto_front(
@@ -183,11 +188,13 @@ def tradeoff_figure(
             xlabel = xlabel.format(probe=probe or "no probe")
             ax.set_xlabel(textwrap.fill(f"{xlabel}\n(no point: {note})" if note else xlabel, 48), fontsize=9)
             ax.grid(alpha=0.3)
-            if row == 0:
+            if b == 0 or wraps > 1:
                 ax.set_title(f"vs {name}", fontsize=10)
-        axes[row][0].set_ylim(*limits)
-        axes[row][0].set_ylabel(f"test {metric}\nbudget {labels.get(_effective(group), budget)}")
-    fig.suptitle(f"{task}: metric vs cost, one row per budget", fontsize=11)
+        for row in grid[b * wraps : (b + 1) * wraps]:
+            row[0].set_ylim(*limits)
+            row[0].set_ylabel(f"test {metric}\nbudget {labels.get(_effective(group), budget)}")
+    rows = "one row" if wraps == 1 else f"{wraps} rows"
+    fig.suptitle(f"{task}: metric vs cost, {rows} per budget", fontsize=11)
     legend_outside(fig)
     return fig
 
@@ -207,21 +214,24 @@ def tradeoff_plot(task: str, records: Sequence[Record], base: Baselines | None, 
     spec = spec_of(task)
     metric = spec.primary_metric
     probe = main_probe(cells)
-    fig = tradeoff_figure(task, metric, cells, spec.higher_is_better, base, budget_labels(records))
+    figures = [
+        tradeoff_figure(task, metric, cells, spec.higher_is_better, base, budget_labels(records), per_row)
+        for per_row in (len(COST_AXES), NARROW_PER_ROW)
+    ]
     caption = (
         f"{task}: test {metric} against forgetting (the drop of "
         + (f"{probe} from the untouched backbone; a probe on another scale is left off" if probe else "a probe")
         + ", and only a probe apart from the task's data counts), trainable parameters, peak memory (as recorded: "
         "process peak RSS on the CPU, CUDA max allocated on a GPU) and training time (log axes; 0 at its own tick), "
-        f"one row per budget with at least {MIN_METHODS} methods. Rings: the Pareto front of each panel (higher "
-        f"{metric}, lower cost); the y range is the methods' own (at least {MIN_SPAN}), so a baseline line shows only "
-        "where it falls inside. Bars: 95% t-interval over seeds (none with one seed)."
+        f"one row per budget (two in a narrow window) with at least {MIN_METHODS} methods. Rings: the Pareto front "
+        f"of each panel (higher {metric}, lower cost); the y range is the methods' own (at least {MIN_SPAN}), so a "
+        "baseline line shows only where it falls inside. Bars: 95% t-interval over seeds (none with one seed)."
     )
     free = sorted({m for g in cells.values() for m in g if m in BUDGET_FREE})
     if free:
         caption += f" {', '.join(free)} reads no training example: the same cell in every row."
     alt = f"{task}: test {metric} against forgetting, trainable parameters, peak memory and training time"
-    return Plot(alt, f"{caption} {base_note}", png_base64(fig))
+    return Plot(alt, f"{caption} {base_note}", *map(png_base64, figures))
 
 
 # ------------------------------------------------------------------------------------------- dot chart

@@ -104,12 +104,16 @@ def summarise(records: list[Record]) -> dict[str, list[dict[str, Any]]]:
 
 
 def _figure_html(plot) -> str:
-    """A ``bench.plots.Plot`` as an inline PNG with its alt text and caption."""
+    """A ``bench.plots.Plot`` as an inline PNG with its alt text and caption; with a narrow layout, that one in
+    windows up to ``NARROW_PX`` wide (where the wide one would shrink past reading)."""
+    from bench.plots import NARROW_PX
+
     esc = html.escape
-    return (
-        f"<figure><img style='max-width:100%' alt='{esc(plot.alt)}' src='data:image/png;base64,{plot.png}'>"
-        f"<figcaption class='meta'>{esc(plot.caption)}</figcaption></figure>"
-    )
+    img = f"<img alt='{esc(plot.alt)}' src='data:image/png;base64,{plot.png}'>"
+    if plot.narrow:
+        source = f"<source media='(max-width: {NARROW_PX}px)' srcset='data:image/png;base64,{plot.narrow}'>"
+        img = f"<picture>{source}{img}</picture>"
+    return f"<figure>{img}<figcaption class='meta'>{esc(plot.caption)}</figcaption></figure>"
 
 
 def _table_rows(rows: list[dict[str, Any]], primary: str) -> tuple[list[str], list[list[str]]]:

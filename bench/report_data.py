@@ -151,10 +151,12 @@ def sweeps_html(records: list[Record]) -> list[str]:
         return []
     lines = []
     for row in sorted(rows, key=lambda row: (task_rank(row.task), row.method)):
-        tried = "; ".join(f"{v}: {'–' if s is None else f'{s:.3f}'}" for v, s in row.tried)
+        tried = "; ".join(  # each value with its score on one line ("lr=5e-05: 0.788" never breaks at the "-")
+            f"<span class='nw'>{html.escape(v)}: {'–' if s is None else f'{s:.3f}'}</span>" for v, s in row.tried
+        )
         chosen = row.chosen + (" (at the grid's edge)" if row.at_edge else "")
-        cells = [row.task, row.method, str(row.budget), ",".join(map(str, row.seeds)), row.on, tried, chosen]
-        lines.append([TD(c, cls="l") for c in cells])
+        cells = [row.task, row.method, str(row.budget), ",".join(map(str, row.seeds)), row.on]
+        lines.append([*(TD(c, cls="l") for c in cells), TD(tried, cls="l", raw=True), TD(chosen, cls="l")])
     header = ["task", "method", "budget", "seeds", "validation metric", "tried (mean validation score)", "chosen"]
     return [
         "<h2>Hyperparameter sweeps</h2>",

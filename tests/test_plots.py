@@ -148,8 +148,11 @@ def test_every_legend_sits_outside_the_axes(suite):
     figures = [
         _sst2_figure(records, store)[0],
         plots_scatter.dot_chart_figure([plots_scatter.DotRow("glue-rte", "accuracy", rte, base, 256)]),
-        plots_scatter.tradeoff_figure(
-            "glue-sst2", "accuracy", plots_scatter.tradeoff_cells(sst2), True, base, plots.budget_labels(sst2)
+        *(
+            plots_scatter.tradeoff_figure(
+                "glue-sst2", "accuracy", plots_scatter.tradeoff_cells(sst2), True, base, plots.budget_labels(sst2), n
+            )
+            for n in (4, plots_scatter.NARROW_PER_ROW)
         ),
     ]
     for fig in figures:
@@ -195,6 +198,22 @@ def test_the_pareto_front_of_each_cost_is_ringed(suite):
     assert len(params_ring.get_offsets()) == 3, "zeroshot (no parameters), frozen (2) and lora (10, the best)"
 
 
+def test_the_trade_off_figure_has_a_narrow_layout_with_the_same_points(suite):
+    _, records = suite
+    sst2 = [r for r in records if r.task == "glue-sst2"]
+    cells = plots_scatter.tradeoff_cells(sst2)
+    wide, narrow = (
+        plots_scatter.tradeoff_figure("glue-sst2", "accuracy", cells, True, None, plots.budget_labels(sst2), n)
+        for n in (4, plots_scatter.NARROW_PER_ROW)
+    )
+    gids = [{a.get_gid() for ax in fig.axes for a in [*ax.lines, *ax.collections]} - {None} for fig in (wide, narrow)]
+    assert gids[0] == gids[1] and len(wide.axes) == len(narrow.axes) == 4 * len(cells)
+    width = narrow.get_figwidth() * plots.DPI
+    assert width <= 800 < wide.get_figwidth() * plots.DPI, "legible without shrinking in an 800 px window"
+    for row in range(len(cells)):  # each budget's two rows of panels share its y range
+        assert narrow.axes[4 * row].get_ylim() == narrow.axes[4 * row + 2].get_ylim()
+
+
 def test_zero_trainable_parameters_sit_at_their_own_tick_on_the_log_axis(suite):
     _, records = suite
     cells = plots_scatter.tradeoff_cells([r for r in records if r.task == "glue-sst2"])
@@ -231,7 +250,8 @@ def test_the_report_embeds_each_figure_with_alt_text_and_a_caption(suite, tmp_pa
 
     store, _ = suite
     page = write_report("s", store, tmp_path / "out").read_text()
-    assert "<h2>Across tasks</h2>" in page and page.count("<figure><img") == page.count("<figcaption")
+    assert "<h2>Across tasks</h2>" in page and page.count("<figure>") == page.count("<img") == page.count("<figcaption")
+    assert page.count("<picture><source media='(max-width: ") == page.count("alt='glue-sst2: test accuracy against")
     assert "alt='glue-sst2: test accuracy vs labelled training examples" in page
     assert "data:image/png;base64," in page and "http" not in page
     assert not any(math.isnan(v) for v in plots.value_limits([math.nan, 0.5], "accuracy"))

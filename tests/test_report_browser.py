@@ -1,0 +1,205 @@
+"""The report as a person sees it: a page rendered from real committed records, opened in headless Chromium at 1400
+and 800 px. It checks that the overview, the table at a glance, the leaderboards and the figures are there (every
+figure an inline PNG that decodes, shown at no less than ``MIN_SCALE`` of its size so its text stays legible), that
+clicking a leaderboard header sorts it, that the page never scrolls sideways (tables scroll in their own boxes),
+that the console stays clean and that nothing but ``data:`` URLs is fetched. It writes full-page screenshots to the
+test's tmp folder, and to ``$ADAPTBENCH_SCREENSHOTS`` when set (with the top of the page at 1400 px, as in
+docs/report-screenshot.png).
+
+Needs Debian's ``chromium`` (``apt-get install chromium``; the test is skipped without it) and drives it over the
+DevTools protocol with ``tests/_cdp.py``. Run: `.venv/bin/python -m pytest tests/test_report_browser.py -q`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from _cdp import Browser, find_chromium
+
+from bench.cli import main
+
+pytestmark = pytest.mark.slow  # a report from real records (~10 s on 2 cores) and a browser
+
+RECORDS = Path(__file__).resolve().parent.parent / "results" / "baselines" / "default-3seed-cpu" / "default"
+TASKS = ("pneumonia-mnist", "glue-sst2")
+BUDGETS = (64, 256)  # 256 holds the sweeps that chose the tuned cells' learning rates
+WIDTHS = (1400, 800)
+MIN_SCALE = 0.75  # a figure drawn at 100 dpi with 8-10 pt text is unreadable much below this
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    """index.html of the default suite's committed records of the two main tasks at budgets 64 and 256 (3 seeds,
+    5 for the sweeps and fewshot), made by `adaptbench report` as a user runs it."""
+    root = tmp_path_factory.mktemp("records")
+    (root / "default").mkdir()
+    for task in TASKS:
+        for budget in BUDGETS:
+            for path in RECORDS.glob(f"{task}__*__b{budget}__*"):  # the record and its predictions (.preds.npz)
+                shutil.copy(path, root / "default" / path.name)
+    out = root / "report"
+    assert main(["report", "--results", str(root), "--suite", "default", "--out", str(out)]) == 0
+    return out / "index.html"
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    with Browser(chromium, tmp_path_factory.mktemp("chromium-profile")) as b:
+        yield b
+
+
+def _problems(b: Browser, since: int) -> list[str]:
+    """Console errors, uncaught exceptions and log errors since ``b.events[since]``."""
+    out = []
+    for name, p in b.events[since:]:
+        if name == "Runtime.exceptionThrown":
+            out.append(f"exception: {p['exceptionDetails'].get('exception', {}).get('description', p)}")
+        elif name == "Runtime.consoleAPICalled" and p["type"] in ("error", "assert"):
+            out.append(f"console.{p['type']}: {[a.get('value', a.get('description')) for a in p['args']]}")
+        elif name == "Log.entryAdded" and p["entry"]["level"] == "error":
+            out.append(f"log: {p['entry']['text']} ({p['entry'].get('url', '')})")
+    return out
+
+
+def _shoot(b: Browser, tmp_path: Path, name: str, height: float | None = None) -> None:
+    path = b.screenshot(tmp_path / f"{name}.png", height)
+    if os.environ.get("ADAPTBENCH_SCREENSHOTS"):
+        where = Path(os.environ["ADAPTBENCH_SCREENSHOTS"])
+        where.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, where / path.name)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_page_holds_the_overview_the_table_at_a_glance_leaderboards_and_legible_figures(
+    browser, report, tmp_path, width
+):
+    mark = len(browser.events)
+    browser.open(report.as_uri(), width)
+    page = browser.eval(
+        """(() => {
+        const rows = sel => Array.from(document.querySelectorAll(sel)).map(tr => tr.innerText.split('\\t')[0].trim());
+        return {
+          toc: Array.from(document.querySelectorAll('nav.toc a')).map(a => a.getAttribute('href')),
+          overview: rows('#overview table.kv tr'),
+          glance: rows('#at-a-glance tbody tr'),
+          boards: Array.from(document.querySelectorAll('table.sortable'))
+            .map(t => [t.closest('section').id, t.tBodies[0].rows.length]),
+        };
+        })()"""
+    )
+    assert page["toc"][:3] == ["#overview", "#decision-map", "#at-a-glance"], page["toc"]
+    assert {"suite", "what ran", "cells", "hardware", "code", "total wall time"} <= set(page["overview"])
+    assert page["glance"] == [*(t for t in TASKS for _ in BUDGETS), "mean rank"], "one row per (task, budget)"
+    assert page["boards"] == [[f"task--{t}", n] for t, n in zip(TASKS, (7, 8), strict=True)], (
+        "a leaderboard per task, a row per (method, budget): 3 methods x 2 budgets and fewshot at 64, and on SST-2 "
+        "zeroshot too"
+    )
+    figures = browser.eval(
+        """Promise.all(Array.from(document.images).map(img => img.decode().then(() => true, () => false)
+          .then(decoded => ({alt: img.alt, src: img.currentSrc.slice(0, 22), decoded,
+                             natural: img.naturalWidth, shown: img.getBoundingClientRect().width}))))"""
+    )
+    assert len(figures) == 4, "per task: sample efficiency and metric vs cost"
+    for f in figures:
+        assert f["src"] == "data:image/png;base64,", f
+        assert f["decoded"] and f["natural"] > 0, f"{f['alt']}: the PNG did not decode"
+        assert f["shown"] >= MIN_SCALE * f["natural"], (
+            f"{f['alt']}: shown at {f['shown']:.0f} of its {f['natural']} px at {width} px, too small to read"
+        )
+    _shoot(browser, tmp_path, f"report-{width}")
+    if width == 1400:
+        bottom = browser.eval("document.getElementById('at-a-glance').getBoundingClientRect().bottom + scrollY")
+        _shoot(browser, tmp_path, "report-1400-top", bottom + 16)
+    assert not _problems(browser, mark)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_nothing_scrolls_sideways_but_the_tables_inside_their_boxes(browser, report, width):
+    browser.open(report.as_uri(), width)
+    layout = browser.eval(
+        """(() => {
+        const de = document.documentElement, out = [];
+        for (const el of document.body.querySelectorAll('*')) {
+          if (el.getBoundingClientRect().right <= de.clientWidth + 0.5) continue;
+          let box = el.parentElement;
+          const boxed = b => ['auto', 'scroll', 'hidden'].includes(getComputedStyle(b).overflowX);
+          while (box && !boxed(box)) box = box.parentElement;
+          if (!box) out.push(`${el.tagName}#${el.id}.${el.className}: ${el.textContent.slice(0, 40)}`);
+        }
+        return {scroll: de.scrollWidth, client: de.clientWidth, wide: out.slice(0, 8),
+                boxed: Array.from(document.querySelectorAll('.scroll')).filter(s => s.scrollWidth > s.clientWidth)
+                  .map(s => s.closest('section').id)};
+        })()"""
+    )
+    assert layout["scroll"] <= layout["client"], f"the page scrolls sideways at {width} px: {layout['wide']}"
+    assert not layout["wide"], layout["wide"]
+    if width == 800:
+        assert {"task--pneumonia-mnist", "task--glue-sst2"} <= set(layout["boxed"]), (
+            "the leaderboards are wider than 800 px: they scroll in their own boxes"
+        )
+        scrolled = browser.eval(
+            """(() => {
+            const box = document.querySelector('#task--glue-sst2 .scroll'), row = box.querySelector('tbody tr');
+            box.scrollLeft = box.scrollWidth;
+            const b = box.getBoundingClientRect(), m = row.cells[0].getBoundingClientRect();
+            const g = row.cells[1].getBoundingClientRect();
+            const out = {by: box.scrollLeft, method: m.left - b.left, budget: g.left - m.right};
+            box.scrollLeft = 0;
+            return out;
+            })()"""
+        )
+        assert scrolled["by"] > 0 and abs(scrolled["method"]) <= 1 and abs(scrolled["budget"]) <= 1, (
+            f"scrolled to its end, a leaderboard keeps its method and budget columns in view: {scrolled}"
+        )
+
+
+def test_clicking_a_leaderboard_header_sorts_its_rows(browser, report):
+    mark = len(browser.events)
+    browser.open(report.as_uri(), 1400)
+    column = """(() => {
+        const table = document.querySelector('#task--glue-sst2 table.sortable');
+        const i = Array.from(table.tHead.rows[0].cells).findIndex(th => th.textContent.startsWith('%s'));
+        return Array.from(table.tBodies[0].rows).map(tr => tr.cells[i].getAttribute('data-v'));
+        })()"""
+    header = """(() => {
+        const th = Array.from(document.querySelectorAll('#task--glue-sst2 table.sortable th'))
+          .find(th => th.textContent.startsWith('%s'));
+        th.scrollIntoView({block: 'center', inline: 'center'});
+        const r = th.getBoundingClientRect();
+        return [r.left + r.width / 2, r.top + r.height / 2];
+        })()"""
+
+    def click(name: str) -> list:
+        browser.click(*browser.eval(header % name))
+        return browser.eval(column % name)
+
+    before = [float(v) for v in browser.eval(column % "test/accuracy")]
+    assert before != sorted(before), "the rows start in budget then method order"
+    up = [float(v) for v in click("test/accuracy")]
+    assert up == sorted(before), "first click: ascending"
+    down = [float(v) for v in click("test/accuracy")]
+    assert down == sorted(before, reverse=True), "second click: descending"
+    methods = click("method")
+    assert methods == sorted(methods), "text columns sort by name"
+    arrows = browser.eval(
+        "Array.from(document.querySelectorAll('#task--glue-sst2 th[data-dir]')).map(th => th.textContent)"
+    )
+    assert arrows == ["method"], "only the sorted column shows its direction"
+    assert not _problems(browser, mark)
+
+
+def test_the_console_is_clean_and_nothing_is_fetched_but_data_urls(browser, report):
+    mark = len(browser.events)
+    for width in WIDTHS:
+        browser.open(report.as_uri(), width)
+    assert not _problems(browser, mark)
+    urls = {p["request"]["url"] for name, p in browser.events[mark:] if name == "Network.requestWillBeSent"}
+    assert report.as_uri() in urls
+    others = {u[:80] for u in urls - {report.as_uri()} if not u.startswith("data:")}
+    assert not others, f"the page fetched {others}: it must be self-contained"
