@@ -290,7 +290,7 @@ def current_records(suite: str, records: list[Record], suite_file: str | None = 
     budgets), and notes on what was left out or has not run yet. Records of an earlier definition stay on disk.
     ``suite_file`` is the suite's path when it is not one of ``bench/suites/``. Cells tuned by a sweep count with
     the values their sweep's records choose; the sweep cells themselves are left out of the tables (each tried one
-    value) and each sweep's choice is a note."""
+    value); a sweep that has not chosen is a note (the sweeps table shows the choices)."""
     from bench.api import resolve_hparams
     from bench.suite import expand, load_suite, suite_names
 
@@ -300,7 +300,8 @@ def current_records(suite: str, records: list[Record], suite_file: str | None = 
     by_key = {r.key: r for r in records}
     cells, outcomes = expand(definition, by_key.get)
     wanted = {resolve_hparams(cell).key for cell in cells}
-    notes = [o.describe() for o in outcomes]
+    # a sweep's choice is in the sweeps table (page and summary); a sweep that did not choose is a note
+    notes = [o.describe() for o in outcomes if o.status != "selected"]
     for o in outcomes:
         if o.status in ("failed", "unsupported"):  # their block cells' records say so, under pending keys
             wanted |= {resolve_hparams(c).pending_key(o.sweep.fields) for c in o.sweep.dependents()}
