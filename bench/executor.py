@@ -84,7 +84,7 @@ def make_executor(
         options = (("--address", address), ("--cell-memory", cell_memory_gib))
         given = [flag for flag, value in options if value is not None]
         if given:
-            raise ValueError(f"{' and '.join(given)} only apply to --executor ray")
+            raise ValueError(f"{' and '.join(given)}: only with --executor ray")
         return LocalExecutor(jobs or 1)
     if name == "ray":
         from bench.ray_executor import DEFAULT_CELL_MEMORY_GIB, RayExecutor

@@ -7,6 +7,7 @@ Run: `.venv/bin/python -m pytest tests/test_ray_executor.py -q` (or `-m ray`); a
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,12 +17,22 @@ import pytest
 
 import bench
 from bench.api import resolve_hparams
-from bench.executor import LocalExecutor
+from bench.executor import LocalExecutor, make_executor
 from bench.store import Store
 from bench.suite import load_suite, run_grid
 
-pytestmark = pytest.mark.ray
 NODE_CPUS = 2  # each node runs one cell at a time: cells ask for their threads (2) as CPUs
+
+
+def test_ray_options_are_refused_with_the_local_executor():
+    with pytest.raises(ValueError, match="--address and --cell-memory: only with --executor ray"):
+        make_executor("local", address="auto", cell_memory_gib=8)
+
+
+def test_without_ray_the_ray_executor_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    with pytest.raises(ValueError, match="needs Ray, which is not installed: `make setup-ray`"):
+        make_executor("ray")
 
 
 @pytest.fixture(scope="module")
@@ -55,16 +66,17 @@ def executor(cluster):
     ex.close()
 
 
-def _suite(tmp_path: Path, backbone: str, methods: str = '["frozen", "lora"]', seeds: str = "[0]"):
+def _suite(tmp_path: Path, backbone: str, methods: str = '["frozen", "lora"]'):
     path = tmp_path / "tiny-ray.toml"
     path.write_text(
-        f'seeds = {seeds}\n[set]\nbackbone = "{backbone}"\nprobe_limit = 20\neval_limit = 64\n'
+        f'seeds = [0]\n[set]\nbackbone = "{backbone}"\nprobe_limit = 20\neval_limit = 64\n'
         f'[[matrix]]\ntasks = ["glue-sst2"]\nmethods = {methods}\nbudgets = [64]\n'
         "set = { max_steps = 4, eval_every = 2 }\n"
     )
     return load_suite(str(path))
 
 
+@pytest.mark.ray
 def test_a_suite_on_two_ray_nodes_gives_the_local_executors_records(executor, tiny_backbones, tmp_path):
     suite = _suite(tmp_path, tiny_backbones["tiny-hf"])
     local = run_grid(suite, Store(tmp_path / "local"), log=lambda _: None, executor=LocalExecutor(1))
@@ -130,6 +142,7 @@ def _grid_in_thread(suite, store, executor) -> tuple[threading.Thread, dict]:
     return thread, out
 
 
+@pytest.mark.ray
 def test_a_ray_worker_killed_mid_cell_is_retried_and_the_cell_still_gets_its_record(executor, tiny_backbones, tmp_path):
     suite, store = _suite(tmp_path, tiny_backbones["tiny-hf"], methods='["lora"]'), Store(tmp_path / "r")
     thread, out = _grid_in_thread(suite, store, executor)
@@ -141,6 +154,7 @@ def test_a_ray_worker_killed_mid_cell_is_retried_and_the_cell_still_gets_its_rec
     assert store.get(suite.name, record.key) == record
 
 
+@pytest.mark.ray
 def test_a_cell_whose_every_attempt_is_lost_is_a_failed_record_with_the_reason(executor, tiny_backbones, tmp_path):
     suite, store = _suite(tmp_path, tiny_backbones["tiny-hf"], methods='["lora"]'), Store(tmp_path / "r")
     executor.attempts = 1
@@ -157,6 +171,7 @@ def test_a_cell_whose_every_attempt_is_lost_is_a_failed_record_with_the_reason(e
     assert any("FAILED: ray worker died" in line for line in out["lines"]), "the grid's line says why"
 
 
+@pytest.mark.ray
 def test_a_node_without_the_data_gives_a_failed_record_naming_the_file(executor, tiny_backbones, tmp_path):
     suite, store = _suite(tmp_path, tiny_backbones["tiny-hf"], methods='["frozen"]'), Store(tmp_path / "r")
     empty = tmp_path / "no-data"
