@@ -1,7 +1,9 @@
 """The Ray executor on a real Ray cluster of two nodes on this machine (loopback only): a small suite of real cells
 gives the same records as the local executor, and a Ray worker killed mid-cell becomes a retried cell or a failed
 record with the reason, never a gap. Skipped when Ray is not installed (`make setup-ray`).
-Run: `.venv/bin/python -m pytest tests/test_ray_executor.py -q` (or `-m ray`); about a minute on 2 cores.
+Run: `.venv/bin/python -m pytest tests/test_ray_executor.py -q` (the cluster tests alone: `-m ray`). About 2 minutes
+on a busy 2-core machine, most of it in cold starts: the cluster (~13 s) and the fork server of each process that
+runs cells (~15 s each: the local grid's, each Ray worker's).
 """
 
 from __future__ import annotations
