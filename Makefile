@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-$(shell (cat requirements.lock requirements-weights.lock pyproject.toml; pwd) | sha256sum | cut -c1-16)
 SUITE ?= default
 
-.PHONY: setup bench proxy test benchmark lint format report clean
+.PHONY: setup setup-ray bench proxy test benchmark lint format report clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,11 @@ $(STAMP): requirements.lock requirements-weights.lock pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
 	rm -f $(VENV)/.setup-*
 	touch $@
+
+# Optional: Ray for `adaptbench grid --executor ray` (the `ray` extra), pinned in requirements-ray.lock: ray and
+# only what it adds to requirements.lock, so installing it changes no package `make setup` installed.
+setup-ray: setup
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements-ray.lock
 
 bench: setup
 	$(BIN)/adaptbench grid --suite $(SUITE)

@@ -19,6 +19,7 @@ EPILOG = """examples:
   adaptbench grid --suite default --wandb          # also log each cell to W&B (offline: `wandb sync` later)
   adaptbench grid --suite default --dry-run        # the cells, sweep cells first, and which are done
   adaptbench grid --suite proxy --quiet            # CI logs: one line per cell, errors, the summary
+  adaptbench grid --suite full --executor ray --address auto  # each cell a Ray task on a cluster (make setup-ray)
   adaptbench report --suite default                # -> reports/default/index.html, summary.md, records.csv
   adaptbench report --results results/baselines/default-cpu  # any folder of records -> reports/default-cpu/
   adaptbench summary --suite default --memory-cap 8  # decision map and per-task tables, as text
@@ -259,10 +260,23 @@ def cmd_grid(args: argparse.Namespace) -> int:
         print(f"suite {suite.name}: {len(lines)} cells ({sweeps} sweep cells); nothing is run")
         print("\n".join(lines))
         return 0
+    from bench.executor import make_executor
+
+    executor = make_executor(args.executor, args.jobs, args.address, args.cell_memory, args.device)
     wandb = _wandb_logger(args)
-    result = run_grid(
-        suite, store, args.filter, args.jobs, args.data_root, args.device, quiet=args.quiet, on_record=wandb
-    )
+    try:
+        result = run_grid(
+            suite,
+            store,
+            args.filter,
+            data_root=args.data_root,
+            device=args.device,
+            quiet=args.quiet,
+            on_record=wandb,
+            executor=executor,
+        )
+    finally:
+        executor.close()
     if wandb is not None:
         print(wandb.describe())
     bad = [r for r in result.records if r.status not in ("ok", "unsupported")]
@@ -492,9 +506,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", required=True, help="a name from `adaptbench ls` or a path to a .toml file")
     p.add_argument("--filter", default=None, help="glob or substring over task/method/budget/seed")
     p.add_argument(
-        "--jobs", type=_int_in(1, None, "cells at once"), default=1, help="cells at once (each in its own process)"
+        "--jobs",
+        type=_int_in(1, None, "cells at once"),
+        default=None,
+        help="cells at once, each in its own process (default 1; with --executor ray: as many as the cluster holds)",
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "ray"],
+        help="local: cells run on this machine (default); ray: each cell is a Ray task on a Ray cluster "
+        "(`make setup-ray`; see the README)",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        help="with --executor ray: the cluster (auto = the one `ray start` runs on this machine, ray://host:10001, "
+        "or host:6379); default $RAY_ADDRESS, else a new Ray instance on this machine alone",
+    )
+    p.add_argument(
+        "--cell-memory",
+        type=float,
+        default=None,
+        metavar="GIB",
+        help="with --executor ray: memory Ray reserves for each cell (default 4 GiB)",
+    )
     p.add_argument(
         "--dry-run",
         action="store_true",

@@ -255,6 +255,9 @@ class Record:
     # a cell of a [[matrix]] block with a sweep: the sweep that chose its swept settings, with its cells and scores
     # (see bench.suite); the grid also writes it into the record of the sweep cell the tuned cell coincides with
     tuned_from: dict[str, Any] | None = None
+    # ``grid --executor ray``: the node that ran the cell, and the attempts whose Ray task was lost before (see
+    # bench.ray_executor); absent for cells run on the grid's own machine
+    executor: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys of newer code, kept as they were
     # the arrays behind ``predictions`` before they are written: split -> {"ids", "outputs", "labels"}
     arrays: dict[str, dict[str, Any]] | None = field(default=None, compare=False, repr=False)
@@ -297,6 +300,7 @@ class Record:
                 "data_root",
                 "predictions",
                 "tuned_from",
+                "executor",
             ):
                 continue
             if f.name in ("flags", "flag_notes") and not value:

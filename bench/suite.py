@@ -450,7 +450,7 @@ class _Grid:
     result: GridResult
     claims: Any  # bench.claims.Claims
     data: Any  # bench.data.DataRoot
-    jobs: int
+    executor: Any  # bench.executor.Executor: how one cell runs (on this machine, or on a Ray cluster)
     data_root: str | None
     device: str
     progress: GridProgress
@@ -469,19 +469,27 @@ def run_grid(
     quiet: bool = False,
     live: bool | None = None,
     on_record: Callable[[Record], None] | None = None,
+    executor: Any = None,
 ) -> GridResult:
     """Run a suite's cells that have no ok record: first the sweep cells, then the fixed cells and the sweeps'
     block cells with the values the sweeps chose. Progress (bench.progress) goes to ``log`` as lines (default:
     stdout, with a live bar when it is a terminal, unless ``live`` says otherwise); ``quiet`` keeps only each
     cell's result line, errors and the final summary. ``on_record`` is called with the record of each cell run now,
-    once it is written (from a worker thread when ``jobs`` > 1), e.g. ``bench.wandb_log.WandbLogger``."""
+    once it is written (from a worker thread when cells run at once), e.g. ``bench.wandb_log.WandbLogger``.
+    ``executor`` (``bench.executor``) runs each cell, ``executor.slots`` at once; default: this machine, ``jobs``
+    at once. The caller closes an executor it passes."""
     from bench.claims import Claims
     from bench.data import DataRoot
+    from bench.executor import LocalExecutor
 
-    progress = GridProgress(log, quiet=quiet, live=live, jobs=jobs)
+    executor = executor or LocalExecutor(jobs)
+    progress = GridProgress(log, quiet=quiet, live=live, jobs=executor.slots)
     claims = Claims(store.suite_dir(suite.name), suite.timeout_s)
-    g = _Grid(suite, store, GridResult(), claims, DataRoot.resolve(data_root), jobs, data_root, device, progress)
+    data = DataRoot.resolve(data_root)
+    g = _Grid(suite, store, GridResult(), claims, data, executor, data_root, device, progress)
     g.on_record = on_record
+    if not isinstance(executor, LocalExecutor):
+        progress.info(f"executor {executor.describe()}")
     try:
         return _run_grid(g, pattern)
     finally:
@@ -560,7 +568,7 @@ def _run_cells(g: _Grid, cells: list[Cell], label: str, later: int) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     from bench.data import DataError
-    from bench.harness import check_inputs, run_cell
+    from bench.harness import check_inputs
 
     suite, store, result, progress = g.suite, g.store, g.result, g.progress
     todo, seen = [], set()
@@ -601,16 +609,9 @@ def _run_cells(g: _Grid, cells: list[Cell], label: str, later: int) -> int:
                 return _reuse(store, suite.name, key, cell)
             token = progress.start(name, f"{cell.task}/{cell.method}/{cell.budget}/{cell.seed}")
             # the cell's stdout (a line per validation pass) comes back line by line, unless quiet discards it
-            follow = {} if progress.quiet else {"on_line": lambda line: progress.line(token, line)}
-            record = run_cell(
-                cell,
-                store=store,
-                data_root=g.data_root,
-                device=g.device,
-                timeout_s=suite.timeout_s,
-                quiet=True,
-                checked=True,
-                **follow,
+            follow = None if progress.quiet else lambda line: progress.line(token, line)
+            record = g.executor.run(
+                cell, store, data_root=g.data_root, device=g.device, timeout_s=suite.timeout_s, on_line=follow
             )
         finally:
             g.claims.release(key)  # after the record is written
@@ -619,10 +620,10 @@ def _run_cells(g: _Grid, cells: list[Cell], label: str, later: int) -> int:
             g.on_record(record)
         return record
 
-    if g.jobs <= 1:
+    if g.executor.slots <= 1:
         done = [one(cell) for cell in todo]
     else:
-        pool = ThreadPoolExecutor(max_workers=g.jobs)
+        pool = ThreadPoolExecutor(max_workers=g.executor.slots)
         try:
             done = list(pool.map(one, todo))
         finally:
