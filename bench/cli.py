@@ -62,6 +62,17 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _seed_list(text: str) -> list[int]:
+    """``--seeds 0,1,2``: distinct seeds, each from 0 to MAX_SEED."""
+    parse = _int_in(0, MAX_SEED, "a seed")
+    seeds = [parse(part.strip()) for part in text.split(",") if part.strip()]
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r} names no seed; use a comma-separated list, e.g. 0,1,2")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} repeats a seed; name each once, e.g. 0,1,2")
+    return seeds
+
+
 def _parse_sets(items: list[str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
@@ -224,7 +235,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from bench.store import Store
     from bench.suite import load_suite, run_grid
 
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite, seeds=args.seeds)
     store = Store(args.results)
     if args.dry_run:
         from bench.suite import plan
@@ -460,6 +471,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("grid", parents=[common], help="run every cell of a suite (resumes)")
     p.add_argument("--suite", required=True, help="a name from `adaptbench ls` or a path to a .toml file")
     p.add_argument("--filter", default=None, help="glob or substring over task/method/budget/seed")
+    p.add_argument(
+        "--seeds",
+        type=_seed_list,
+        default=None,
+        metavar="S,S,...",
+        help="run every block at these seeds instead of the suite's own (a block's sweep_seeds stay; otherwise its "
+        "sweep runs on the first of these), e.g. --seeds 0,1,2 for the 3-seed baseline of `adaptbench compare`",
+    )
     p.add_argument(
         "--jobs", type=_int_in(1, None, "cells at once"), default=1, help="cells at once (each in its own process)"
     )
