@@ -29,10 +29,11 @@ exactly (sd 0) from failing on the last digit:
   standard error for accuracy, and of the order of AUROC's, F1's and a correlation's.
 - forgetting: the same for the probe's score on its examples (the record's ``limit``, else the whole probe);
   perplexity has no bounded range and no floor.
-- peak memory: the pooled across-seed sd of every baseline cell measured the same way (CPU process peak RSS, or
-  CUDA max allocated). Memory moves with the allocator and the sampler, not only with the seed, and that noise is
-  estimated from all cells (n - 1 degrees of freedom each) far better than from one cell's 3 values. At least the
-  measurement's resolution: a 4 KiB page (RSS), a 512-byte block (the CUDA caching allocator).
+- peak memory: the across-seed sd pooled over every baseline cell measured the same way (CPU process peak RSS, or
+  CUDA max allocated) on the same backbone. Memory moves with the allocator and the sampler, not only with the
+  seed, and that noise is estimated from all those cells (n - 1 degrees of freedom each) far better than from one
+  cell's 3 values; per backbone, because a 135M-parameter LM's process is larger and noisier than an EfficientNet's.
+  At least the measurement's resolution: a 4 KiB page (RSS), a 512-byte block (the CUDA caching allocator).
 
 Exact rules: the trainable parameter count must equal the baseline's; the status must be the same (seed by seed;
 a seed the baseline did not run must have one of its statuses); a backbone the baseline left untouched at every
@@ -259,22 +260,30 @@ def _values(records: dict[int, Record], get: Callable[[Record], float | None]) -
     return {s: v for s, r in records.items() if r.ok and (v := get(r)) is not None}
 
 
-def _memory_floors(cells: dict[Ident, dict[int, Record]]) -> dict[str, float]:
-    """Per way of measuring memory: the pooled across-seed sd over every baseline cell, at least its resolution."""
-    sums: dict[str, list[float]] = {}
+def _memory_floors(cells: dict[Ident, dict[int, Record]]) -> Callable[[str, str], float]:
+    """(way of measuring, backbone) -> the across-seed sd of peak memory pooled over every baseline cell measured
+    that way on that backbone (over every backbone when none of its cells has two seeds), at least the resolution."""
+    sums: dict[tuple[str, str], list[float]] = {}
     for seeds in cells.values():
         values = _values(seeds, _memory)
-        kinds = {r.cost.peak_mem_kind for r in seeds.values() if r.ok and r.cost is not None}
+        kinds = {(str(r.cost.peak_mem_kind), r.backbone) for r in seeds.values() if r.ok and r.cost is not None}
         if len(values) < 2 or len(kinds) != 1:
             continue
-        acc = sums.setdefault(str(kinds.pop()), [0.0, 0.0])
-        acc[0] += (len(values) - 1) * stdev(values.values()) ** 2
-        acc[1] += len(values) - 1
-    pooled = {kind: math.sqrt(ss / dof) for kind, (ss, dof) in sums.items()}
-    return {kind: max(pooled.get(kind, 0.0), RESOLUTION_BYTES.get(kind, 0)) for kind in {*pooled, *RESOLUTION_BYTES}}
+        kind = kinds.pop()
+        for group in (kind, (kind[0], "")):
+            acc = sums.setdefault(group, [0.0, 0.0])
+            acc[0] += (len(values) - 1) * stdev(values.values()) ** 2
+            acc[1] += len(values) - 1
+    pooled = {group: math.sqrt(ss / dof) for group, (ss, dof) in sums.items()}
+
+    def floor(kind: str, backbone: str) -> float:
+        spread = pooled.get((kind, backbone), pooled.get((kind, ""), 0.0))
+        return max(spread, RESOLUTION_BYTES.get(kind, 0))
+
+    return floor
 
 
-def _hold(row: Row, spec: TaskSpec, k: float, memory_floor: dict[str, float]) -> None:
+def _hold(row: Row, spec: TaskSpec, k: float, memory_floor: Callable[[str, str], float]) -> None:
     _check_status(row)
     same = {s for s in set(row.base) & set(row.cand) if row.base[s].status == row.cand[s].status}
     base = {s: r for s, r in row.base.items() if r.ok}
@@ -307,7 +316,7 @@ def _hold(row: Row, spec: TaskSpec, k: float, memory_floor: dict[str, float]) ->
     if len(kinds) > 1:
         row.notes.append(f"peak memory not compared: measured as {' and as '.join(sorted(map(str, kinds)))}")
     else:
-        floor = memory_floor.get(str(kinds.pop()) if kinds else "", 0.0)
+        floor = memory_floor(str(kinds.pop()) if kinds else "", next(iter(base.values())).backbone)
         _gate(row, MEMORY, base, cand, _memory, floor, k, 1.0, _mib, "peak memory grew")
 
     base_p = {s: r.params.trainable for s, r in base.items() if r.params}

@@ -20,6 +20,17 @@ def _moved(moved: Moved | None, digits: int, scale: float = 1.0) -> str:
     return f"{moved.base / scale:.{digits}f} -> {moved.cand / scale:.{digits}f} ({change})"
 
 
+def _statuses(row: Row) -> str:
+    """A cell without numbers to compare: its statuses (e.g. unsupported -> unsupported)."""
+
+    def side(records):
+        return "/".join(sorted({r.status for r in records.values()})) or "-"
+
+    return (
+        "-" if all(r.ok for r in (*row.base.values(), *row.cand.values())) else f"{side(row.base)} -> {side(row.cand)}"
+    )
+
+
 def report_text(result: Comparison, baseline: str, candidate: str) -> str:
     """The table (one line per cell, what failed and notes under it) and a summary line."""
     head = ("cell", "seeds b/c", "primary test metric: baseline -> candidate", "forgetting drop", "trainable")
@@ -37,7 +48,7 @@ def report_text(result: Comparison, baseline: str, candidate: str) -> str:
             (
                 row.label,
                 f"{len(row.base)}/{len(row.cand)}",
-                f"{row.metric} {_moved(primary, 3)}" if primary else "-",
+                f"{row.metric} {_moved(primary, 3)}" if primary else _statuses(row),
                 _moved(row.moved.get(FORGETTING), 3),
                 row.params,
                 _moved(row.moved.get(MEMORY), 0, 2**20),

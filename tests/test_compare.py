@@ -27,14 +27,16 @@ BASELINE = {
 }
 
 
-def _record(method: str, seed: int, auroc: float, drop: float, mem_mib: float, rate: float, status: str = "ok"):
-    cell = Cell("pneumonia-mnist", method, 64, seed, {"eval_limit": 128, "extra_probes": False}, suite="proxy")
+def _record(
+    method: str, seed: int, auroc: float, drop: float, mem_mib: float, rate: float, status="ok", task="pneumonia-mnist"
+):
+    cell = Cell(task, method, 64, seed, {"eval_limit": 128, "extra_probes": False}, suite="proxy")
     record = new_record(resolve_hparams(cell), status, None if status == "ok" else "RuntimeError: boom")
     if status == "ok":
         record.metrics = {"test/auroc": auroc, "test/accuracy": 0.8}
         record.forgetting = Forgetting("imagenet-top1", before=0.8, after=0.8 - drop, drop=drop, limit=100)
         record.params = Params(
-            total=4_000_000, trainable={"lora": 184_834, "full": 3_373_570}[method], trainable_no_head=0
+            total=4_000_000, trainable={"lora": 184_834, "full": 3_373_570}.get(method, 0), trainable_no_head=0
         )
         record.splits = SplitSizes(train=51, val=13, test=128)
         record.cost = Cost(
@@ -125,6 +127,10 @@ def test_peak_memory_growth_beyond_the_pooled_seed_spread_fails():
     # full's own sd is 5 MiB, under the pooled 7.9: its tolerance is 3 x 7.9, not 3 x 5
     assert not compare(_baseline(), _rerun(full={"mem_mib": 1500 + 20})).failed
     assert not compare(_baseline(), _rerun(lora={"mem_mib": 500})).failed, "less memory is not a regression"
+    # another backbone's spread (SmolLM2 prompting, sd 400 MiB) is pooled apart: it does not widen lora's tolerance
+    lm = [_record("fewshot", s, 0.7, 0.0, mib, 0, task="glue-sst2") for s, mib in enumerate((2800, 3600, 3200))]
+    result = compare([*_baseline(), *lm], [*_rerun(lora={"mem_mib": 1000 + 40}), copy.deepcopy(lm[0])])
+    assert _failures(result) == {LORA: ["peak memory"]}
 
 
 def test_throughput_halved_alone_passes_and_is_marked():
