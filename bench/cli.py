@@ -26,6 +26,7 @@ EPILOG = """examples:
   adaptbench data verify                           # checksums, and which tasks can run offline
   adaptbench data fetch --task blood-mnist         # online: fill the data root from the publishers
   adaptbench claims --suite default --against other/results  # which claims a rerun confirms
+  adaptbench compare --baseline results/baselines/proxy-cpu --suite proxy  # CI gate: exit 1 on a regression
   adaptbench references                            # whole-training-set cells vs published scores (MedMNIST v2)
   adaptbench cache ls                              # shared caches: frozen features, probe results, ...
 """
@@ -67,6 +68,27 @@ def _positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{value:g} is not a positive number of seconds")
+    return value
+
+
+def _seed_list(text: str) -> list[int]:
+    """``--seeds 0,1,2``: distinct seeds, each from 0 to MAX_SEED."""
+    parse = _int_in(0, MAX_SEED, "a seed")
+    seeds = [parse(part.strip()) for part in text.split(",") if part.strip()]
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r} names no seed; use a comma-separated list, e.g. 0,1,2")
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} repeats a seed; name each once, e.g. 0,1,2")
+    return seeds
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value:g} is not a positive number")
     return value
 
 
@@ -250,7 +272,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     from bench.store import Store
     from bench.suite import load_suite, run_grid
 
-    suite = load_suite(args.suite)
+    suite = load_suite(args.suite, seeds=args.seeds)
     store = Store(args.results)
     if args.dry_run:
         from bench.suite import plan
@@ -372,6 +394,50 @@ def cmd_claims(args: argparse.Namespace) -> int:
     for c in checks:
         print(f"  {c.describe()}")
     return 0 if held == len(checks) else 1
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.compare import check_same_suite, compare, load_run, machines
+    from bench.compare_table import report_text
+    from bench.store import RESULTS_ROOT
+
+    suite = Path(args.suite).stem if args.suite else None  # a name, or a suite file's path as `grid` takes it
+    base_dir, base, warnings = load_run(
+        args.baseline,
+        suite,
+        "baseline",
+        "make one with `adaptbench grid --suite {suite} --seeds 0,1,2 --results {folder}` (3 seeds: the tolerances "
+        "come from their spread)",
+    )
+    cand_folder = args.candidate or args.results or RESULTS_ROOT
+    cand_dir, cand, more = load_run(
+        cand_folder,
+        suite or base_dir.name,
+        "candidate",
+        "run `adaptbench grid --suite {suite} --results {folder}` first",
+    )
+    check_same_suite(base, cand)
+    for line in [*warnings, *more]:
+        print(f"warning: {line} (left out of the comparison)", file=sys.stderr)
+    result = compare(base, cand, k=args.tolerance_k)
+    print(f"baseline  {base_dir}: {len(base)} records, measured on {machines(base)}")
+    print(f"candidate {cand_dir}: {len(cand)} records, measured on {machines(cand)}")
+    print(
+        f"rule: a cell fails when its primary metric falls, its forgetting rises or its peak memory grows by more "
+        f"than k = {args.tolerance_k:g} sigma (sigma: the baseline's seed sd or the measurement's floor), when its "
+        "trainable parameters or status change, or when it is missing; seeds are paired where both ran "
+        "(`adaptbench compare --help`)"
+    )
+    old = result.superseded
+    if any(old):
+        print(
+            f"note: {old[0]} baseline and {old[1]} candidate records were older records of a cell and seed (left out)"
+        )
+    print()
+    print(report_text(result, str(base_dir), str(cand_dir)))
+    return 1 if result.failed else 0
 
 
 def cmd_references(args: argparse.Namespace) -> int:
@@ -506,6 +572,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suite", required=True, help="a name from `adaptbench ls` or a path to a .toml file")
     p.add_argument("--filter", default=None, help="glob or substring over task/method/budget/seed")
     p.add_argument(
+        "--seeds",
+        type=_seed_list,
+        default=None,
+        metavar="S,S,...",
+        help="run every block at these seeds instead of the suite's own (a block's sweep_seeds stay; otherwise its "
+        "sweep runs on the first of these), e.g. --seeds 0,1,2 for the 3-seed baseline of `adaptbench compare`",
+    )
+    p.add_argument(
         "--jobs",
         type=_int_in(1, None, "cells at once"),
         default=None,
@@ -593,6 +667,49 @@ def build_parser() -> argparse.ArgumentParser:
         help="the rerun's suite definition when it differs (e.g. a copy of the file with other seeds; default --suite)",
     )
     p.set_defaults(fn=cmd_claims)
+
+    p = sub.add_parser(
+        "compare",
+        parents=[common],
+        help="CI regression gate: hold a run's records against a baseline's, cell by cell; exit 1 on a regression",
+        description="""Hold a candidate run's records against a baseline run's, cell by cell (task, method,
+budget and settings; seeds paired where both ran), and print what moved: primary metric, forgetting,
+trainable parameters, peak memory, throughput.
+
+Exit 1 when a primary metric falls, forgetting rises or peak memory grows by more than k sigma, sigma the
+larger of the baseline's across-seed sd and the measurement's floor (the score's sampling error on its
+test items; for memory, the seed spread pooled over every baseline cell); when trainable parameters or a
+status change; or when a baseline cell has no record. Throughput is shown, never gated. Exit 2 on bad
+input. The rule in full: bench/compare.py.""",
+        epilog="examples:\n"
+        "  adaptbench grid --suite proxy --seeds 0,1,2 --results results/baselines/proxy-cpu   # the baseline\n"
+        "  adaptbench grid --suite proxy                                                     # a candidate\n"
+        "  adaptbench compare --baseline results/baselines/proxy-cpu --suite proxy           # the gate (make gate)\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--baseline",
+        required=True,
+        metavar="DIR",
+        help="the reference run: a results folder (DIR/<suite>/*.json), 3 or more seeds per cell",
+    )
+    p.add_argument(
+        "--candidate",
+        default=None,
+        metavar="DIR",
+        help="the run to check: a results folder (default: --results, i.e. results/ in the checkout)",
+    )
+    p.add_argument(
+        "--suite", default=None, help="the suite folder to compare on both sides (default: the baseline's one suite)"
+    )
+    p.add_argument(
+        "--tolerance-k",
+        type=_positive_number,
+        default=3.0,
+        metavar="K",
+        help="how many sigmas a quantity may move the wrong way before the gate fails (default 3)",
+    )
+    p.set_defaults(fn=cmd_compare)
 
     p = sub.add_parser(
         "references",

@@ -129,7 +129,10 @@ def resolve_suite_path(name_or_path: str) -> Path:
     return path
 
 
-def load_suite(name_or_path: str) -> Suite:
+def load_suite(name_or_path: str, seeds: list[int] | None = None) -> Suite:
+    """The suite's cells and sweeps. ``seeds`` (``grid --seeds``) replaces the seeds of the whole file, every
+    block's own ``seeds`` included; a block's explicit ``sweep_seeds`` stay, otherwise its sweep runs on the first of
+    ``seeds``. The records are filed under the suite's name as usual (a 3-seed baseline of a 1-seed suite)."""
     path = resolve_suite_path(name_or_path)
     try:
         spec = tomllib.loads(path.read_text())
@@ -138,7 +141,9 @@ def load_suite(name_or_path: str) -> Suite:
     name = path.stem
     where = f"suite file {path}"
     _check_keys(spec, TOP_KEYS, where)
-    seeds = _seeds(spec.get("seeds", [0]), where)
+    override = _seeds(list(seeds), "--seeds") if seeds is not None else None
+    seeds = _seeds(spec.get("seeds", [0]), where)  # checked even when overridden: a broken file stays refused
+    seeds = override or seeds
     timeout = spec.get("timeout_s", 3600)
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         raise ValueError(f"{where}: timeout_s must be a positive number of seconds, not {timeout!r}")
@@ -163,6 +168,7 @@ def load_suite(name_or_path: str) -> Suite:
         tasks = _names(block["tasks"], TASKS, "task", here)
         methods = _names(block["methods"], METHODS, "method", here)
         block_seeds = _seeds(block["seeds"], here) if "seeds" in block else seeds
+        block_seeds = override or block_seeds
         budgets_value = _check_budgets(block["budgets"], here)
         first, first_sweep = len(cells), len(sweeps)
         sweep = _check_sweep(block, block_seeds, here)

@@ -71,6 +71,29 @@ def test_suite_files_expand_to_cells_and_typos_fail_early(tmp_path):
         assert load_suite(name).cells
 
 
+def test_grid_seeds_replace_the_suite_s_own_for_a_baseline_at_more_seeds(tmp_path, capsys):
+    from bench.cli import main
+
+    suite = load_suite("proxy", seeds=[0, 1, 2])
+    assert {c.seed for c in suite.cells} == {0, 1, 2} and len(suite.cells) == 3 * len(load_suite("proxy").cells)
+    swept = tmp_path / "swept.toml"  # a block's own seeds give way too; its sweep runs on the first, unless it names
+    swept.write_text(
+        'seeds = [0]\n[[matrix]]\ntasks = ["glue-sst2"]\nmethods = ["lora"]\nbudgets = [64]\nseeds = [0, 1]\n'
+        "sweep = { lr = [1e-4, 1e-3] }\nsweep_budget = 64\n"
+        '[[matrix]]\ntasks = ["glue-sst2"]\nmethods = ["full"]\nbudgets = [64]\nsweep = { lr = [1e-5, 1e-4] }\n'
+        "sweep_budget = 64\nsweep_seeds = [0]\n"
+    )
+    default, named = load_suite(str(swept), seeds=[3, 4]).sweeps
+    assert (default.seeds, default.block_seeds) == ((3,), (3, 4)) and (named.seeds, named.block_seeds) == ((0,), (3, 4))
+    for bad, why in (("0,0", "repeats a seed"), ("0,x", "'x' is not an integer")):
+        with pytest.raises(SystemExit) as stop:
+            main(["grid", "--suite", "proxy", "--seeds", bad, "--dry-run"])
+        assert stop.value.code == 2 and why in capsys.readouterr().err
+    assert main(["grid", "--suite", "proxy", "--seeds", "5,6", "--results", str(tmp_path), "--dry-run"]) == 0
+    cells = [next(t for t in line.split() if t.count("/") == 3) for line in capsys.readouterr().out.splitlines()[1:]]
+    assert cells and all(cell.endswith(("/5", "/6")) for cell in cells)
+
+
 def test_a_killed_grid_resumes_without_redoing_finished_cells(tmp_path, monkeypatch):
     import bench.harness
 
