@@ -43,16 +43,23 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
-def alternate(contenders: dict[str, Callable[[], dict]], n_rounds: int) -> dict[str, list[dict]]:
-    """Run every contender once per round, in the same order (A, B, C, A, B, C, ...); returns name -> the list of
-    what each call returned (a dict of measurements), with its wall time added as ``call_s``."""
-    out: dict[str, list[dict]] = {name: [] for name in contenders}
-    for _ in range(n_rounds):
-        for name, fn in contenders.items():
+def alternate(contenders: dict[str, Callable[[], dict]], n_rounds: int, warmup: bool = True) -> dict[str, list[dict]]:
+    """Run every contender once per round, interleaved, the order rotated by one each round (A, B, C, then B, C, A,
+    then C, A, B, ...), so no contender always runs right after the same one; returns name -> the list of what each
+    call returned (a dict of measurements), with its wall time added as ``call_s``. ``warmup``: one unmeasured call
+    of the first contender before the rounds: the process's first run pays for allocator growth, lazy imports and
+    kernel selection, which the first contender of round 1 would otherwise carry alone (it made adaptbench's
+    round-1 throughput 0.70x the bare loop's against 0.94-0.99x in rounds 2-3)."""
+    names = list(contenders)
+    out: dict[str, list[dict]] = {name: [] for name in names}
+    if warmup and names:
+        contenders[names[0]]()
+    for r in range(n_rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             gc.collect()  # the last contender's garbage (models, optimizer states in reference cycles) goes now,
             # not during the next contender's timed steps
             t0 = time.perf_counter()
-            result = fn()
+            result = contenders[name]()
             result["call_s"] = time.perf_counter() - t0
             out[name].append(result)
     return out
