@@ -62,13 +62,7 @@ def _int_in(low: int, high: int | None, what: str):
 
 
 def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{value:g} is not a positive number of seconds")
-    return value
+    return _positive_number(text, "a number of seconds")
 
 
 def _seed_list(text: str) -> list[int]:
@@ -82,13 +76,13 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
-def _positive_number(text: str) -> float:
+def _positive_number(text: str, what: str = "a number") -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
     if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{value:g} is not a positive number")
+        raise argparse.ArgumentTypeError(f"{value:g} is not a positive {what.removeprefix('a ')}")
     return value
 
 

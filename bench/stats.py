@@ -183,17 +183,31 @@ def paired_bootstrap(
         for s in range(n_seeds):
             Ws = W if shared_items else counts(rng, len(y[s]), size)
             per_seed[rows, s] = weighted(metric, a[s], y[s], Ws) - weighted(metric, b[s], y[s], Ws)
-    drawn = seed_counts > 0
-    boot = (seed_counts * np.where(drawn, per_seed, 0.0)).sum(axis=1) / n_seeds
-    boot[(drawn & np.isnan(per_seed)).any(axis=1)] = np.nan  # a drawn seed without a defined metric
+    boot = _defined(_mean_over_drawn_seeds(seed_counts, per_seed), metric, n_resamples)
+    return PairedDiff(metric, point, *_interval(boot), n_seeds, int(max(sizes)), len(boot))
+
+
+def _mean_over_drawn_seeds(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per resample, the mean of ``values`` (resamples x seeds) over the seeds drawn ``counts`` times each; NaN
+    where a drawn seed has no defined metric."""
+    drawn = counts > 0
+    out = (counts * np.where(drawn, values, 0.0)).sum(axis=1) / counts.shape[1]
+    out[(drawn & np.isnan(values)).any(axis=1)] = np.nan
+    return out
+
+
+def _defined(boot: np.ndarray, metric: str, n_resamples: int) -> np.ndarray:
     boot = boot[np.isfinite(boot)]
     if len(boot) < n_resamples / 2:
         raise ValueError(f"{metric} is undefined on most resamples ({len(boot)} of {n_resamples} defined)")
+    return boot
+
+
+def _interval(boot: np.ndarray) -> tuple[float, float, float]:
+    """The percentile interval at ``LEVEL`` and the spread of a bootstrap distribution."""
     tail = 100 * (1 - LEVEL) / 2
     low, high = np.percentile(boot, [tail, 100 - tail])
-    return PairedDiff(
-        metric, point, float(low), float(high), float(boot.std(ddof=1)), n_seeds, int(max(sizes)), len(boot)
-    )
+    return float(low), float(high), float(boot.std(ddof=1))
 
 
 def unpaired_seeds_bootstrap(
@@ -240,21 +254,8 @@ def unpaired_seeds_bootstrap(
         for s, x in enumerate(b):
             mb[rows, s] = weighted(metric, x, y, W)
 
-    def mean_over_seeds(c: np.ndarray, m: np.ndarray) -> np.ndarray:
-        drawn = c > 0
-        out = (c * np.where(drawn, m, 0.0)).sum(axis=1) / c.shape[1]
-        out[(drawn & np.isnan(m)).any(axis=1)] = np.nan
-        return out
-
-    boot = mean_over_seeds(ca, ma) - mean_over_seeds(cb, mb)
-    boot = boot[np.isfinite(boot)]
-    if len(boot) < n_resamples / 2:
-        raise ValueError(f"{metric} is undefined on most resamples ({len(boot)} of {n_resamples} defined)")
-    tail = 100 * (1 - LEVEL) / 2
-    low, high = np.percentile(boot, [tail, 100 - tail])
-    return PairedDiff(
-        metric, point, float(low), float(high), float(boot.std(ddof=1)), len(a), len(y), len(boot), len(b)
-    )
+    boot = _defined(_mean_over_drawn_seeds(ca, ma) - _mean_over_drawn_seeds(cb, mb), metric, n_resamples)
+    return PairedDiff(metric, point, *_interval(boot), len(a), len(y), len(boot), len(b))
 
 
 @dataclass(frozen=True)
