@@ -90,11 +90,13 @@ def load_references(folder: Path = PUBLISHED_DIR) -> list[Reference]:
 def our_setup(record: Record) -> dict[str, Any]:
     """The same keys as a reference's setup, read from a record."""
     train = record.hparams.get("train", {})
+    probe = (record.method_notes or {}).get("probe") == "lbfgs"  # frozen's head: L-BFGS iterations, not epochs
+    epochs = record.cost.epochs if record.cost and not probe else None
     return {
         "backbone": record.backbone,
         "pretrained": record.method != "scratch",
         "image_size": record.hparams.get("task", {}).get("image_size"),
-        "epochs": round(record.cost.epochs, 1) if record.cost and record.cost.epochs is not None else None,
+        "epochs": round(epochs, 1) if epochs is not None else None,
         "batch_size": train.get("batch_size"),
         "selection": {"budget": "20% of the training set", "oracle": "official validation set"}.get(
             train.get("validation", "oracle"), train.get("validation")
@@ -122,10 +124,13 @@ def differences(reference: dict[str, Any], ours: dict[str, Any]) -> tuple[str, .
 def verdict(ours: Interval, published: float, band: float) -> str:
     if ours.n == 0 or math.isnan(ours.mean):
         return "no score"
-    if ours.has_interval and ours.low <= published <= ours.high:
+    inside = ours.has_interval and ours.low <= published <= ours.high
+    if inside and (ours.high - ours.low) / 2 <= band:
         return "reproduced"
     if abs(ours.mean - published) <= band:
         return "within band"
+    if inside:  # an interval wider than the band contains almost anything: it does not reproduce, it cannot tell
+        return "inconclusive"
     return "above" if ours.mean > published else "below"
 
 
@@ -164,8 +169,10 @@ def references_text(records: Sequence[Record], references: Sequence[Reference] |
     comparisons = compare(records, references)
     lines = [
         "Published anchors: cells trained on the whole training set (budget 0) against published test scores.",
-        "reproduced = the published value is inside our 95% interval over seeds; within band = the mean is within "
-        "the reference's band of it; above / below = further than that.",
+        "reproduced = the published value is inside our 95% interval over seeds and that interval is no wider than "
+        "the reference's band; within band = the mean is within the band of it; inconclusive = the interval holds "
+        "the published value only by being wider than the band (too few or too spread seeds); above / below = "
+        "further than that.",
     ]
     for citation in sorted({ref.citation for ref in references}):
         lines.append(f"source: {citation}")
