@@ -238,7 +238,7 @@ def method_cells(
             method=method,
             budget=budget,
             records=sorted(rs, key=lambda r: r.seed),
-            primary=seed_summary([r.test_metric(primary) for r in rs]),
+            primary=seed_summary([r.test_metric(primary) for r in rs], primary),
             forgetting=_mean(
                 r.forgetting.drop if r.forgetting and held_out(r.forgetting.probe, r.task) else None for r in rs
             ),  # a probe on the task's own data is not forgetting (bench.probes.held_out)

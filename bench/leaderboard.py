@@ -90,7 +90,7 @@ def build_rows(
                 LeaderRow(
                     cell=c,
                     backbones=tuple(sorted({r.backbone for r in c.records})),
-                    metrics={k: seed_summary([r.metrics.get(k) for r in c.records]) for k in names},
+                    metrics={k: seed_summary([r.metrics.get(k) for r in c.records], k) for k in names},
                     gain=gain,
                     forgetting=seed_summary(drops) if drops and probes_held_out else None,
                     probe_held_out=probes_held_out,

@@ -148,7 +148,7 @@ def compare(records: Sequence[Record], references: Sequence[Reference] | None = 
             if task != ref.task:
                 continue
             for metric, published in ref.scores.items():
-                ours = seed_summary([r.metrics.get(f"test/{metric}") for r in rs])
+                ours = seed_summary([r.metrics.get(f"test/{metric}") for r in rs], metric)
                 out.append(
                     Comparison(
                         ref,

@@ -77,9 +77,21 @@ class Interval:
         return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 
-def seed_summary(values: Sequence[float | None]) -> Interval:
+# the range of each bounded metric: a t-interval over 3 seeds of bounded scores can pass it (accuracy 1.01)
+METRIC_RANGE = {
+    "accuracy": (0.0, 1.0),
+    "auroc": (0.0, 1.0),
+    "f1": (0.0, 1.0),
+    "mcc": (-1.0, 1.0),
+    "pearson": (-1.0, 1.0),
+    "spearman": (-1.0, 1.0),
+}
+
+
+def seed_summary(values: Sequence[float | None], metric: str | None = None) -> Interval:
     """Mean over seeds and the 95% t-interval (scipy.stats.t). None/NaN values (a metric undefined for a seed)
-    are left out and ``n`` counts the rest; one value gives ``low = high = nan`` (shown as "one seed")."""
+    are left out and ``n`` counts the rest; one value gives ``low = high = nan`` (shown as "one seed"). With the
+    ``metric`` (``accuracy`` or ``test/accuracy``), the interval is clipped to its range (``METRIC_RANGE``)."""
     from scipy.stats import t
 
     vals = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
@@ -89,7 +101,8 @@ def seed_summary(values: Sequence[float | None]) -> Interval:
     if len(vals) == 1:
         return Interval(mean, math.nan, math.nan, 1)
     half = float(t.ppf(0.5 + LEVEL / 2, len(vals) - 1) * vals.std(ddof=1) / math.sqrt(len(vals)))
-    return Interval(mean, mean - half, mean + half, len(vals))
+    lo, hi = METRIC_RANGE.get((metric or "").rpartition("/")[2], (-math.inf, math.inf))
+    return Interval(mean, max(mean - half, lo), min(mean + half, hi), len(vals))
 
 
 # ------------------------------------------------------------------------------------------- paired bootstrap

@@ -508,3 +508,11 @@ def test_fewshot_draws_are_compared_with_three_trained_seeds_unpaired_and_ranked
     # enough common seeds: pairing by seed is kept
     assert stats.compare_records(store, lora, shots[:3], "accuracy").seeds_paired
     assert decision_map(store, store.records("s"))[0].best == "fewshot"
+
+
+def test_seed_intervals_of_a_bounded_metric_stay_in_its_range():
+    wide = stats.seed_summary([0.99, 0.70, 1.0], "test/accuracy")
+    assert wide.high == 1.0 and wide.low < 0.99 and wide.mean == pytest.approx(0.8967, abs=1e-4)
+    assert stats.seed_summary([0.99, 0.70, 1.0]).high > 1.0, "no metric named: the plain t-interval"
+    assert stats.seed_summary([-0.9, -0.2, -1.0], "mcc").low == -1.0
+    assert stats.seed_summary([5.0, 9.0, 30.0], "perplexity").high > 30.0, "unbounded metrics are left alone"
