@@ -53,12 +53,13 @@ from pathlib import Path
 from statistics import fmean, stdev
 from typing import TYPE_CHECKING, Any
 
+from bench.metrics import METRIC_RANGE
+
 if TYPE_CHECKING:
     from bench.api import TaskSpec
     from bench.record import Record
 
 DEFAULT_K = 3.0
-CORRELATIONS = frozenset({"mcc", "pearson", "spearman"})  # metrics on [-1, 1]
 # forgetting probes with a bounded score: examples scored when the record's limit is 0 (all), and the score's range;
 # as in bench/probes.py (the ImageNet sample, CIFAR-10's 1000 scored images, STS-B dev)
 PROBES = {
@@ -291,7 +292,7 @@ def _hold(row: Row, spec: TaskSpec, k: float, memory_floor: Callable[[str, str],
     if not base or not cand:
         return
     row.metric = spec.primary_metric
-    lo, hi = (-1.0, 1.0) if spec.primary_metric in CORRELATIONS else (0.0, 1.0)
+    lo, hi = METRIC_RANGE.get(spec.primary_metric, (0.0, 1.0))
     n_test = max((r.splits.test for r in base.values() if r.splits), default=0)
     values = _values(base, _primary(spec))
     floor = floor_se(fmean(values.values()), n_test, lo, hi) if values else 0.0

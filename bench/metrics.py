@@ -57,6 +57,17 @@ def spearman(outputs: np.ndarray, labels: np.ndarray) -> float:
     return float(spearmanr(outputs.reshape(-1), labels).statistic)
 
 
+# the range of each metric's values: a t-interval over a few seeds of bounded scores can pass it (accuracy 1.01),
+# plots keep their axes inside it, and the regression gate's noise floor is a proportion's on it
+METRIC_RANGE = {
+    "accuracy": (0.0, 1.0),
+    "auroc": (0.0, 1.0),
+    "f1": (0.0, 1.0),
+    "mcc": (-1.0, 1.0),
+    "pearson": (-1.0, 1.0),
+    "spearman": (-1.0, 1.0),
+}
+
 METRICS = {
     "accuracy": accuracy,
     "auroc": auroc,

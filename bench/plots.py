@@ -28,6 +28,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bench import derived
+from bench.metrics import METRIC_RANGE
 from bench.stats import Interval, seed_summary
 
 if TYPE_CHECKING:
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
 DPI = 100  # figures are 9-13 in wide: 900-1300 px, legible at the page's 1300 px without scaling
 NARROW_PX = 1150  # windows up to this wide get a figure's narrow layout (Plot.narrow): the wide one would shrink
 MIN_SPAN = 0.1  # the least y range in metric units: a 0.007 difference takes 7% of the axis, not all of it
-BOUNDS = {"mcc": (-1.0, 1.0), "pearson": (-1.0, 1.0), "spearman": (-1.0, 1.0)}  # others: [0, 1]
 BUDGET_FREE = {"zeroshot"}  # reads no training example: the same cell at every budget
 BASELINE_LINES = {"majority": (0, (6, 3)), "chance": (0, (1, 2))}  # black, so no method's colour is taken
 # tab10's colours (less its grey, which the baselines' black and grey would blur), then saturated ones apart from
@@ -160,7 +160,7 @@ def value_limits(values: Iterable[float], metric: str, min_span: float = MIN_SPA
     """A range around ``values`` (points, interval ends, baselines) of at least ``min_span``, within the metric's
     bounds."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
-    low_bound, high_bound = BOUNDS.get(metric, (0.0, 1.0))
+    low_bound, high_bound = METRIC_RANGE.get(metric, (0.0, 1.0))
     if not finite:
         return low_bound, high_bound
     lo, hi = min(finite), max(finite)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bench import derived
+from bench.metrics import METRIC_RANGE
 from bench.plots import (
-    BOUNDS,
     BUDGET_FREE,
     MIN_SPAN,
     Plot,
@@ -273,7 +273,7 @@ def dot_chart_figure(rows: Sequence[DotRow]) -> Figure:
         shown += baseline_values(row.base)
         if r:
             ax.axhline(centre + 0.5, color="#dddddd", linewidth=0.8, zorder=0)
-    signed = any(row.metric in BOUNDS for row in rows)
+    signed = any(METRIC_RANGE.get(row.metric, (0.0, 1.0))[0] < 0 for row in rows)
     ax.set_xlim(*value_limits(shown, "mcc" if signed else "accuracy"))
     ax.set_ylim(-len(rows) + 0.5, 0.5)
     ax.set_yticks(

@@ -77,22 +77,14 @@ class Interval:
         return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 
-# the range of each bounded metric: a t-interval over 3 seeds of bounded scores can pass it (accuracy 1.01)
-METRIC_RANGE = {
-    "accuracy": (0.0, 1.0),
-    "auroc": (0.0, 1.0),
-    "f1": (0.0, 1.0),
-    "mcc": (-1.0, 1.0),
-    "pearson": (-1.0, 1.0),
-    "spearman": (-1.0, 1.0),
-}
-
-
 def seed_summary(values: Sequence[float | None], metric: str | None = None) -> Interval:
     """Mean over seeds and the 95% t-interval (scipy.stats.t). None/NaN values (a metric undefined for a seed)
     are left out and ``n`` counts the rest; one value gives ``low = high = nan`` (shown as "one seed"). With the
-    ``metric`` (``accuracy`` or ``test/accuracy``), the interval is clipped to its range (``METRIC_RANGE``)."""
+    ``metric`` (``accuracy`` or ``test/accuracy``), the interval is clipped to its range
+    (``bench.metrics.METRIC_RANGE``)."""
     from scipy.stats import t
+
+    from bench.metrics import METRIC_RANGE
 
     vals = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
     if len(vals) == 0:
