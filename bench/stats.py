@@ -174,11 +174,7 @@ def paired_bootstrap(
     )
 
     rng = np.random.default_rng(rng_seed)
-    seed_counts = (
-        np.stack([np.bincount(row, minlength=n_seeds) for row in rng.integers(0, n_seeds, (n_resamples, n_seeds))])
-        if n_seeds > 1
-        else np.ones((n_resamples, 1), dtype=np.int64)
-    )
+    seed_counts = _seed_counts(rng, n_seeds, n_resamples)
     per_seed = np.empty((n_resamples, n_seeds))
     chunk = max(1, _CHUNK_ELEMENTS // max(sizes))
     for start in range(0, n_resamples, chunk):
@@ -190,6 +186,14 @@ def paired_bootstrap(
             per_seed[rows, s] = weighted(metric, a[s], y[s], Ws) - weighted(metric, b[s], y[s], Ws)
     boot = _defined(_mean_over_drawn_seeds(seed_counts, per_seed), metric, n_resamples)
     return PairedDiff(metric, point, *_interval(boot), n_seeds, int(max(sizes)), len(boot))
+
+
+def _seed_counts(rng: np.random.Generator, n_seeds: int, n_resamples: int) -> np.ndarray:
+    """(R, S) how often each of S seeds is drawn in each of R resamples of the seeds (one seed: always once)."""
+    if n_seeds == 1:
+        return np.ones((n_resamples, 1), dtype=np.int64)
+    draws = rng.integers(0, n_seeds, (n_resamples, n_seeds))
+    return np.stack([np.bincount(row, minlength=n_seeds) for row in draws])
 
 
 def _mean_over_drawn_seeds(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -243,12 +247,7 @@ def unpaired_seeds_bootstrap(
                 raise ValueError(f"{side} seed {s}: {len(x)} outputs for {len(y)} labels")
     point = float(np.mean([METRICS[metric](x, y) for x in a]) - np.mean([METRICS[metric](x, y) for x in b]))
     rng = np.random.default_rng(rng_seed)
-
-    def seed_counts(n: int) -> np.ndarray:
-        draws = rng.integers(0, n, (n_resamples, n))
-        return np.stack([np.bincount(row, minlength=n) for row in draws])
-
-    ca, cb = seed_counts(len(a)), seed_counts(len(b))
+    ca, cb = _seed_counts(rng, len(a), n_resamples), _seed_counts(rng, len(b), n_resamples)
     ma, mb = np.empty((n_resamples, len(a))), np.empty((n_resamples, len(b)))
     chunk = max(1, _CHUNK_ELEMENTS // len(y))
     for start in range(0, n_resamples, chunk):
@@ -337,19 +336,21 @@ def compare_records(
     seeds both have when those are enough for the seed rule; otherwise, when each method has enough seeds of its
     own (fewshot's 5 draws against 3 trained seeds), over all seeds of each with seeds unpaired
     (``unpaired_seeds_bootstrap``); otherwise paired over the common seeds (which the seed rule then refuses)."""
-    p = pair_predictions(store, records_a, records_b, split)
     a_name, b_name = _name(records_a), _name(records_b)
-    n_a, n_b = len(_by_seed(records_a)), len(_by_seed(records_b))
+    by_a, by_b = _by_seed(records_a), _by_seed(records_b)
+    common = len(set(_seedless(by_a, by_b)) & set(_seedless(by_b, by_a)))  # the seeds pair_predictions pairs
     if (
-        not (enough_seeds(a_name, len(p.seeds)) and enough_seeds(b_name, len(p.seeds)))
-        and enough_seeds(a_name, n_a)
-        and enough_seeds(b_name, n_b)
+        common
+        and not (enough_seeds(a_name, common) and enough_seeds(b_name, common))
+        and enough_seeds(a_name, len(by_a))
+        and enough_seeds(b_name, len(by_b))
         and a_name not in SEEDLESS
         and b_name not in SEEDLESS
     ):
         unpaired = _unpaired_outputs(store, records_a, records_b, split)
         if unpaired is not None:
             return unpaired_seeds_bootstrap(*unpaired, metric, n_resamples=n_resamples)
+    p = pair_predictions(store, records_a, records_b, split)
     return paired_bootstrap(
         p.outputs_a, p.outputs_b, p.labels, metric, shared_items=p.shared_items, n_resamples=n_resamples
     )
