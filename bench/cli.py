@@ -368,7 +368,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     def load(folder: str | None, name: str | None) -> tuple[Located, list]:
         found = locate(folder, name, "claims")  # a folder of suite folders or of records (baselines)
         suite_file = name if name and name.endswith(".toml") else None
-        records = [r for r in found.store.records(found.folder) if r.suite == found.suite]
+        records = found.records()
         kept = current_records(found.suite, records, suite_file)[0]
         if not kept:
             raise ValueError(f"none of the records under {found.path} belong to {name or found.suite}'s current cells")
@@ -445,7 +445,7 @@ def cmd_references(args: argparse.Namespace) -> int:
         except ValueError as e:
             raise ValueError(f"{e} (`adaptbench grid --suite anchors` runs the whole-training-set cells)") from None
         print(found.found)
-        records = [r for r in found.store.records(found.folder) if r.suite == found.suite]
+        records = found.records()
     else:
         records = [r for suite in store.suites() for r in store.records(suite)]
     print(references_text(records))

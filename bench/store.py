@@ -183,6 +183,10 @@ class Located:
     def path(self) -> Path:
         return self.store.suite_dir(self.folder)
 
+    def records(self) -> list[Record]:
+        """The readable records of ``suite`` in the folder (a folder may hold records of another suite too)."""
+        return [r for r in self.store.records(self.folder) if r.suite == self.suite]
+
 
 def locate(results: str | Path | None, suite: str | None, command: str = "report") -> Located:
     """The records a command should read. ``results`` is a folder of suite folders (``results/``) or itself a

@@ -492,8 +492,7 @@ def run_grid(
     progress = GridProgress(log, quiet=quiet, live=live, jobs=executor.slots)
     claims = Claims(store.suite_dir(suite.name), suite.timeout_s)
     data = DataRoot.resolve(data_root)
-    g = _Grid(suite, store, GridResult(), claims, data, executor, data_root, device, progress)
-    g.on_record = on_record
+    g = _Grid(suite, store, GridResult(), claims, data, executor, data_root, device, progress, on_record=on_record)
     if not isinstance(executor, LocalExecutor):
         progress.info(f"executor {executor.describe()}")
     try:
