@@ -9,7 +9,7 @@ import traceback
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bench.record import Record
+    from bench.core.record import Record
 
 EPILOG = """examples:
   adaptbench ls
@@ -98,7 +98,7 @@ def _parse_sets(items: list[str] | None) -> dict[str, Any]:
 
 def cmd_ls(args: argparse.Namespace) -> int:
     from bench.backbones import BACKBONES
-    from bench.registry import METHODS, TASKS, load_all
+    from bench.core.registry import METHODS, TASKS, load_all
     from bench.suite import suite_names
 
     load_all()
@@ -129,8 +129,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def support_matrix(budget: int = 64) -> list[tuple[str, str, str, str | None]]:
     """(task, method, backbone, unsupported reason or None) for every registered pair, exactly as ``run`` and
     ``grid`` decide it (the same resolution and ``Resolved.unsupported_reason``)."""
-    from bench.api import Cell, resolve_hparams
-    from bench.registry import METHODS, TASKS
+    from bench.core.api import Cell, resolve_hparams
+    from bench.core.registry import METHODS, TASKS
 
     rows = []
     for t in TASKS:
@@ -141,7 +141,7 @@ def support_matrix(budget: int = 64) -> list[tuple[str, str, str, str | None]]:
 
 
 def _print_matrix() -> int:
-    from bench.registry import METHODS
+    from bench.core.registry import METHODS
 
     methods = METHODS.names()
     print("task".ljust(28) + "".join(m[:10].ljust(11) for m in methods))
@@ -161,9 +161,9 @@ def _print_matrix() -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.api import Cell
-    from bench.harness import run_cell
-    from bench.store import Store
+    from bench.core.api import Cell
+    from bench.core.store import Store
+    from bench.run.harness import run_cell
 
     cell = Cell(args.task, args.method, args.budget, args.seed, _parse_sets(args.set), suite=args.suite)
     record = run_cell(
@@ -183,10 +183,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _wandb_logger(args: argparse.Namespace):
-    """``--wandb``: a ``bench.wandb_log.WandbLogger`` (wandb itself is imported at the first record); else None."""
+    """``--wandb``: a ``bench.run.wandb_log.WandbLogger`` (wandb itself is imported at the first record); else None."""
     if not args.wandb:
         return None
-    from bench.wandb_log import WandbLogger
+    from bench.run.wandb_log import WandbLogger
 
     return WandbLogger()
 
@@ -263,7 +263,7 @@ def format_record(r: Record) -> str:
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    from bench.store import Store
+    from bench.core.store import Store
     from bench.suite import load_suite, run_grid
 
     suite = load_suite(args.suite, seeds=args.seeds)
@@ -276,7 +276,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
         print(f"suite {suite.name}: {len(lines)} cells ({sweeps} sweep cells); nothing is run")
         print("\n".join(lines))
         return 0
-    from bench.executor import make_executor
+    from bench.run.executor import make_executor
 
     executor = make_executor(args.executor, args.jobs, args.address, args.cell_memory, args.device)
     wandb = _wandb_logger(args)
@@ -311,8 +311,8 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.report import write_report
-    from bench.store import locate
+    from bench.core.store import locate
+    from bench.report.page import write_report
 
     found = locate(args.results, args.suite, "report")
     print(found.found)
@@ -327,9 +327,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_summary(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bench.report import shown_records
-    from bench.store import Store, locate
-    from bench.summary import summary_text
+    from bench.core.store import Store, locate
+    from bench.report.page import shown_records
+    from bench.report.text import summary_text
 
     store = Store(args.results)
     suite_file = None
@@ -359,11 +359,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
-    from bench.agreement import HOLDS, check, claims
-    from bench.decision_map import decision_map
-    from bench.report import current_records
-    from bench.store import Located, locate
-    from bench.summary import rule_text
+    from bench.analysis.claims import HOLDS, check, claims
+    from bench.analysis.decision_map import decision_map
+    from bench.core.store import Located, locate
+    from bench.report.page import current_records
+    from bench.report.text import rule_text
 
     def load(folder: str | None, name: str | None) -> tuple[Located, list]:
         found = locate(folder, name, "claims")  # a folder of suite folders or of records (baselines)
@@ -393,9 +393,9 @@ def cmd_claims(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bench.compare import check_same_suite, compare, load_run, machines
-    from bench.compare_table import report_text
-    from bench.store import RESULTS_ROOT
+    from bench.analysis.gate import check_same_suite, compare, load_run, machines
+    from bench.core.store import RESULTS_ROOT
+    from bench.report.gate_text import report_text
 
     suite = Path(args.suite).stem if args.suite else None  # a name, or a suite file's path as `grid` takes it
     base_dir, base, warnings = load_run(
@@ -435,8 +435,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_references(args: argparse.Namespace) -> int:
-    from bench.references import references_text
-    from bench.store import Store, locate
+    from bench.analysis.references import references_text
+    from bench.core.store import Store, locate
 
     store = Store(args.results)
     if args.suite or (store.root.is_dir() and any(store.root.glob("*.json"))):  # one suite, or a folder of records
@@ -463,7 +463,7 @@ def _gib(text: str) -> float:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from bench.data import DataError, DataRoot, task_files
+    from bench.core.data import DataError, DataRoot, task_files
 
     root = DataRoot.resolve(args.data_root)
     print(f"data root: {root.path}")
@@ -500,7 +500,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from bench import cache
+    from bench.core import cache
 
     print(f"cache: {cache.cache_dir()}")
     if args.action == "clear":
@@ -674,7 +674,7 @@ Exit 1 when a primary metric falls, forgetting rises or peak memory grows by mor
 larger of the baseline's across-seed sd and the measurement's floor (the score's sampling error on its
 test items; for memory, the seed spread pooled over every baseline cell); when trainable parameters or a
 status change; or when a baseline cell has no record. Throughput is shown, never gated. Exit 2 on bad
-input. The rule in full: bench/compare.py.""",
+input. The rule in full: bench/analysis/gate.py.""",
         epilog="examples:\n"
         "  adaptbench grid --suite proxy --seeds 0,1,2 --results results/baselines/proxy-cpu   # the baseline\n"
         "  adaptbench grid --suite proxy                                                     # a candidate\n"
@@ -737,8 +737,8 @@ input. The rule in full: bench/compare.py.""",
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.data import DataError
-    from bench.registry import UnknownNameError
+    from bench.core.data import DataError
+    from bench.core.registry import UnknownNameError
 
     args = build_parser().parse_args(argv)
     if args.data_root:

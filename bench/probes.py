@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.cache import cache_dir
-from bench.data import DataRoot, register_source
+from bench.core.cache import cache_dir
+from bench.core.data import DataRoot, register_source
 
 PROBE_VERSION = 1
 IMAGENET_SAMPLE = "vision/imagenet_sample/imagenet_sample1000_224.tar"
@@ -316,9 +316,9 @@ def run_probe(
     and preprocessing give identical numbers, so a hit is the same measurement. ``digests`` / ``fingerprint``:
     the encoder's ``tensor_digests`` or its fingerprint, if the caller already computed them. An entry whose
     checksum fails is deleted and recomputed, never trusted."""
-    from bench.cache import digest
-    from bench.model import fingerprint as weights_sha256
-    from bench.store import atomic_write_text
+    from bench.core.cache import digest
+    from bench.core.model import fingerprint as weights_sha256
+    from bench.core.store import atomic_write_text
 
     spec = PROBES[name]
     limit = spec.effective_limit(limit)

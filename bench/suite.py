@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.api import Cell, resolve_hparams
-from bench.progress import GridProgress
-from bench.record import Record, new_record
-from bench.registry import METHODS, TASKS, load_all, suggest
-from bench.store import Store
+from bench.core.api import Cell, resolve_hparams
+from bench.core.record import Record, new_record
+from bench.core.registry import METHODS, TASKS, load_all, suggest
+from bench.core.store import Store
+from bench.run.progress import GridProgress
 
 SUITES_DIR = Path(__file__).parent / "suites"
 
@@ -454,9 +454,9 @@ class _Grid:
     suite: Suite
     store: Store
     result: GridResult
-    claims: Any  # bench.claims.Claims
-    data: Any  # bench.data.DataRoot
-    executor: Any  # bench.executor.Executor: how one cell runs (on this machine, or on a Ray cluster)
+    claims: Any  # bench.run.locks.Claims
+    data: Any  # bench.core.data.DataRoot
+    executor: Any  # bench.run.executor.Executor: how one cell runs (on this machine, or on a Ray cluster)
     data_root: str | None
     device: str
     progress: GridProgress
@@ -478,15 +478,15 @@ def run_grid(
     executor: Any = None,
 ) -> GridResult:
     """Run a suite's cells that have no ok record: first the sweep cells, then the fixed cells and the sweeps'
-    block cells with the values the sweeps chose. Progress (bench.progress) goes to ``log`` as lines (default:
+    block cells with the values the sweeps chose. Progress (bench.run.progress) goes to ``log`` as lines (default:
     stdout, with a live bar when it is a terminal, unless ``live`` says otherwise); ``quiet`` keeps only each
     cell's result line, errors and the final summary. ``on_record`` is called with the record of each cell run now,
-    once it is written (from a worker thread when cells run at once), e.g. ``bench.wandb_log.WandbLogger``.
-    ``executor`` (``bench.executor``) runs each cell, ``executor.slots`` at once; default: this machine, ``jobs``
+    once it is written (from a worker thread when cells run at once), e.g. ``bench.run.wandb_log.WandbLogger``.
+    ``executor`` (``bench.run.executor``) runs each cell, ``executor.slots`` at once; default: this machine, ``jobs``
     at once. The caller closes an executor it passes."""
-    from bench.claims import Claims
-    from bench.data import DataRoot
-    from bench.executor import LocalExecutor
+    from bench.core.data import DataRoot
+    from bench.run.executor import LocalExecutor
+    from bench.run.locks import Claims
 
     executor = executor or LocalExecutor(jobs)
     progress = GridProgress(log, quiet=quiet, live=live, jobs=executor.slots)
@@ -572,8 +572,8 @@ def _run_cells(g: _Grid, cells: list[Cell], label: str, later: int) -> int:
     many ran. ``later``: the estimate of the cells the grid runs after these, for the progress's total."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from bench.data import DataError
-    from bench.harness import check_inputs
+    from bench.core.data import DataError
+    from bench.run.harness import check_inputs
 
     suite, store, result, progress = g.suite, g.store, g.result, g.progress
     todo, seen = [], set()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.api import TEXT, Method, TaskSpec
-from bench.model import freeze_batchnorm_stats, set_trainable
+from bench.core.api import TEXT, Method, TaskSpec
+from bench.core.model import freeze_batchnorm_stats, set_trainable
 
 
 def check_lr(name: str, value: float) -> None:

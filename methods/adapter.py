@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from bench.model import set_trainable
-from bench.registry import METHODS
+from bench.core.model import set_trainable
+from bench.core.registry import METHODS
 from methods._common import FrozenBackbone
 
 

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench.api import CLASSIFICATION, TEXT, VISION, FitContext, Method, Predictor, TaskSpec
-from bench.model import set_trainable
-from bench.registry import METHODS
+from bench.core.api import CLASSIFICATION, TEXT, VISION, FitContext, Method, Predictor, TaskSpec
+from bench.core.model import set_trainable
+from bench.core.registry import METHODS
 
 
 def pick_demonstrations(labels: np.ndarray, k: int, seed: int) -> list[int]:

@@ -3,7 +3,7 @@ are computed once per cell and reused for every epoch, and only a linear head tr
 
 The head is a linear probe fitted as linear probes usually are: full-batch L-BFGS on the L2-regularised loss
 (logistic regression for classification, ridge for regression), the L2 strength chosen on validation from
-``l2`` (fitted as a regularisation path: strongest first, each warm-started; see bench.linear_probe).
+``l2`` (fitted as a regularisation path: strongest first, each warm-started; see bench.run.linear_probe).
 
 Fastest and forgets nothing by construction; expected to be weak when the target domain is far from pretraining.
 Version history: 1 - mini-batch AdamW on the head (lr 1e-3, >= 1000 steps); 2 - L-BFGS probe over an L2 grid
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.api import Method
-from bench.model import set_trainable
-from bench.registry import METHODS
+from bench.core.api import Method
+from bench.core.model import set_trainable
+from bench.core.registry import METHODS
 
 
 @METHODS.register("frozen")

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.model import set_trainable
-from bench.registry import METHODS
+from bench.core.model import set_trainable
+from bench.core.registry import METHODS
 from methods._common import FineTune, split_groups
 
 

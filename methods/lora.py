@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.registry import METHODS
+from bench.core.registry import METHODS
 from methods._common import FrozenBackbone, inject_peft, merge_tuner_layers
 
 

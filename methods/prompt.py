@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.api import TEXT, VISION, TaskSpec
-from bench.model import set_trainable
-from bench.registry import METHODS
+from bench.core.api import TEXT, VISION, TaskSpec
+from bench.core.model import set_trainable
+from bench.core.registry import METHODS
 from methods._common import FrozenBackbone
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.registry import METHODS
+from bench.core.registry import METHODS
 from methods.lora import LoRA
 
 

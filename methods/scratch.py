@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.api import TEXT, Method, TaskSpec
-from bench.model import set_trainable
-from bench.registry import METHODS
+from bench.core.api import TEXT, Method, TaskSpec
+from bench.core.model import set_trainable
+from bench.core.registry import METHODS
 from methods._common import check_lr
 
 

@@ -22,9 +22,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from bench.api import CLASSIFICATION, REGRESSION, TEXT, PromptSpec, Split, Splits, Task, TaskSpec
-from bench.data import DataRoot, register_source
-from bench.registry import TASKS
+from bench.core.api import CLASSIFICATION, REGRESSION, TEXT, PromptSpec, Split, Splits, Task, TaskSpec
+from bench.core.data import DataRoot, register_source
+from bench.core.registry import TASKS
 
 VAL_SEED = 20231  # fixed: val never depends on the cell's seed or budget
 MAX_VAL = 500  # carved from train; 500 keeps each validation pass cheap on a CPU

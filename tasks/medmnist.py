@@ -21,9 +21,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from bench.api import CLASSIFICATION, VISION, Split, Splits, Task, TaskSpec
-from bench.data import DataRoot, register_source
-from bench.registry import TASKS
+from bench.core.api import CLASSIFICATION, VISION, Split, Splits, Task, TaskSpec
+from bench.core.data import DataRoot, register_source
+from bench.core.registry import TASKS
 
 ZENODO = "https://zenodo.org/records/10519652/files/{flag}.npz?download=1"  # MedMNIST v2/v3 28 px release
 

@@ -48,9 +48,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from bench.api import CLASSIFICATION, TEXT, VISION, PromptSpec, Split, Splits, Task, TaskSpec
-from bench.data import DataError, DataRoot, register_source, sha256
-from bench.registry import TASKS
+from bench.core.api import CLASSIFICATION, TEXT, VISION, PromptSpec, Split, Splits, Task, TaskSpec
+from bench.core.data import DataError, DataRoot, register_source, sha256
+from bench.core.registry import TASKS
 from tasks.medmnist import _download
 
 VERSION = 1
@@ -227,7 +227,7 @@ def _corrupted(test: Split, source_sha: str) -> Split:
     """test_ood of the CIFAR task, cached by its inputs, VARIANTS and the versions of the code that makes it."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from bench.cache import cache_dir
+    from bench.core.cache import cache_dir
 
     try:
         versions = [version(p) for p in ("imagecorruptions", "numpy", "scipy", "scikit-image", "opencv-python")]

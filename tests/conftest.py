@@ -25,7 +25,7 @@ def _isolated_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def data():
-    from bench.data import DataRoot
+    from bench.core.data import DataRoot
 
     root = DataRoot.resolve()
     if not (root.path / "vision").is_dir():

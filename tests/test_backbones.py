@@ -14,10 +14,10 @@ import pytest
 import torch
 from torch import nn
 
-from bench.api import Cell, resolve_hparams
 from bench.backbones import BACKBONES, Backbone, get_backbone
+from bench.core.api import Cell, resolve_hparams
+from bench.core.registry import UnknownNameError, load_all
 from bench.probes import PROBES
-from bench.registry import UnknownNameError, load_all
 
 load_all()
 ALL = [*BACKBONES.names(), "tiny-timm", "tiny-hf", "tiny-hf-causal"]
@@ -201,9 +201,9 @@ def test_capabilities_come_from_traits_not_names(tiny_backbones):
 def test_matrix_agrees_with_run_for_every_task_and_method(tmp_path, monkeypatch):
     """`ls --matrix` and `run` give the same answer: run writes an unsupported record with the matrix's reason
     exactly where the matrix has one, and starts a cell process exactly where it has none."""
-    from bench import harness
     from bench.cli import support_matrix
-    from bench.store import Store
+    from bench.core.store import Store
+    from bench.run import harness
 
     class Started(Exception):
         pass
@@ -229,7 +229,7 @@ def test_matrix_agrees_with_run_for_every_task_and_method(tmp_path, monkeypatch)
 def test_a_generic_backbone_runs_a_real_cell_end_to_end(task, method, backbone, tiny_backbones, data):
     """A user's own model, named by family or by one entry, goes through the whole harness: load, probe the
     untouched model, adapt, train, evaluate, probe again."""
-    from bench.harness import execute
+    from bench.run.harness import execute
 
     settings = {"backbone": tiny_backbones[backbone], "epochs": 1, "eval_limit": 32, "probe_limit": 20}
     res = resolve_hparams(Cell(task, method, 32, 0, settings))

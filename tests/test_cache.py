@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from bench.api import Cell, Split, TrainConfig, resolve_hparams
-from bench.cache import FeatureCache, cache_dir
-from bench.loop import Runner, eval_steps
-from bench.model import AdaptModel, make_head
-from bench.registry import TASKS, load_all
+from bench.core.api import Cell, Split, TrainConfig, resolve_hparams
+from bench.core.cache import FeatureCache, cache_dir
+from bench.core.model import AdaptModel, make_head
+from bench.core.registry import TASKS, load_all
+from bench.run.loop import Runner, eval_steps
 
 load_all()
 IMAGES = np.random.default_rng(0).integers(0, 256, size=(12, 28, 28), dtype=np.uint8)
@@ -88,7 +88,7 @@ def test_probe_results_are_cached_by_weights_and_a_tampered_entry_is_recomputed(
 
 @pytest.mark.slow  # two real cells with the CIFAR-10 probe (~30 s)
 def test_a_frozen_cell_reuses_features_and_says_so_with_identical_results(tiny_backbones, data, own_cache):
-    from bench.cell import execute
+    from bench.run.cell import execute
 
     settings = {"backbone": tiny_backbones["tiny-timm"], "eval_limit": 64, "probe_limit": 10, "min_steps": 20}
     res = resolve_hparams(Cell("pneumonia-mnist", "frozen", 32, 0, settings))
@@ -130,7 +130,7 @@ def test_a_setting_added_later_keeps_old_keys_at_its_default_and_names_cells_whe
 def test_extra_probes_false_runs_only_the_primary_forgetting_probe(data, monkeypatch, tmp_path):
     import bench.probes
     from bench.backbones import get_backbone
-    from bench.cell import execute
+    from bench.run.cell import execute
 
     name = "efficientnet-lite0"  # real weights at 32 px; the probes themselves are stubbed
     assert len(get_backbone(name).probes) > 1, "a backbone with a further probe, or this test proves nothing"
@@ -149,8 +149,8 @@ def test_extra_probes_false_runs_only_the_primary_forgetting_probe(data, monkeyp
 
 
 def test_grouping_by_token_length_uses_the_batchers_counts_and_pads_less_than_characters():
-    from bench.api import Split
-    from bench.loop import epoch_batches, text_lengths, token_lengths
+    from bench.core.api import Split
+    from bench.run.loop import epoch_batches, text_lengths, token_lengths
 
     def batcher(texts):  # one token per word, truncated at 6, padded to the longest
         import torch

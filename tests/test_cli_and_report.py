@@ -8,11 +8,11 @@ import sys
 
 import pandas as pd
 
-from bench.api import Cell, resolve_hparams
 from bench.cli import main
-from bench.record import Cost, Env, Forgetting, Params, new_record
-from bench.report import mean_ci, render_html, write_report
-from bench.store import Store
+from bench.core.api import Cell, resolve_hparams
+from bench.core.record import Cost, Env, Forgetting, Params, new_record
+from bench.core.store import Store
+from bench.report.page import mean_ci, render_html, write_report
 
 
 def test_ls_lists_every_registry(capsys):

@@ -1,5 +1,5 @@
-"""The CI regression gate (`adaptbench compare`, bench/compare.py): an unchanged rerun passes, a regression fails and
-is named. Each rule on hand-built records; then end to end on real records of a tiny suite run by the grid.
+"""The CI regression gate (`adaptbench compare`, bench/analysis/gate.py): an unchanged rerun passes, a regression fails
+and is named. Each rule on hand-built records; then end to end on real records of a tiny suite run by the grid.
 Run: `.venv/bin/python -m pytest tests/test_compare.py -q`."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.api import Cell, resolve_hparams
+from bench.analysis.gate import compare, floor_se
 from bench.cli import main
-from bench.compare import compare, floor_se
-from bench.record import Cost, Forgetting, Params, SplitSizes, new_record
-from bench.store import Store
+from bench.core.api import Cell, resolve_hparams
+from bench.core.record import Cost, Forgetting, Params, SplitSizes, new_record
+from bench.core.store import Store
 
 MIB = 2**20
 # per method: (auroc, forgetting drop, peak memory MiB, train examples/s) at seeds 0, 1, 2
@@ -243,16 +243,16 @@ RUNS = r"""
 import os, sys
 from pathlib import Path
 suite, weights, runs = sys.argv[1], sys.argv[2], sys.argv[3:]
-import bench.harness, bench.probes
-from bench.api import resolve_hparams
+import bench.run.harness, bench.probes
+from bench.core.api import resolve_hparams
 from bench.backbones import BACKBONES
 from bench.backbones.vision import TimmBackbone
-from bench.cell import execute
+from bench.run.cell import execute
 from bench.cli import main
-from bench.data import DataRoot
+from bench.core.data import DataRoot
 from methods.lora import LoRA
 
-for name in bench.harness.PRELOAD:  # what the grid's fork server imports once, so no run imports it again
+for name in bench.run.harness.PRELOAD:  # what the grid's fork server imports once, so no run imports it again
     __import__(name)
 BACKBONES.add(TimmBackbone(name="tiny-timm-bn", arch="test_resnet", weights_file=weights, probes=("cifar10-linear",),
                           description="tests"))
@@ -263,7 +263,7 @@ def run_cell(cell, store, data_root=None, **kwargs):
     store.write(record)
     return record
 
-bench.harness.run_cell = run_cell
+bench.run.harness.run_cell = run_cell
 for run in runs:
     results, seeds, divisor = run.split(":")
     if os.fork() == 0:

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from bench.data import DataError, DataRoot, nested_subset, pinned_sums
+from bench.core.data import DataError, DataRoot, nested_subset, pinned_sums
 
 
 def test_every_pinned_file_of_the_mirror_verifies(data):
@@ -71,7 +71,7 @@ def test_probe_files_have_a_publisher_source_too(tmp_path, monkeypatch):
 
 
 def test_eval_limit_cuts_val_and_test_to_the_same_stratified_subset_for_every_cell(data):
-    from bench.registry import TASKS, load_all
+    from bench.core.registry import TASKS, load_all
 
     load_all()
     task = TASKS.get("pneumonia-mnist")()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.api import Cell, resolve_hparams
+from bench.core.api import Cell, resolve_hparams
 
 
 @pytest.mark.parametrize(
@@ -22,7 +22,7 @@ def test_a_cell_rerun_with_its_seed_gives_identical_results_and_another_seed_doe
     tiny_backbones, data, monkeypatch, tmp_path, task, method, backbone, size
 ):
     import bench.probes
-    from bench.cell import execute
+    from bench.run.cell import execute
 
     monkeypatch.setattr(bench.probes, "run_probe", lambda *args, **kwargs: (0.5, False))
     monkeypatch.setenv("ADAPTBENCH_CACHE", str(tmp_path))

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import math
 
-from bench.api import Cell
-from bench.harness import run_cell
+from bench.core.api import Cell
+from bench.core.store import Store
 from bench.probes import imagenet_top1, stsb_spearman
-from bench.store import Store
+from bench.run.harness import run_cell
 
 
 def test_efficientnet_weights_are_imagenet_pretrained(efficientnet, data):
@@ -63,7 +63,7 @@ def test_a_crashing_cell_becomes_a_failed_record(tmp_path):
 def test_missing_data_offline_is_refused_before_the_cell_starts_and_writes_no_record(tmp_path, monkeypatch):
     import pytest
 
-    from bench.data import DataError
+    from bench.core.data import DataError
 
     monkeypatch.setenv("ADAPTBENCH_DATA", str(tmp_path / "no-data-here"))
     monkeypatch.setenv("ADAPTBENCH_OFFLINE", "1")
@@ -84,10 +84,10 @@ def test_text_is_evaluated_in_length_order_and_returned_in_split_order(minilm):
     import numpy as np
     import torch
 
-    from bench.api import Split, TrainConfig
-    from bench.loop import Runner, eval_order
-    from bench.model import AdaptModel, make_head
-    from bench.registry import TASKS, load_all
+    from bench.core.api import Split, TrainConfig
+    from bench.core.model import AdaptModel, make_head
+    from bench.core.registry import TASKS, load_all
+    from bench.run.loop import Runner, eval_order
 
     load_all()
     texts = ["a long sentence that needs many more tokens than the others", "short", "middle length text", "x y"]
@@ -108,7 +108,7 @@ def test_text_is_evaluated_in_length_order_and_returned_in_split_order(minilm):
 def test_training_batches_cover_each_example_once_per_epoch_and_group_text_by_length():
     import numpy as np
 
-    from bench.loop import epoch_batches
+    from bench.run.loop import epoch_batches
 
     rng = np.random.default_rng(0)
     lengths = (rng.lognormal(2.5, 0.6, size=1000)).astype(int) + 1  # skewed like sentence lengths

@@ -18,16 +18,16 @@ import pytest
 import torch
 from torch import nn
 
-import bench.harness
-from bench.api import Cell, Split, TrainConfig, resolve_hparams
-from bench.cell import collapse_flags
-from bench.claims import Claims
+import bench.run.harness
 from bench.cli import main
-from bench.harness import child_main, exit_status
-from bench.loop import DivergedError, Runner, grad_accumulation
-from bench.record import Cost, Env, Forgetting, Params, Record, new_record
-from bench.registry import TASKS, load_all
-from bench.store import Store
+from bench.core.api import Cell, Split, TrainConfig, resolve_hparams
+from bench.core.record import Cost, Env, Forgetting, Params, Record, new_record
+from bench.core.registry import TASKS, load_all
+from bench.core.store import Store
+from bench.run.cell import collapse_flags
+from bench.run.harness import child_main, exit_status
+from bench.run.locks import Claims
+from bench.run.loop import DivergedError, Runner, grad_accumulation
 from bench.suite import load_suite, run_grid
 
 BLOCK = '[[matrix]]\ntasks = ["glue-sst2"]\nmethods = ["frozen"]\nbudgets = [64]\n'
@@ -120,18 +120,18 @@ def test_exit_codes_become_statuses_that_say_what_happened():
 # need_bytes / grad_accum under an address-space limit: it fits only once the micro-batch is halved.
 CHILD = """
 import os, resource, sys, torch
-import bench.harness, bench.loop
-from bench.api import Cell
-from bench.harness import child_main
-from bench.record import new_record
+import bench.run.harness, bench.run.loop
+from bench.core.api import Cell
+from bench.run.harness import child_main
+from bench.core.record import new_record
 done, results, headroom, need = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 def execute(res, data, device="auto"):
-    block = torch.empty(need // bench.loop._grad_accum, dtype=torch.uint8)
+    block = torch.empty(need // bench.run.loop._grad_accum, dtype=torch.uint8)
     block[::4096] = 1
     record = new_record(res, "ok")
     record.metrics = {"test/accuracy": 1.0}
     return record
-bench.harness.execute = execute
+bench.run.harness.execute = execute
 vm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize"))
 resource.setrlimit(resource.RLIMIT_AS, (vm + headroom, resource.RLIM_INFINITY))
 sys.exit(child_main(Cell("glue-sst2", "full", 64, 0, suite="oom"), done, "cpu", results, None))
@@ -160,7 +160,7 @@ def test_a_diverged_run_is_recorded_as_diverged_with_its_step(tmp_path, monkeypa
     def execute(res, data, device="auto"):
         raise DivergedError(7, float("nan"))
 
-    monkeypatch.setattr(bench.harness, "execute", execute)
+    monkeypatch.setattr(bench.run.harness, "execute", execute)
     done = tmp_path / "done.json"
     assert child_main(Cell("glue-sst2", "full", 64, 0, suite="d"), str(done), "cpu", str(tmp_path), None) == 1
     record = json.loads(done.read_text())
@@ -233,7 +233,7 @@ def test_constant_test_predictions_are_flagged_degenerate():
 
 
 def test_the_report_marks_degenerate_rows_and_says_why(tmp_path):
-    from bench.report import markdown_tables, render_html
+    from bench.report.page import markdown_tables, render_html
 
     cell = Cell("glue-sst2", "full", 64, 0, suite="s")
     record = _ok(cell)
@@ -265,10 +265,10 @@ def _fake_run_cell(log_file=None, delay=0.0):
 
 
 def test_a_truncated_record_is_named_by_report_and_recomputed_by_grid(tmp_path, monkeypatch, capsys):
-    from bench.report import write_report
+    from bench.report.page import write_report
 
     suite, store = _suite(tmp_path), Store(tmp_path / "results")
-    monkeypatch.setattr(bench.harness, "run_cell", _fake_run_cell())
+    monkeypatch.setattr(bench.run.harness, "run_cell", _fake_run_cell())
     run_grid(suite, store, log=lambda _: None)
     victim = sorted((tmp_path / "results" / "tiny").glob("*.json"))[1]
     victim.write_text(victim.read_text()[:40])  # a full disk cut it
@@ -286,7 +286,7 @@ def test_a_truncated_record_is_named_by_report_and_recomputed_by_grid(tmp_path, 
 
 
 def _grid_process(suite_file: str, results: str, log_file: str, out: str) -> None:
-    bench.harness.run_cell = _fake_run_cell(log_file, delay=0.3)
+    bench.run.harness.run_cell = _fake_run_cell(log_file, delay=0.3)
     lines: list[str] = []
     result = run_grid(load_suite(suite_file), Store(results), log=lines.append)
     with open(out, "w") as f:
@@ -381,7 +381,7 @@ def test_a_grid_skips_a_task_without_its_data_says_so_once_and_runs_the_rest(tmp
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(real.path / rel, root / rel)
     monkeypatch.setenv("ADAPTBENCH_OFFLINE", "1")
-    monkeypatch.setattr(bench.harness, "run_cell", _fake_run_cell())
+    monkeypatch.setattr(bench.run.harness, "run_cell", _fake_run_cell())
     lines: list[str] = []
     result = run_grid(load_suite(str(path)), Store(tmp_path / "r"), data_root=str(root), log=lines.append)
     assert list(result.refused) == ["pneumonia-mnist"] and not result.ok
@@ -413,4 +413,4 @@ def test_a_cell_killed_by_a_signal_is_recorded_as_killed_with_the_signal_name(tm
 
 
 def run_cell_result(cell: Cell, tmp_path) -> dict:
-    return {"record": bench.harness.run_cell(cell, store=Store(tmp_path), quiet=True)}
+    return {"record": bench.run.harness.run_cell(cell, store=Store(tmp_path), quiet=True)}

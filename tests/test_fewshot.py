@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.api import Cell, Split, resolve_hparams
-from bench.loop import Runner
-from bench.model import AdaptModel, make_head
+from bench.core.api import Cell, Split, resolve_hparams
+from bench.core.model import AdaptModel, make_head
+from bench.run.loop import Runner
 from methods.fewshot import pick_demonstrations
 
 

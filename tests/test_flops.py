@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench import flops
+from bench.run import flops
 
 
 def _counter_flops(model, batch, backward: bool = False) -> int:
@@ -37,7 +37,7 @@ def _text_batch(loaded, n: int = 4):
 def resnet():
     import timm
 
-    from bench.model import VisionEncoder
+    from bench.core.model import VisionEncoder
 
     torch.manual_seed(0)
     return VisionEncoder(timm.create_model("test_resnet", num_classes=0)).eval()
@@ -158,7 +158,7 @@ def test_a_module_with_weights_of_an_unknown_kind_gives_no_count_and_says_why():
 
 
 def test_gemm_peak_is_cached_per_machine_and_a_corrupt_cache_is_measured_again(tmp_path, monkeypatch):
-    from bench import machine
+    from bench.run import machine
 
     calls = []
     monkeypatch.setattr(machine, "_measure", lambda device, threads: calls.append(threads) or {"fp32": 1e11})
@@ -174,12 +174,12 @@ def test_gemm_peak_is_cached_per_machine_and_a_corrupt_cache_is_measured_again(t
 
 
 def test_gemm_probe_measures_a_plausible_cpu_peak():
-    rate = flops_per_s = __import__("bench.machine", fromlist=["x"]).gemm_flops_per_s("cpu", torch.float32, 512)
+    rate = flops_per_s = __import__("bench.run.machine", fromlist=["x"]).gemm_flops_per_s("cpu", torch.float32, 512)
     assert 1e8 < rate < 1e13, flops_per_s
 
 
 def test_mfu_on_cuda_uses_the_nominal_bf16_peak_in_bf16_and_the_measured_one_otherwise(monkeypatch):
-    from bench import machine
+    from bench.run import machine
 
     monkeypatch.setattr(machine, "measured_peaks", lambda d, t: {"bf16": 6e14, "fp32": 4e14})
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "NVIDIA H100 80GB HBM3")
@@ -192,7 +192,7 @@ def test_mfu_on_cuda_uses_the_nominal_bf16_peak_in_bf16_and_the_measured_one_oth
 
 
 def test_cell_flops_gives_achieved_flops_and_mfu_from_the_measured_throughput(monkeypatch):
-    from bench import machine
+    from bench.run import machine
 
     monkeypatch.setattr(machine, "measured_peaks", lambda d, t: {"fp32": 1e9})
     method = SimpleNamespace(trains=True, cache_features=False)
@@ -206,7 +206,7 @@ def test_cell_flops_gives_achieved_flops_and_mfu_from_the_measured_throughput(mo
 
 
 def test_peak_memory_on_the_cpu_has_no_reserved_bytes():
-    from bench.meters import PeakMemory
+    from bench.run.meters import PeakMemory
 
     with PeakMemory("cpu") as mem:
         np.ones(1000)
@@ -214,7 +214,7 @@ def test_peak_memory_on_the_cpu_has_no_reserved_bytes():
 
 
 def test_peak_memory_on_cuda_reads_allocated_and_reserved(monkeypatch):
-    from bench.meters import PeakMemory
+    from bench.run.meters import PeakMemory
 
     fake = {
         "synchronize": lambda: None,
@@ -231,8 +231,8 @@ def test_peak_memory_on_cuda_reads_allocated_and_reserved(monkeypatch):
 
 
 def _runner(model, **settings):
-    from bench.api import TrainConfig
-    from bench.loop import Runner
+    from bench.core.api import TrainConfig
+    from bench.run.loop import Runner
 
     task = SimpleNamespace(spec=SimpleNamespace(kind="classification"))
     return Runner(model, lambda xs: {"x": torch.as_tensor(np.asarray(xs))}, task, TrainConfig(**settings), "cpu")
@@ -244,7 +244,7 @@ def test_bf16_on_the_cpu_refuses_with_a_clear_error():
 
 
 def test_compile_is_keyed_only_when_set_and_recorded_only_when_asked():
-    from bench.api import TrainConfig
+    from bench.core.api import TrainConfig
 
     assert "compile" in TrainConfig.KEYED_ONLY_WHEN_SET and TrainConfig().compile is False
     assert _runner(_Tiny()).compile_info() == {}
@@ -265,8 +265,8 @@ def test_a_failing_compiled_forward_falls_back_to_eager_with_the_error_recorded(
 
 
 def test_tf32_is_enabled_on_cuda():
-    from bench.api import TrainConfig
-    from bench.loop import Runner
+    from bench.core.api import TrainConfig
+    from bench.run.loop import Runner
 
     matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
     before = (matmul.allow_tf32, cudnn.allow_tf32)
@@ -281,8 +281,8 @@ def test_tf32_is_enabled_on_cuda():
 
 @pytest.mark.slow
 def test_compile_true_trains_a_tiny_cell_compiled_or_records_why_not(tiny_backbones, data):
-    from bench.api import Cell, resolve_hparams
-    from bench.harness import execute
+    from bench.core.api import Cell, resolve_hparams
+    from bench.run.harness import execute
 
     settings = {"backbone": tiny_backbones["tiny-timm"], "epochs": 1, "eval_limit": 32, "probe_limit": 20}
     record = execute(

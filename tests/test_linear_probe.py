@@ -1,4 +1,4 @@
-"""frozen's linear probe (bench.linear_probe): it solves the objective it claims (checked against scikit-learn's
+"""frozen's linear probe (bench.run.linear_probe): it solves the objective it claims (checked against scikit-learn's
 logistic regression and the ridge normal equations), selects the L2 strength on validation, and runs inside the
 loop on cached features. Run: `.venv/bin/python -m pytest tests/test_linear_probe.py -q`."""
 
@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from bench.api import Cell, Split, TrainConfig, resolve_hparams
-from bench.linear_probe import fit_linear_probe
-from bench.loop import Runner
-from bench.model import AdaptModel, make_head
-from bench.registry import METHODS, TASKS, load_all
+from bench.core.api import Cell, Split, TrainConfig, resolve_hparams
+from bench.core.model import AdaptModel, make_head
+from bench.core.registry import METHODS, TASKS, load_all
+from bench.run.linear_probe import fit_linear_probe
+from bench.run.loop import Runner
 
 load_all()
 

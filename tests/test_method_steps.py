@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from bench.api import Cell, resolve_hparams
 from bench.backbones import BACKBONES
-from bench.model import AdaptModel, count_params, make_head
-from bench.registry import METHODS, load_all
+from bench.core.api import Cell, resolve_hparams
+from bench.core.model import AdaptModel, count_params, make_head
+from bench.core.registry import METHODS, load_all
 
 load_all()
 IMAGES = np.random.default_rng(0).integers(0, 256, size=(8, 28, 28), dtype=np.uint8)
@@ -193,7 +193,7 @@ def test_gradual_unfreezes_top_down_on_an_even_schedule():
 
 
 def test_qlora_quantizes_every_linear_weight_of_minilm_and_says_how_much(load_named):
-    from bench.model import quantized_share
+    from bench.core.model import quantized_share
 
     _, model, _, loaded, _ = _setup(load_named, "minilm-l6", "qlora")
     share = quantized_share(model.encoder)

@@ -9,10 +9,12 @@ import math
 import numpy as np
 import pytest
 
-from bench import derived, plots, plots_scatter
-from bench.api import Cell, resolve_hparams
-from bench.record import Cost, Forgetting, Params, SplitSizes, new_record
-from bench.store import Store
+from bench.analysis import derived
+from bench.core.api import Cell, resolve_hparams
+from bench.core.record import Cost, Forgetting, Params, SplitSizes, new_record
+from bench.core.store import Store
+from bench.report.plots import efficiency as plots
+from bench.report.plots import tradeoff as plots_scatter
 
 TRAINABLE = {"lora": 10, "full": 1000, "frozen": 2, "fewshot": 0, "zeroshot": 0}
 
@@ -73,7 +75,7 @@ def _sst2_figure(records, store):
 
 
 def test_every_method_gets_its_own_colour_and_marker_on_every_plot():
-    from bench.registry import METHODS
+    from bench.core.registry import METHODS
 
     styles = plots.method_styles()
     assert set(METHODS.names()) <= set(styles) and len(styles) >= 16
@@ -246,7 +248,7 @@ def test_shift_tasks_get_in_domain_against_out_of_domain_with_the_diagonal(tmp_p
 
 
 def test_the_report_embeds_each_figure_with_alt_text_and_a_caption(suite, tmp_path):
-    from bench.report import write_report
+    from bench.report.page import write_report
 
     store, _ = suite
     page = write_report("s", store, tmp_path / "out").read_text()
@@ -262,7 +264,7 @@ def test_the_committed_baseline_records_render_with_every_kind_of_figure(tmp_pat
     """results/baselines/default-cpu (real records, one seed, no stored predictions): ~20 s on two cores."""
     from pathlib import Path
 
-    from bench.report import write_report
+    from bench.report.page import write_report
 
     root = Path(__file__).resolve().parent.parent / "results" / "baselines"
     page = write_report("default-cpu", Store(root), tmp_path, all_records=True).read_text()

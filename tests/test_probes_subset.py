@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.api import Cell, TrainConfig, resolve_hparams
+from bench.core.api import Cell, TrainConfig, resolve_hparams
 from bench.probes import held_out, probe_rows
 
 
@@ -34,7 +34,7 @@ def test_probe_subset_is_a_checked_setting_keyed_only_when_set():
 
 def test_a_probe_on_the_tasks_own_data_is_marked_not_held_out(monkeypatch):
     import bench.probes
-    from bench.cell import _forgetting
+    from bench.run.cell import _forgetting
 
     assert not held_out("stsb-spearman", "glue-stsb") and not held_out("cifar10-linear", "shift-cifar10-to-cifar10c")
     assert held_out("stsb-spearman", "glue-sst2") and held_out("imagenet-top1", "pneumonia-mnist")
@@ -54,8 +54,8 @@ def test_a_probe_on_the_tasks_own_data_is_marked_not_held_out(monkeypatch):
 
 
 def test_summaries_leave_a_probe_on_the_tasks_own_data_out():
-    from bench.record import Cost, Forgetting, Params, new_record
-    from bench.report import summarise
+    from bench.core.record import Cost, Forgetting, Params, new_record
+    from bench.report.page import summarise
 
     records = []
     for task in ("glue-stsb", "glue-sst2"):

@@ -12,12 +12,12 @@ import re
 
 import pytest
 
-import bench.harness
-from bench.api import Cell, resolve_hparams
-from bench.progress import GridProgress, duration
-from bench.record import new_record
-from bench.registry import load_all
-from bench.store import Store
+import bench.run.harness
+from bench.core.api import Cell, resolve_hparams
+from bench.core.record import new_record
+from bench.core.registry import load_all
+from bench.core.store import Store
+from bench.run.progress import GridProgress, duration
 from bench.suite import load_suite, run_grid
 
 load_all()
@@ -53,7 +53,7 @@ def _grid(tmp_path, monkeypatch, **kwargs) -> tuple[list[str], list[dict]]:
         store.write(record)
         return record
 
-    monkeypatch.setattr(bench.harness, "run_cell", run_cell)
+    monkeypatch.setattr(bench.run.harness, "run_cell", run_cell)
     path = tmp_path / "sweep.toml"
     path.write_text(SUITE)
     lines: list[str] = []
@@ -167,11 +167,11 @@ def _printing_child(cell, done_file, device, results, data_root) -> int:
 
 def test_a_cells_stdout_reaches_the_caller_line_by_line(tmp_path, monkeypatch):
     # the real run_cell and _child_entry, in a forked process whose body only prints (no model, no fork server)
-    monkeypatch.setattr(bench.harness, "_cell_context", lambda: multiprocessing.get_context("fork"))
-    monkeypatch.setattr(bench.harness, "child_main", _printing_child)
+    monkeypatch.setattr(bench.run.harness, "_cell_context", lambda: multiprocessing.get_context("fork"))
+    monkeypatch.setattr(bench.run.harness, "child_main", _printing_child)
     lines: list[str] = []
     cell = Cell("glue-sst2", "frozen", 64, 0, suite="s")
-    record = bench.harness.run_cell(cell, store=Store(tmp_path), quiet=True, checked=True, on_line=lines.append)
+    record = bench.run.harness.run_cell(cell, store=Store(tmp_path), quiet=True, checked=True, on_line=lines.append)
     assert record.status == "failed" and "exited with code 3" in record.error
     assert lines == [
         "step 4/8  train_loss 0.693  val/accuracy 0.5000  (best)",

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 import bench
-from bench.api import resolve_hparams
-from bench.executor import LocalExecutor, make_executor
-from bench.store import Store
+from bench.core.api import resolve_hparams
+from bench.core.store import Store
+from bench.run.executor import LocalExecutor, make_executor
 from bench.suite import load_suite, run_grid
 
 NODE_CPUS = 2  # each node runs one cell at a time: cells ask for their threads (2) as CPUs
@@ -61,7 +61,7 @@ def cluster():
 @pytest.fixture(scope="module")
 def executor(cluster):
     """One driver connection for the module, so its Ray workers (and their cell fork servers) are reused."""
-    from bench.ray_executor import RayExecutor
+    from bench.run.ray_executor import RayExecutor
 
     ex = RayExecutor(address=cluster.address, cell_memory_gib=0.5, device="cpu")
     yield ex

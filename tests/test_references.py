@@ -7,12 +7,12 @@ import math
 
 import pytest
 
-from bench.api import Cell, resolve_hparams
+from bench.analysis.references import compare, load_references, references_text, verdict
+from bench.analysis.stats import Interval
 from bench.cli import main
-from bench.record import Cost, new_record
-from bench.references import compare, load_references, references_text, verdict
-from bench.stats import Interval
-from bench.store import Store
+from bench.core.api import Cell, resolve_hparams
+from bench.core.record import Cost, new_record
+from bench.core.store import Store
 
 
 def _records(task: str, method: str, aurocs: list[float], budget: int = 0, settings: dict | None = None):

@@ -7,9 +7,9 @@ import dataclasses
 
 import pytest
 
-from bench.api import Cell, Method, Task, TrainConfig, resolve_hparams
 from bench.backbones import BACKBONES
-from bench.registry import METHODS, TASKS, Registry, UnknownNameError, load_all
+from bench.core.api import Cell, Method, Task, TrainConfig, resolve_hparams
+from bench.core.registry import METHODS, TASKS, Registry, UnknownNameError, load_all
 
 load_all()
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import metrics
-from bench.api import Cell, resolve_hparams
+from bench.analysis.overview import build_overview
 from bench.cli import main
-from bench.overview import build_overview
-from bench.record import Cost, Env, Forgetting, Params, new_record
-from bench.report import build_report, page_html, write_report
-from bench.store import Store
+from bench.core import metrics
+from bench.core.api import Cell, resolve_hparams
+from bench.core.record import Cost, Env, Forgetting, Params, new_record
+from bench.core.store import Store
+from bench.report.page import build_report, page_html, write_report
 
 BASELINES = Path(__file__).resolve().parent.parent / "results" / "baselines" / "default-cpu"
 

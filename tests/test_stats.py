@@ -10,13 +10,14 @@ import warnings
 import numpy as np
 import pytest
 
-from bench import derived, metrics, stats
-from bench.api import Cell, resolve_hparams
+from bench.analysis import derived, stats
+from bench.analysis.decision_map import decision_map
 from bench.cli import main
-from bench.decision_map import decision_map
-from bench.record import Cost, Forgetting, Params, new_record
-from bench.store import Store
-from bench.weighted_metrics import WEIGHTED, weighted
+from bench.core import metrics
+from bench.core.api import Cell, resolve_hparams
+from bench.core.record import Cost, Forgetting, Params, new_record
+from bench.core.store import Store
+from bench.core.weighted_metrics import WEIGHTED, weighted
 
 
 def _logits(rng: np.random.Generator, labels: np.ndarray, skill: float, n_classes: int = 2) -> np.ndarray:
@@ -262,7 +263,7 @@ def test_summary_prints_the_decision_map_and_exits_2_without_records(tmp_path, c
 
 
 def test_the_report_opens_with_the_same_decision_map(tmp_path):
-    from bench.report import write_report
+    from bench.report.page import write_report
 
     store = Store(tmp_path)
     rng = np.random.default_rng(13)
@@ -277,7 +278,7 @@ def test_the_report_opens_with_the_same_decision_map(tmp_path):
 
 # ------------------------------------------------------------------------------------------- derived
 def test_baselines_from_labels_alone():
-    from bench.registry import TASKS, load_all
+    from bench.core.registry import TASKS, load_all
 
     load_all()
     y = np.array([0] * 80 + [1] * 20)
@@ -299,7 +300,7 @@ def test_chance_f1_is_the_mean_over_random_predictions():
 
 
 def test_did_not_learn_flags_an_interval_reaching_the_baseline():
-    from bench.registry import TASKS, load_all
+    from bench.core.registry import TASKS, load_all
 
     load_all()
     spec = TASKS.get("glue-sst2").spec
@@ -338,7 +339,7 @@ def test_pareto_front_keeps_only_non_dominated_methods():
 
 
 def test_gain_over_scratch_flags_negative_transfer_only_with_enough_seeds(tmp_path):
-    from bench.registry import TASKS, load_all
+    from bench.core.registry import TASKS, load_all
 
     load_all()
     store = Store(tmp_path)
@@ -357,7 +358,7 @@ def test_gain_over_scratch_flags_negative_transfer_only_with_enough_seeds(tmp_pa
 
 
 def test_claims_are_the_decision_maps_wins_and_a_rerun_confirms_reverses_or_cannot_test_them(tmp_path, capsys):
-    from bench.agreement import HOLDS, NOT_SIGNIFICANT, REVERSED, UNTESTED, check, claims
+    from bench.analysis.claims import HOLDS, NOT_SIGNIFICANT, REVERSED, UNTESTED, check, claims
 
     rng = np.random.default_rng(11)
     y = rng.integers(0, 2, 500)
@@ -433,7 +434,7 @@ def test_zeroshot_needs_one_seed_and_its_record_pairs_with_every_seed_of_the_oth
 
 
 def test_still_improving_marks_runs_whose_best_pass_was_their_last_and_that_patience_did_not_stop(tmp_path, capsys):
-    from bench.record import Selection
+    from bench.core.record import Selection
 
     def sel(best, stopped_by, last=64):
         history = [{"step": s, "val/accuracy": 0.5} for s in range(16, last + 1, 16)]

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from bench.api import Cell, resolve_hparams
-from bench.record import new_record
-from bench.store import Store
+from bench.core.api import Cell, resolve_hparams
+from bench.core.record import new_record
+from bench.core.store import Store
 from bench.suite import load_suite, run_grid, select
 
 
@@ -95,7 +95,7 @@ def test_grid_seeds_replace_the_suite_s_own_for_a_baseline_at_more_seeds(tmp_pat
 
 
 def test_a_killed_grid_resumes_without_redoing_finished_cells(tmp_path, monkeypatch):
-    import bench.harness
+    import bench.run.harness
 
     store, suite = Store(tmp_path / "results"), load_suite(str(_suite_file(tmp_path)))
     calls: list[Cell] = []
@@ -108,7 +108,7 @@ def test_a_killed_grid_resumes_without_redoing_finished_cells(tmp_path, monkeypa
         store.write(record)
         return record
 
-    monkeypatch.setattr(bench.harness, "run_cell", fake_run_cell)
+    monkeypatch.setattr(bench.run.harness, "run_cell", fake_run_cell)
     with pytest.raises(KeyboardInterrupt):
         run_grid(suite, store, log=lambda _: None)
     done = {c.describe() for c in calls[:2]}

@@ -17,9 +17,9 @@ import itertools
 import numpy as np
 import pytest
 
-from bench.api import CLASSIFICATION, VISION
-from bench.data import DataError, DataRoot
-from bench.registry import TASKS, load_all
+from bench.core.api import CLASSIFICATION, VISION
+from bench.core.data import DataError, DataRoot
+from bench.core.registry import TASKS, load_all
 
 load_all()
 

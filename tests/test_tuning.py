@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from bench.api import Split, Splits, TrainConfig
-from bench.data import holdout_subset
-from bench.loop import Runner, schedule_length
-from bench.registry import TASKS, load_all
+from bench.core.api import Split, Splits, TrainConfig
+from bench.core.data import holdout_subset
+from bench.core.registry import TASKS, load_all
+from bench.run.loop import Runner, schedule_length
 
 load_all()
 
@@ -257,9 +257,9 @@ def _sweep_suite(tmp_path, text: str = SWEEP):
 def _fake_grid(monkeypatch, outcome=None):
     """run_cell replaced: an ok record whose val accuracy is VAL[lr, seed] (``outcome(cell, lr)`` may return
     another status); every call is logged."""
-    import bench.harness
-    from bench.api import resolve_hparams
-    from bench.record import new_record
+    import bench.run.harness
+    from bench.core.api import resolve_hparams
+    from bench.core.record import new_record
 
     calls = []
 
@@ -274,7 +274,7 @@ def _fake_grid(monkeypatch, outcome=None):
         store.write(record)
         return record
 
-    monkeypatch.setattr(bench.harness, "run_cell", run_cell)
+    monkeypatch.setattr(bench.run.harness, "run_cell", run_cell)
     return calls
 
 
@@ -314,8 +314,8 @@ def test_a_bad_sweep_is_refused_when_the_suite_loads(tmp_path, change, message):
 
 
 def test_a_sweep_picks_the_best_mean_validation_lr_and_its_block_cells_run_with_it(tmp_path, monkeypatch):
-    from bench.api import Cell, resolve_hparams
-    from bench.store import Store
+    from bench.core.api import Cell, resolve_hparams
+    from bench.core.store import Store
     from bench.suite import run_grid
 
     suite, store = _sweep_suite(tmp_path), Store(tmp_path / "results")
@@ -348,8 +348,8 @@ def test_a_sweep_picks_the_best_mean_validation_lr_and_its_block_cells_run_with_
 
 
 def test_a_failed_sweep_cell_leaves_its_block_cells_unrun_and_recorded_as_failed(tmp_path, monkeypatch):
-    from bench.api import Cell, resolve_hparams
-    from bench.store import Store
+    from bench.core.api import Cell, resolve_hparams
+    from bench.core.store import Store
     from bench.suite import run_grid
 
     suite, store = _sweep_suite(tmp_path), Store(tmp_path / "results")
@@ -372,7 +372,7 @@ def test_a_failed_sweep_cell_leaves_its_block_cells_unrun_and_recorded_as_failed
 
 
 def test_a_diverged_sweep_value_is_ruled_out_not_fatal(tmp_path, monkeypatch):
-    from bench.store import Store
+    from bench.core.store import Store
     from bench.suite import run_grid
 
     suite, store = _sweep_suite(tmp_path), Store(tmp_path / "results")
@@ -384,8 +384,8 @@ def test_a_diverged_sweep_value_is_ruled_out_not_fatal(tmp_path, monkeypatch):
 
 def test_dry_run_and_report_show_sweeps_and_tuned_cells(tmp_path, monkeypatch, capsys):
     from bench.cli import main
-    from bench.report import current_records
-    from bench.store import Store
+    from bench.core.store import Store
+    from bench.report.page import current_records
     from bench.suite import plan, run_grid
 
     suite, store = _sweep_suite(tmp_path), Store(tmp_path / "results")
@@ -407,7 +407,7 @@ def test_dry_run_and_report_show_sweeps_and_tuned_cells(tmp_path, monkeypatch, c
 
 
 def test_scratch_trains_longer_than_fine_tuning_and_says_so_in_its_version():
-    from bench.api import Cell, resolve_hparams
+    from bench.core.api import Cell, resolve_hparams
 
     for task in ("pneumonia-mnist", "glue-sst2"):
         scratch = resolve_hparams(Cell(task, "scratch", 64, 0))
@@ -427,8 +427,8 @@ def test_a_cell_with_budget_validation_refit_and_patience_records_how_it_selecte
     """In process on timm's test_resnet at 32 px (the probe is stubbed: it is not what this checks), with a cold
     feature cache."""
     import bench.probes
-    from bench.api import Cell, resolve_hparams
-    from bench.cell import execute
+    from bench.core.api import Cell, resolve_hparams
+    from bench.run.cell import execute
 
     monkeypatch.setattr(bench.probes, "run_probe", lambda *args, **kwargs: (0.5, False))
     monkeypatch.setenv("ADAPTBENCH_CACHE", str(tmp_path))
@@ -458,11 +458,11 @@ def test_a_cell_with_budget_validation_refit_and_patience_records_how_it_selecte
 
 
 def test_the_report_and_summary_show_each_sweep_with_its_scores_and_an_edge_warning(tmp_path, monkeypatch):
-    from bench.report import current_records, sweeps_html
-    from bench.store import Store
+    from bench.analysis.sweeps import sweep_rows
+    from bench.core.store import Store
+    from bench.report.page import current_records, sweeps_html
+    from bench.report.text import summary_text
     from bench.suite import run_grid
-    from bench.summary import summary_text
-    from bench.sweep_table import sweep_rows
 
     def swept(folder):
         store = Store(tmp_path / folder)

@@ -13,9 +13,9 @@ import time
 import pytest
 from google.protobuf.message import DecodeError
 
-from bench.api import Cell, resolve_hparams
-from bench.record import Cost, Env, Forgetting, Params, Selection, new_record
-from bench.store import Store
+from bench.core.api import Cell, resolve_hparams
+from bench.core.record import Cost, Env, Forgetting, Params, Selection, new_record
+from bench.core.store import Store
 
 HISTORY = [
     {"step": 12, "train_loss": 0.35, "val/accuracy": 0.85, "val/auroc": 0.91},
@@ -109,7 +109,7 @@ def _parse_run(path):
 
 
 def test_an_ok_record_becomes_an_offline_run_with_its_config_summary_and_learning_curve(offline, capsys):
-    from bench.wandb_log import WandbLogger
+    from bench.run.wandb_log import WandbLogger
 
     record = _record()
     logger = WandbLogger()
@@ -134,7 +134,7 @@ def test_an_ok_record_becomes_an_offline_run_with_its_config_summary_and_learnin
 
 
 def test_a_failed_record_is_logged_as_a_failed_run_with_its_error(offline):
-    from bench.wandb_log import WandbLogger
+    from bench.run.wandb_log import WandbLogger
 
     WandbLogger()(_record("failed"))
     [folder] = (offline / "wandb").glob("offline-run-*")
@@ -146,7 +146,7 @@ def test_a_failed_record_is_logged_as_a_failed_run_with_its_error(offline):
 def test_a_failing_wandb_only_warns_and_leaves_the_record_untouched(tmp_path, offline, monkeypatch):
     import wandb
 
-    from bench.wandb_log import WandbLogger
+    from bench.run.wandb_log import WandbLogger
 
     store, record = Store(tmp_path / "results"), _record()
     path = store.write(record)
@@ -171,7 +171,7 @@ def test_a_failing_wandb_only_warns_and_leaves_the_record_untouched(tmp_path, of
 def test_without_wandb_installed_a_record_only_warns(offline, monkeypatch):
     import sys
 
-    from bench.wandb_log import WandbLogger
+    from bench.run.wandb_log import WandbLogger
 
     monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
     warnings: list[str] = []
@@ -182,7 +182,7 @@ def test_without_wandb_installed_a_record_only_warns(offline, monkeypatch):
 
 
 def test_the_mode_is_offline_unless_the_environment_configures_wandb(monkeypatch):
-    from bench.wandb_log import mode
+    from bench.run.wandb_log import mode
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
@@ -195,8 +195,8 @@ def test_the_mode_is_offline_unless_the_environment_configures_wandb(monkeypatch
 
 
 def test_grid_wandb_logs_each_cell_it_runs_once_its_record_is_written(tmp_path, offline, monkeypatch, capsys):
-    import bench.harness
-    import bench.wandb_log
+    import bench.run.harness
+    import bench.run.wandb_log
     from bench.cli import main
 
     suite = tmp_path / "tiny.toml"
@@ -215,8 +215,8 @@ def test_grid_wandb_logs_each_cell_it_runs_once_its_record_is_written(tmp_path, 
         logged.append(record.method)
         return tmp_path / "wandb" / f"offline-run-{record.method}"
 
-    monkeypatch.setattr(bench.harness, "run_cell", fake_run_cell)
-    monkeypatch.setattr(bench.wandb_log, "log_record", fake_log_record)
+    monkeypatch.setattr(bench.run.harness, "run_cell", fake_run_cell)
+    monkeypatch.setattr(bench.run.wandb_log, "log_record", fake_log_record)
     assert main(["grid", "--suite", str(suite), "--results", str(results), "--wandb"]) == 0
     assert sorted(logged) == ["frozen", "lora"]
     assert "wandb: 2 runs written offline" in capsys.readouterr().out

@@ -3,15 +3,15 @@ no code: ``timm:<model name>``, ``hf:<model id or local dir>``, ``hf-causal:<mod
 
 Add a backbone: one ``BACKBONES.add(...)`` entry in a family module (``vision.py`` for timm architectures,
 ``text.py`` for Hugging Face models), or point a cell at a family with ``--set backbone=hf:/path/to/model``.
-What an entry provides is in ``bench.backbones.base``. Importing this package imports no heavy library.
+What an entry provides is in ``bench.core.backbone``. Importing this package imports no heavy library.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench.backbones.base import Backbone, BackboneUnavailable, Loaded, Traits
-from bench.registry import Registry, UnknownNameError, suggest
+from bench.core.backbone import Backbone, BackboneUnavailable, Loaded, Traits
+from bench.core.registry import Registry, UnknownNameError, suggest
 
 __all__ = ["BACKBONES", "Backbone", "BackboneUnavailable", "Loaded", "Traits", "get_backbone", "load_backbone"]
 

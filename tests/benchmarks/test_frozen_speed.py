@@ -1,5 +1,5 @@
-"""Benchmark (not a test): a ``frozen`` cell (``bench.cell.execute`` in this process, default frozen settings, budget
-1024) against the obvious hand-written equivalent: load the same backbone, extract train/val/test features once
+"""Benchmark (not a test): a ``frozen`` cell (``bench.run.cell.execute`` in this process, default frozen settings,
+budget 1024) against the obvious hand-written equivalent: load the same backbone, extract train/val/test features once
 (batches of 128 under ``inference_mode``, text sorted by length like the harness), fit scikit-learn's
 ``LogisticRegression`` (lbfgs, max_iter 1000) on the train features, score val and predict test. Both load the
 task's splits and the backbone inside the timed call; both compute each split's features once.
@@ -22,13 +22,13 @@ import numpy as np
 import pytest
 from _speed import THREADS, alternate, budget, fix_threads, load_average, median_ratio, rounds
 
-from bench.api import Cell, resolve_hparams
+from bench.core.api import Cell, resolve_hparams
 
 
 def _features(loaded, split, batch_size: int = 128):
     import torch
 
-    from bench.loop import eval_order
+    from bench.run.loop import eval_order
 
     order = eval_order(split)  # text by length (less padding), images as they are
     encoder, out = loaded.encoder.eval(), []
@@ -63,8 +63,8 @@ def frozen_cell(res, data, features_cached: bool = False) -> dict:
     """The cell in this process. ``features_cached=False`` clears the feature cache first, so the cell computes its
     features like the baseline does (the like-for-like comparison); True reuses what the previous call stored (what
     every further seed and budget of the suite costs)."""
-    from bench.cache import clear
-    from bench.cell import execute
+    from bench.core.cache import clear
+    from bench.run.cell import execute
 
     if not features_cached:
         clear(["features"])

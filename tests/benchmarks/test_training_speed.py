@@ -7,7 +7,7 @@ settings) run five ways, alternating in each round, on the same initial weights:
   group_by_length / random, pre-tokenized dataset + ``DataCollatorWithPadding``, dataloader workers 0, no eval, no
   saving, no logging, ``report_to=[]``;
 - ``bare-grouped`` / ``bare-random``: a plain PyTorch loop over the same batches adaptbench draws
-  (``bench.loop.epoch_batches``) / over plain random batches, tokenizing each batch with the same batcher.
+  (``bench.run.loop.epoch_batches``) / over plain random batches, tokenizing each batch with the same batcher.
 
 Same everywhere: the model (MiniLM mean-pooled + a linear head, fp32), AdamW with the method's groups (backbone
 5e-5, head 1e-3, weight decay 0.01 on every parameter), 10% warmup then linear decay, clip 1.0, batch 32,
@@ -38,9 +38,9 @@ import numpy as np
 import pytest
 from _speed import THREADS, alternate, budget, env_int, fix_threads, load_average, median_ratio, rounds
 
-from bench.api import Cell, resolve_hparams
-from bench.loop import Runner, _warmup_linear, epoch_batches, token_lengths
-from bench.model import AdaptModel, make_head
+from bench.core.api import Cell, resolve_hparams
+from bench.core.model import AdaptModel, make_head
+from bench.run.loop import Runner, _warmup_linear, epoch_batches, token_lengths
 
 CONTENDERS = ("adaptbench", "hf-trainer-grouped", "hf-trainer-random", "bare-grouped", "bare-random")
 
@@ -325,7 +325,7 @@ def test_padding_per_epoch_by_grouping(benchmark, data):
     import torch
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from bench.loop import text_lengths
+    from bench.run.loop import text_lengths
 
     work = Workload(data)
     n, bs = len(work.train), work.cfg.batch_size

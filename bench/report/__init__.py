@@ -1,0 +1,1 @@
+"""Rendering only: the HTML page from declared sections, summary.md, text, plots, exports."""

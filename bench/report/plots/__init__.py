@@ -1,0 +1,1 @@
+"""The report's figures (matplotlib's object API on the Agg canvas)."""

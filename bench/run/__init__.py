@@ -1,0 +1,2 @@
+"""Everything that executes: one cell (harness, cell, loop, flops, meters) and many (grid, executors, locks,
+progress)."""

@@ -1,0 +1,268 @@
+"""What runs inside a cell's process: seed, load, probe the untouched backbone, adapt, train, evaluate, probe the
+adapted backbone, and assemble the typed record. ``bench.run.harness`` starts the process and turns a death into a
+status; this module is the body. In this order: seed everything and fix the thread count; load the pretrained
+backbone; probe it (the forgetting baseline); load the backbone to adapt (random for scratch, 4-bit for QLoRA);
+prepare the method; count parameters; train with validation-based selection (or build a no-gradient predictor)
+inside the memory window, validating on the task's validation set or on a share of the budget (``validation``),
+and with ``refit`` retrain on the whole budget for the selected number of steps; evaluate test once; probe the
+adapted backbone; time merged inference (LoRA family).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from typing import Any
+
+from bench.core.api import Resolved
+from bench.core.cache import FeatureCache
+from bench.core.data import DataRoot
+from bench.core.record import Cost, Env, Forgetting, Params, Record, Selection, SplitSizes, new_record
+
+
+def seed_everything(seed: int, threads: int) -> None:
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(threads)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+        torch.backends.cudnn.benchmark = False
+
+
+def _changed_bytes(before: dict[str, str], after: dict[str, str], module) -> int:
+    """Bytes of the backbone tensors whose values adaptation changed: what must be saved beside the base model."""
+    state = module.state_dict()
+    return sum(state[n].numel() * state[n].element_size() for n in after if before.get(n) != after[n])
+
+
+def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Record:
+    """Run a resolved cell in this process and return its record (status ok, or an exception propagates)."""
+    import numpy as np
+
+    from bench.backbones import get_backbone
+    from bench.core.model import AdaptModel, count_params, fingerprint, make_head, quantized_share, tensor_digests
+    from bench.probes import run_probe
+    from bench.run.flops import cell_flops
+    from bench.run.loop import Runner
+    from bench.run.meters import PeakMemory, environment, pick_device
+
+    wall_start = time.perf_counter()
+    cell, spec, method, cfg = res.cell, res.task.spec, res.method, res.train
+    seed_everything(cell.seed, cfg.threads)
+    device = pick_device(device_request)
+    stratify = spec.kind == "classification"
+    splits = res.task.splits(cell.budget, cell.seed, data).limit_eval(cfg.eval_limit, stratify)
+    # where selection validates: a method without gradient steps validates nothing, so its budget stays whole
+    validation, whole_budget = (cfg.validation if method.trains else "none"), None
+    if validation == "budget":
+        splits, whole_budget = splits.hold_out(cfg.val_fraction, cell.seed, stratify)
+    sizes = {"image_size": getattr(res.task, "image_size", 224), "max_len": getattr(res.task, "max_len", 128)}
+
+    backbone = get_backbone(res.backbone)
+    loaded = backbone.load(pretrained=True, **sizes)
+    loaded.encoder.to(device)
+    probes = backbone.probes  # the first is the primary one (``forgetting``), the rest ``forgetting_extra``
+    if not cfg.extra_probes:
+        probes = probes[:1]
+    base_fingerprint = fingerprint(loaded.encoder)  # the untouched weights' sha256: names every cache entry
+    before = {
+        p: run_probe(p, loaded, data, device, cfg.probe_limit, fingerprint=base_fingerprint, subset=cfg.probe_subset)
+        for p in probes
+    }
+    if not method.pretrained or method.quantize:
+        # the probe baseline above is always the untouched full-precision pretrained model
+        loaded = backbone.load(pretrained=method.pretrained, quantize=method.quantize, device=device, **sizes)
+        loaded.encoder.to(device)
+
+    outputs = spec.num_labels if spec.kind == "classification" else 1
+    model = AdaptModel(loaded.encoder, make_head(loaded.feature_dim, outputs))
+    model = method.prepare(model, backbone, res.task).to(device)
+    loaded.encoder = model.encoder  # the probe must see the adapted encoder (e.g. with LoRA layers injected)
+    params = count_params(model)
+    params.update(quantized_share(model.encoder))
+    digests = tensor_digests(model.encoder)
+
+    runner = Runner(model, loaded.batcher, res.task, cfg, device)
+    if method.cache_features or not method.trains:  # their backbone is the untouched one: share its features
+        runner.feature_cache = FeatureCache(
+            {
+                "backbone": res.backbone,
+                "weights": base_fingerprint,
+                "task": [spec.name, spec.version, dataclasses.asdict(res.task)],
+                "precision": cfg.precision,
+                "device": device,
+            }
+        )
+    with PeakMemory(device) as mem:
+        cached, setup_s, fit, refit = method.cache_features, 0.0, None, None
+        if method.trains:
+            initial = runner.snapshot() if cfg.refit else None
+            fit = runner.fit(method, splits.train, splits.val, cell.seed)
+            if cfg.refit:  # the selected number of steps again, from the same start, on the whole budget
+                runner.restore(initial)
+                refit = runner.fit(
+                    method, whole_budget, None, cell.seed, schedule=fit.schedule_steps, stop_at=fit.best_step
+                )
+        else:
+            t0 = runner.clock.now()
+            predictor = runner.fit_predictor(method, splits.train, cell.seed, loaded.extras.get("tokenizer"))
+            cached, setup_s = predictor.on_features, runner.clock.now() - t0
+        test_metrics, eval_rate = runner.evaluate(splits.test, cached)
+        ood_metrics = runner.evaluate(splits.test_ood, cached)[0] if splits.test_ood else {}
+    adapted = tensor_digests(model.encoder)  # hashed once: adapter bytes and the probe's cache key
+    params["adapter_bytes"] = _changed_bytes(digests, adapted, model.encoder)
+    runner.model.eval()  # the predictor actually used (few-shot methods replace it)
+    sample = runner.inputs(splits.test, np.arange(min(8, len(splits.test))))
+    flops = cell_flops(
+        runner.model, sample, method=method, fit=fit, device=device, precision=cfg.precision, threads=cfg.threads
+    )
+    forgetting = {
+        p: _forgetting(p, *before[p], method.pretrained, loaded, data, device, cfg, adapted, cell.task) for p in probes
+    }
+    merge_cost = _merged_throughput(method, runner, splits.test, cached)
+
+    metrics = {f"test/{k}": v for k, v in test_metrics.items()}
+    metrics.update({f"test_ood/{k}": v for k, v in ood_metrics.items()})
+    # domain-shift gap: in-domain minus out-of-domain; every metric in bench.core.metrics is higher-is-better, so
+    # positive = worse under shift
+    metrics.update({f"gap/{k}": test_metrics[k] - v for k, v in ood_metrics.items()})
+    if fit is not None:
+        metrics.update({f"val/{k}": v for k, v in fit.best_val.items()})
+    record = new_record(res, "ok")
+    record.metrics = metrics
+    record.forgetting = forgetting[probes[0]]
+    record.forgetting_extra = {p: forgetting[p] for p in probes[1:]}
+    record.params = Params(**params)
+    record.splits = SplitSizes(
+        train=len(splits.train),
+        val=len(splits.val),
+        test=len(splits.test),
+        test_ood=len(splits.test_ood) if splits.test_ood else None,
+        official=res.task.official_splits,
+        validation=validation,
+        refit_train=len(whole_budget) if refit else None,
+    )
+    record.cost = Cost(
+        device=device,
+        peak_mem_bytes=mem.peak_bytes,
+        peak_mem_delta_bytes=mem.delta_bytes,
+        peak_mem_kind="cuda_max_allocated" if device == "cuda" else "process_peak_rss",
+        train_samples_per_s=fit.train_samples_per_s if fit else None,
+        feature_samples_per_s=fit.feature_samples_per_s if fit else None,
+        head_train_time_s=fit.head_time_s if fit and method.cache_features else None,
+        feature_cache=runner.feature_cache.summary() if runner.feature_cache is not None else None,
+        eval_samples_per_s=eval_rate,
+        train_time_s=(fit.train_time_s + (refit.train_time_s if refit else 0.0)) if fit else setup_s,
+        feature_time_s=fit.feature_time_s if fit else 0.0,
+        wall_time_s=time.perf_counter() - wall_start,
+        steps=fit.steps if fit else 0,
+        epochs=fit.epochs if fit else 0.0,
+        peak_mem_reserved_bytes=mem.reserved_bytes,
+        **flops.as_dict(),
+        **runner.compile_info(),
+        **merge_cost,
+    )
+    record.selection = Selection(
+        on=f"val/{spec.primary_metric}",
+        best_step=fit.best_step if fit else None,
+        history=fit.history if fit else [],
+        validation=validation,
+        stopped_by=fit.stopped_by if fit else None,
+        stopped_at=fit.steps if fit else None,
+        schedule_steps=fit.schedule_steps if fit else None,
+        refit={"steps": refit.steps, "train": len(whole_budget), "train_time_s": refit.train_time_s} if refit else None,
+    )
+    record.method_notes = runner.notes
+    record.flags, record.flag_notes = collapse_flags(runner.outputs.get(splits.test.name), spec.kind)
+    record.weights = loaded.source if method.pretrained else "random-init"
+    record.data_root = str(data.path)
+    record.env = Env(**environment(device, cfg.threads))
+    record.arrays = {  # per-example test outputs, for paired comparisons between methods
+        split.name: {"ids": split.ids, "outputs": runner.outputs[split.name], "labels": split.labels}
+        for split in (splits.test, splits.test_ood)
+        if split is not None and split.name in runner.outputs
+    }
+    return record
+
+
+def _forgetting(probe, before, before_cached, pretrained, loaded, data, device, cfg, digests, task) -> Forgetting:
+    """The probe on the adapted backbone beside its value on the untouched pretrained one; a probe that reads the
+    task's own data is marked not held out (it then measures learning the task, not forgetting)."""
+    from bench.probes import PROBES, run_probe
+
+    spec, limit = PROBES[probe], cfg.probe_limit
+    subset = spec.effective_subset(limit, cfg.probe_subset)
+    subset = None if subset == "first" else subset  # recorded only when the examples were not the first ones
+    if not pretrained:
+        return Forgetting(
+            probe,
+            before,
+            before_from_cache=before_cached,
+            note="not applicable: scratch never had the pretrained weights",
+            subset=subset,
+        )
+    after, after_cached = run_probe(probe, loaded, data, device, limit, digests=digests, subset=cfg.probe_subset)
+    shared = task in spec.shares_data_with
+    return Forgetting(
+        probe,
+        before,
+        after,
+        # positive = forgot, whichever way the probe's metric points
+        drop=(before - after) if spec.higher_is_better else (after - before),
+        higher_is_better=spec.higher_is_better,
+        after_from_identical_weights=after_cached,
+        before_from_cache=before_cached,
+        limit=spec.effective_limit(limit),
+        subset=subset,
+        held_out=False if shared else None,
+        note=f"not held out: {probe} reads {task}'s own data; left out of forgetting summaries" if shared else None,
+    )
+
+
+def _merged_throughput(method, runner, test, cached: bool, n: int = 256) -> dict[str, float]:
+    """For mergeable methods: eval throughput on the first ``n`` test examples with the adapters separate and then
+    folded into the weights, measured back to back, and the largest output difference between the two (a check
+    that merging preserved the function). Runs after the forgetting probe, so the probe saw the unmerged model."""
+    import numpy as np
+
+    if not method.mergeable:  # the unmerged pass would be thrown away: skip it (it cost zeroshot a third of a cell)
+        return {}
+    sub = test.take(np.arange(min(n, len(test))))
+    before, unmerged = runner.predict(sub, cached)
+    try:
+        if not method.merge(runner.model):
+            return {}
+    except (RuntimeError, NotImplementedError, ValueError) as e:  # recorded, and the cell's results stand
+        return {"eval_samples_per_s_unmerged": unmerged, "merge_error": f"{type(e).__name__}: {e}"}
+    after, merged = runner.predict(sub, cached)
+    return {
+        "eval_samples_per_s_unmerged": unmerged,
+        "eval_samples_per_s_merged": merged,
+        "merge_max_abs_diff": float(np.abs(after - before).max()),
+    }
+
+
+def collapse_flags(outputs: Any, kind: str) -> tuple[list[str], dict[str, str]]:
+    """(flags, why): ``["degenerate"]`` when every test prediction is the same (one class for classification, a
+    constant score for regression), i.e. training collapsed; the record stays ``ok`` and the report shows it."""
+    import numpy as np
+
+    if outputs is None or len(outputs) < 2:
+        return [], {}
+    out = np.asarray(outputs, dtype=np.float64)
+    if kind == "classification" and out.ndim == 2 and out.shape[1] > 1:
+        classes = np.unique(out.argmax(axis=1))
+        if len(classes) == 1:
+            note = f"every one of the {len(out)} test predictions is class {int(classes[0])}: training collapsed"
+            return ["degenerate"], {"degenerate": note}
+    else:
+        scores = out.reshape(len(out), -1)[:, 0]
+        if not np.isfinite(scores).all() or scores.std() <= 1e-6 * max(1.0, abs(scores.mean())):
+            note = f"the {len(out)} test predictions are constant ({scores.mean():.4g}): training collapsed"
+            return ["degenerate"], {"degenerate": note}
+    return [], {}

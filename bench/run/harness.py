@@ -1,0 +1,341 @@
+"""run_cell: the only place that seeds, times, measures memory and turns errors into statuses.
+
+Each cell runs in its own process: a crash, a kill or an out-of-memory cannot take the matrix down, and peak
+memory is the cell's own. The processes are forked from a multiprocessing fork server that has imported torch,
+transformers, peft, timm and the registries once (``PRELOAD``): a fresh interpreter spends ~10 s on those imports,
+which dominated small cells. Nothing else is shared: the fork server never touches a device or a thread pool, and
+each child receives the parent's current environment. Before the process starts, the parent checks what a user
+can get wrong (names, settings, budget against the pool, data files: ``check_inputs``) and raises, writing no
+record. The child writes the record; if it dies without doing so, the parent writes one whose status says how
+(``killed`` by a named signal, ``oom``, ``timeout``, ``failed``) with the exit code and the end of its stderr, so
+a failed cell is a record, never a silent gap. Inside the child, in this order: seed everything and fix the thread
+count; load the pretrained backbone; probe the untouched base model (forgetting baseline); prepare the method;
+count parameters; train with validation-based selection inside the memory window; evaluate test once; probe the
+adapted backbone; write the record.
+
+What the cell prints on stdout (the loop's line per validation pass, ``step 16/64  train_loss 0.512  val/accuracy
+0.8120  (best)``) reaches the caller live through a file: with ``on_line``, the parent creates ``stdout.txt`` in the
+cell's temporary folder, the child points its file descriptor 1 at it (append mode), and a thread in the parent
+(``FollowLines``) reads what was appended every 0.2 s and hands each complete line to ``on_line``. A file, not a
+pipe, because the child is forked by the fork server (it cannot inherit a pipe the parent opens now), because a
+child that prints faster than the parent reads never blocks on a full pipe, and because whatever the child wrote
+before it died is still there to read. Without ``on_line`` the child's stdout is the fork server's (the terminal
+of ``adaptbench run``), or /dev/null with ``quiet``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import json
+import math
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.core.api import Cell, Resolved, resolve_hparams
+from bench.core.data import DataRoot
+from bench.core.record import Cost, Divergence, Record, Retry, new_record
+from bench.core.store import Store
+from bench.run.cell import execute
+
+DEFAULT_TIMEOUT_S = 3600
+ERROR_TAIL = 4000
+# imported once in the fork server, so each cell's process starts with them loaded
+PRELOAD = [
+    "bench.run.preload",
+    "torch",
+    "transformers",
+    "peft",
+    "timm",
+    "sklearn.metrics",
+    "scipy.stats",
+    "bench.run.harness",
+    "bench.run.cell",
+    "methods",
+    "tasks",
+]
+_context_lock = threading.Lock()
+_context = None
+
+
+def _cell_context():
+    """The fork-server context, created once per parent process (its server starts at the first cell and records
+    the checkout's git state as it imports the code, see ``meters.git_info``)."""
+    global _context
+    with _context_lock:
+        if _context is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(PRELOAD)
+            _context = ctx
+        return _context
+
+
+# ------------------------------------------------------------------------------------------- parent
+# What an allocation failure says, in the exception or in the stderr of a process that died of one.
+OOM_PATTERNS = ("MemoryError", "can't allocate memory", "out of memory", "OutOfMemoryError")
+
+
+def check_inputs(res: Resolved, data: DataRoot, pool_sizes: dict[str, int] | None = None) -> None:
+    """Refuse a cell whose inputs are wrong before a process starts, with one clear message: its data files (the
+    task's and its backbone's probes') must be present and verified, or be downloadable now (``DataError``), and
+    its budget must fit the training pool (``ValueError``). A task's declared budgets are known to fit; any other
+    budget costs one load of the pool (cached in ``pool_sizes`` by task settings)."""
+    from bench.backbones import get_backbone
+    from bench.probes import PROBES
+
+    probes = get_backbone(res.backbone).probes
+    for rel in dict.fromkeys([*res.task.files(), *(f for p in probes for f in PROBES[p].files)]):
+        data.file(rel)  # fetches a missing file when online, then verifies its checksum; else DataError
+    budget = res.cell.budget
+    if budget < 0:
+        raise ValueError(f"budget {budget} is negative; use a number of training examples, or 0 for the whole pool")
+    if budget == 0 or budget in res.task.spec.budgets:
+        return
+    ident = repr(res.task)
+    sizes = pool_sizes if pool_sizes is not None else {}
+    if ident not in sizes:
+        sizes[ident] = len(res.task.load(data).train)
+    if budget > sizes[ident]:
+        raise ValueError(
+            f"budget {budget} exceeds the {sizes[ident]}-example training pool of {res.cell.task}; "
+            'use --budget 0 (in a suite: budgets = "task+full" or 0) for the whole pool'
+        )
+
+
+def run_cell(
+    cell: Cell,
+    store: Store | None = None,
+    data_root: str | Path | None = None,
+    device: str = "auto",
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    quiet: bool = False,
+    checked: bool = False,
+    on_line: Callable[[str], None] | None = None,
+) -> Record:
+    """Run one cell in a fresh process and return its record (also written to the store). User errors (names,
+    settings, budget, missing or corrupt data) raise here, before any process starts, and write no record;
+    ``checked`` says the caller (the grid) has already checked the inputs. ``on_line`` gets each line the cell
+    prints on stdout while it runs (see the module docstring); ``quiet`` without it discards them."""
+    store = store or Store()
+    res = resolve_hparams(cell)  # bad names and settings fail here, before any process starts
+    reason = res.unsupported_reason()
+    if reason:
+        record = new_record(res, "unsupported", reason)
+        store.write(record)
+        return record
+    if not checked:
+        check_inputs(res, DataRoot.resolve(data_root))
+
+    with tempfile.TemporaryDirectory(prefix="adaptbench-cell-") as tmp:
+        done_file, stderr_path = Path(tmp) / "done.json", Path(tmp) / "stderr.txt"
+        stdout_path = Path(tmp) / "stdout.txt" if on_line else None
+        if stdout_path:
+            stdout_path.touch()  # the parent reads it from the start, while the child appends
+        args = (
+            dataclasses.asdict(cell),
+            str(done_file),
+            device,
+            str(store.root),
+            str(data_root) if data_root else None,
+            dict(os.environ),
+            str(stderr_path),
+            quiet,
+            str(stdout_path) if stdout_path else None,
+            os.getpid(),
+        )
+        started = time.perf_counter()
+        proc = _cell_context().Process(target=_child_entry, args=args, name=f"adaptbench-{res.key}")
+        with FollowLines(stdout_path, on_line) if stdout_path else contextlib.nullcontext():
+            proc.start()
+            proc.join(timeout_s)
+            code = proc.exitcode
+            if code is None:  # still running: out of time
+                proc.kill()
+                proc.join()
+        if done_file.exists():
+            return Record.from_json(json.loads(done_file.read_text()))
+        tail = stderr_path.read_text(errors="replace")[-ERROR_TAIL:] if stderr_path.exists() else ""
+        status, error, signal_name = exit_status(code, tail, timeout_s)
+        record = new_record(res, status, f"{error}\n--- stderr tail ---\n{tail}")
+        record.exit_code, record.signal = code, signal_name
+        record.cost = Cost(wall_time_s=time.perf_counter() - started)
+        store.write(record)
+        return record
+
+
+class FollowLines:
+    """While open, hands each complete line appended to ``path`` to ``on_line``, from a thread that reads every
+    ``every_s`` seconds; closing reads what is left (a last line without its newline too). A line redrawn with
+    carriage returns (a progress bar) counts as its last state, so no animation reaches a log."""
+
+    def __init__(self, path: str | Path, on_line: Callable[[str], None], every_s: float = 0.2) -> None:
+        self.path, self.on_line, self.every_s = Path(path), on_line, every_s
+        self._file = None
+        self._partial = b""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, daemon=True, name="adaptbench-follow")
+
+    def __enter__(self) -> FollowLines:
+        self._file = open(self.path, "rb")  # closed in __exit__
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.read(final=True)
+        self._file.close()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.read()
+
+    def read(self, final: bool = False) -> None:
+        *lines, self._partial = (self._partial + self._file.read()).split(b"\n")
+        redrawn = self._partial.rfind(b"\r", 0, max(0, len(self._partial) - 1))  # a bar redrawn in place
+        self._partial = self._partial[redrawn + 1 :]  # keeps its last state, not every frame
+        if final and self._partial:
+            lines, self._partial = [*lines, self._partial], b""
+        for raw in lines:
+            text = raw.decode(errors="replace").rstrip().split("\r")[-1]
+            if text.strip():
+                self.on_line(text)
+
+
+def exit_status(code: int | None, stderr_tail: str, timeout_s: float) -> tuple[str, str, str | None]:
+    """(status, error, signal name) of a cell process that ended without writing its record. ``code`` is
+    multiprocessing's exit code: None = still running at the time limit, negative = ended by that signal."""
+    if code is None:
+        return "timeout", f"cell exceeded {timeout_s:.0f} s and was killed", "SIGKILL"
+    oom = any(p in stderr_tail for p in OOM_PATTERNS)
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        if oom:
+            return "oom", f"cell process ran out of memory and was ended by {name}", name
+        hint = " (by a user, a scheduler, or the kernel's OOM killer when memory ran out)" if name == "SIGKILL" else ""
+        return "killed", f"cell process was killed by {name}{hint} before writing a record", name
+    if oom:
+        return "oom", f"cell process ran out of memory and exited with code {code} without writing a record", None
+    return "failed", f"cell process exited with code {code} without writing a record", None
+
+
+# -------------------------------------------------------------------------------------------- child
+def _child_entry(
+    cell: dict,
+    done_file: str,
+    device: str,
+    results: str,
+    data_root: str | None,
+    env: dict,
+    stderr: str,
+    quiet: bool,
+    stdout: str | None,
+    parent: int,
+) -> None:
+    """First thing in the cell's process: the parent's environment now (not the fork server's from when it
+    started), stderr to a file the parent reads if the cell dies, stdout to the file the parent follows (or
+    silenced when asked), and a watchdog that ends the cell if the process that asked for it is gone (a killed grid
+    leaves no orphan computing)."""
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    os.environ.clear()
+    os.environ.update(env)
+    fd = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 2)
+    if stdout:
+        os.dup2(os.open(stdout, os.O_WRONLY | os.O_APPEND), 1)
+        # print() writes to fd 1, a line at a time, whatever sys.stdout the process was forked with
+        sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    elif quiet:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    sys.exit(child_main(Cell(**cell), done_file, device, results, data_root))
+
+
+def _exit_with(parent: int, every_s: float = 1.0) -> None:
+    while True:
+        time.sleep(every_s)
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os._exit(143)
+
+
+def child_main(cell: Cell, done_file: str, device: str, results: str | None, data_root: str | None) -> int:
+    """Body of the per-cell process: always writes a record, whatever happens. A cell that runs out of memory is
+    retried once with half the micro-batch and twice the gradient accumulation (same effective batch, same
+    number of optimizer steps, so the same cell and key); ``record.retry`` says so."""
+    store = Store(results)
+    res = resolve_hparams(cell)
+    data = DataRoot.resolve(data_root)
+    record = _attempt(res, data, device, grad_accum=1)
+    if record.status == "oom" and res.train.batch_size >= 2:
+        first_error = (record.error or "").strip().splitlines()
+        gc.collect()  # the failed attempt's tensors are unreachable now that _attempt returned
+        _empty_cuda_cache()
+        record = _attempt(res, data, device, grad_accum=2)
+        record.retry = Retry(
+            reason="oom",
+            micro_batch=math.ceil(res.train.batch_size / 2),
+            grad_accum=2,
+            eval_batch=max(1, res.train.eval_batch_size // 2),
+            first_error=first_error[-1] if first_error else "",
+        )
+    store.write(record)
+    tmp = Path(done_file).with_suffix(".tmp")
+    tmp.write_text(record.dumps())
+    os.replace(tmp, done_file)
+    return 0 if record.ok else 1
+
+
+def _attempt(res: Resolved, data: DataRoot, device: str, grad_accum: int) -> Record:
+    """One run of the cell; any exception becomes a record with a status that says what happened."""
+    from bench.core.data import DataError
+    from bench.run.loop import DivergedError, grad_accumulation
+
+    try:
+        with grad_accumulation(grad_accum):
+            return execute(res, data, device)
+    except Exception as e:  # every failure becomes a record
+        text = "".join(traceback.format_exception(e))
+        if isinstance(e, DataError) and not os.environ.get("ADAPTBENCH_DEBUG"):
+            text = str(e)  # one paragraph that names the file and the fix; the traceback adds nothing
+        if len(text) > ERROR_TAIL:  # keep where it started and how it ended
+            text = text[: ERROR_TAIL // 4] + "\n[...]\n" + text[-3 * ERROR_TAIL // 4 :]
+        if isinstance(e, DivergedError):
+            record = new_record(res, "diverged", text)
+            record.divergence = Divergence(step=e.step, loss=str(e.loss))
+            return record
+        return new_record(res, "oom" if _is_oom(e) else "failed", text)
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _is_oom(e: BaseException) -> bool:
+    """An allocation failure: Python's MemoryError, CUDA's OutOfMemoryError, or the CPU allocator's
+    RuntimeError ("DefaultCPUAllocator: can't allocate memory")."""
+    if isinstance(e, MemoryError):
+        return True
+    try:
+        import torch
+
+        if isinstance(e, torch.cuda.OutOfMemoryError):
+            return True
+    except ImportError:
+        pass
+    return isinstance(e, RuntimeError) and any(p in str(e) for p in OOM_PATTERNS[1:])
