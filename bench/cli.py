@@ -8,8 +8,28 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Any
 
+from bench.analysis.claims import HOLDS, check, claims
+from bench.analysis.decision_map import decision_map
+from bench.analysis.gate import check_same_suite, compare, load_run, machines
+from bench.analysis.references import references_text
+from bench.catalog import METHODS, TASKS, resolve, task_files
+from bench.core import cache
+from bench.core.api import Cell
+from bench.core.backbone import BACKBONES
+from bench.core.data import DataError, DataRoot
+from bench.core.registry import UnknownNameError
+from bench.core.store import RESULTS_ROOT, Located, Store, locate
+from bench.report.gate_text import report_text
+from bench.report.page import write_report
+from bench.report.text import format_record, rule_text, summary_text
+from bench.run import harness
+from bench.run.executor import make_executor
+from bench.run.grid import plan, run_grid
+from bench.run.wandb_log import WandbLogger
+from bench.suite import current_records, load_suite, shown_records, suite_names
+
 if TYPE_CHECKING:
-    from bench.core.record import Record
+    pass
 
 EPILOG = """examples:
   adaptbench ls
@@ -97,11 +117,6 @@ def _parse_sets(items: list[str] | None) -> dict[str, Any]:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from bench.backbones import BACKBONES
-    from bench.core.registry import METHODS, TASKS, load_all
-    from bench.suite import suite_names
-
-    load_all()
     if args.matrix:
         return _print_matrix()
     print("tasks:")
@@ -129,20 +144,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def support_matrix(budget: int = 64) -> list[tuple[str, str, str, str | None]]:
     """(task, method, backbone, unsupported reason or None) for every registered pair, exactly as ``run`` and
     ``grid`` decide it (the same resolution and ``Resolved.unsupported_reason``)."""
-    from bench.core.api import Cell, resolve_hparams
-    from bench.core.registry import METHODS, TASKS
-
     rows = []
     for t in TASKS:
         for m in METHODS:
-            res = resolve_hparams(Cell(t, m, budget, 0))
+            res = resolve(Cell(t, m, budget, 0))
             rows.append((t, m, res.backbone, res.unsupported_reason()))
     return rows
 
 
 def _print_matrix() -> int:
-    from bench.core.registry import METHODS
-
     methods = METHODS.names()
     print("task".ljust(28) + "".join(m[:10].ljust(11) for m in methods))
     notes: list[str] = []
@@ -161,12 +171,8 @@ def _print_matrix() -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.core.api import Cell
-    from bench.core.store import Store
-    from bench.run.harness import run_cell
-
     cell = Cell(args.task, args.method, args.budget, args.seed, _parse_sets(args.set), suite=args.suite)
-    record = run_cell(
+    record = harness.run_cell(
         cell,
         store=Store(args.results),
         data_root=args.data_root,
@@ -186,97 +192,19 @@ def _wandb_logger(args: argparse.Namespace):
     """``--wandb``: a ``bench.run.wandb_log.WandbLogger`` (wandb itself is imported at the first record); else None."""
     if not args.wandb:
         return None
-    from bench.run.wandb_log import WandbLogger
 
     return WandbLogger()
 
 
-STATUS_HELP = {
-    "killed": "the cell's process was ended by a signal",
-    "oom": "out of memory (an allocation failed), after one retry with half the micro-batch",
-    "diverged": "the training loss became NaN or infinite",
-    "timeout": "the cell ran past the suite's timeout_s",
-}
-
-
-def format_record(r: Record) -> str:
-    lines = [
-        f"{r.task} x {r.method} @ budget {r.budget or 'all'}, seed {r.seed}: {r.status.upper()}",
-        f"  key      {r.key}  (suite {r.suite}, backbone {r.backbone})",
-    ]
-    if r.retry:
-        lines.append(
-            f"  retry    after {r.retry.reason}: micro-batch {r.retry.micro_batch} x {r.retry.grad_accum} "
-            "accumulation (same effective batch)"
-        )
-    if not r.ok:
-        if r.status in STATUS_HELP:
-            lines.append(f"  status   {r.status}: {STATUS_HELP[r.status]}")
-        lines.append("  error    " + (r.error or "").strip().replace("\n", "\n           ")[-1500:])
-        return "\n".join(lines)
-    for flag in r.flags:
-        lines.append(f"  FLAG     {flag}: {r.flag_notes.get(flag, '')}")
-    c, p, f = r.cost, r.params, r.forgetting
-    lines.append("  metrics  " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(r.metrics.items())))
-    lines.append(
-        f"  params   trainable {p.trainable:,} of {p.total:,} ({100 * p.trainable_share:.2f}%), without head "
-        f"{p.trainable_no_head:,}, saved {p.adapter_bytes / 2**20:.2f} MiB"
-    )
-    if f.after is not None:
-        lines.append(f"  forget   {f.probe}: {f.before:.4f} -> {f.after:.4f} (drop {f.drop:+.4f})")
-    else:
-        lines.append(f"  forget   {f.probe}: {f.note or 'n/a'}")
-    for extra in r.forgetting_extra.values():
-        if extra.after is not None:
-            lines.append(f"           {extra.probe}: {extra.before:.4f} -> {extra.after:.4f} (drop {extra.drop:+.4f})")
-    rate = c.train_samples_per_s
-    lines.append(
-        f"  cost     {c.device} peak mem {c.peak_mem_bytes / 2**20:.0f} MiB "
-        f"(+{c.peak_mem_delta_bytes / 2**20:.0f} MiB in cell), train "
-        f"{'n/a' if rate is None else f'{rate:.1f}'} ex/s, eval {c.eval_samples_per_s:.1f} ex/s"
-    )
-    lines.append(
-        f"  time     train {c.train_time_s:.1f} s ({c.steps} steps, {c.epochs:.1f} epochs), "
-        f"cell {c.wall_time_s:.1f} s; threads {r.env.threads}"
-    )
-    if c.feature_cache is not None:
-        rate = f"{c.feature_samples_per_s:.1f} ex/s" if c.feature_samples_per_s else "all cached"
-        head = f", head {c.head_train_time_s:.1f} s" if c.head_train_time_s is not None else ""
-        lines.append(
-            f"  features backbone pass {c.feature_time_s or 0.0:.1f} s ({rate}){head}; cache "
-            f"{c.feature_cache['hits']} hits, {c.feature_cache['computed']} computed"
-        )
-    if c.fwd_flops_per_example:
-        lines.append(f"  flops    {c.fwd_flops_per_example / 1e9:.3f} GFLOPs per example (forward)")
-    sel = r.selection
-    how = [f"validation {sel.validation}"] if sel.validation else []
-    if sel.stopped_by:
-        how.append(f"stopped by {sel.stopped_by} at step {sel.stopped_at}")
-    if sel.refit:
-        how.append(f"refit on {sel.refit['train']} examples for {sel.refit['steps']} steps")
-    if r.tuned_from and "selected" in r.tuned_from:
-        chosen = ", ".join(f"{k}={v}" for k, v in r.tuned_from["selected"].items())
-        how.append(f"{chosen} chosen by the sweep of {r.tuned_from['sweep']}")
-    detail = f" ({'; '.join(how)})" if how else ""
-    lines.append(f"  select   best {sel.on} at step {sel.best_step} of {c.steps}{detail}")
-    return "\n".join(lines)
-
-
 def cmd_grid(args: argparse.Namespace) -> int:
-    from bench.core.store import Store
-    from bench.suite import load_suite, run_grid
-
     suite = load_suite(args.suite, seeds=args.seeds)
     store = Store(args.results)
     if args.dry_run:
-        from bench.suite import plan
-
         lines = plan(suite, store, args.filter)
         sweeps = sum(line.lstrip().startswith("sweep") for line in lines)
         print(f"suite {suite.name}: {len(lines)} cells ({sweeps} sweep cells); nothing is run")
         print("\n".join(lines))
         return 0
-    from bench.run.executor import make_executor
 
     executor = make_executor(args.executor, args.jobs, args.address, args.cell_memory, args.device)
     wandb = _wandb_logger(args)
@@ -311,9 +239,6 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.core.store import locate
-    from bench.report.page import write_report
-
     found = locate(args.results, args.suite, "report")
     print(found.found)
     suite = args.suite if args.suite and args.suite.endswith(".toml") else found.suite
@@ -326,10 +251,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from pathlib import Path
-
-    from bench.core.store import Store, locate
-    from bench.report.page import shown_records
-    from bench.report.text import summary_text
 
     store = Store(args.results)
     suite_file = None
@@ -359,12 +280,6 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
-    from bench.analysis.claims import HOLDS, check, claims
-    from bench.analysis.decision_map import decision_map
-    from bench.core.store import Located, locate
-    from bench.report.page import current_records
-    from bench.report.text import rule_text
-
     def load(folder: str | None, name: str | None) -> tuple[Located, list]:
         found = locate(folder, name, "claims")  # a folder of suite folders or of records (baselines)
         suite_file = name if name and name.endswith(".toml") else None
@@ -392,10 +307,6 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from pathlib import Path
-
-    from bench.analysis.gate import check_same_suite, compare, load_run, machines
-    from bench.core.store import RESULTS_ROOT
-    from bench.report.gate_text import report_text
 
     suite = Path(args.suite).stem if args.suite else None  # a name, or a suite file's path as `grid` takes it
     base_dir, base, warnings = load_run(
@@ -435,9 +346,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_references(args: argparse.Namespace) -> int:
-    from bench.analysis.references import references_text
-    from bench.core.store import Store, locate
-
     store = Store(args.results)
     if args.suite or (store.root.is_dir() and any(store.root.glob("*.json"))):  # one suite, or a folder of records
         try:
@@ -463,8 +371,6 @@ def _gib(text: str) -> float:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from bench.core.data import DataError, DataRoot, task_files
-
     root = DataRoot.resolve(args.data_root)
     print(f"data root: {root.path}")
     if args.action == "fetch":
@@ -500,8 +406,6 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from bench.core import cache
-
     print(f"cache: {cache.cache_dir()}")
     if args.action == "clear":
         gone = cache.clear(args.kind)
@@ -737,9 +641,6 @@ input. The rule in full: bench/analysis/gate.py.""",
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.core.data import DataError
-    from bench.core.registry import UnknownNameError
-
     args = build_parser().parse_args(argv)
     if args.data_root:
         os.environ["ADAPTBENCH_DATA"] = args.data_root

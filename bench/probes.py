@@ -17,7 +17,6 @@ once per backbone, and a frozen backbone's "after" is, by proof of identical wei
 from __future__ import annotations
 
 import io
-import json
 import os
 import tarfile
 from collections.abc import Callable
@@ -27,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.core.cache import cache_dir
 from bench.core.data import DataRoot, register_source
 
 PROBE_VERSION = 1
@@ -300,43 +298,3 @@ def held_out(probe: str, task: str) -> bool:
     shift task and the CIFAR-10 probe). Decided from the probe's declaration, so older records are judged too."""
     spec = PROBES.get(probe)
     return spec is None or task not in spec.shares_data_with
-
-
-def run_probe(
-    name: str,
-    loaded,
-    data: DataRoot,
-    device: str,
-    limit: int = 0,
-    digests: dict[str, str] | None = None,
-    fingerprint: str | None = None,
-    subset: str = "first",
-) -> tuple[float, bool]:
-    """(value, from_cache). Cached by (probe, version, limit, backbone entry, weights sha256): identical weights
-    and preprocessing give identical numbers, so a hit is the same measurement. ``digests`` / ``fingerprint``:
-    the encoder's ``tensor_digests`` or its fingerprint, if the caller already computed them. An entry whose
-    checksum fails is deleted and recomputed, never trusted."""
-    from bench.core.cache import digest
-    from bench.core.model import fingerprint as weights_sha256
-    from bench.core.store import atomic_write_text
-
-    spec = PROBES[name]
-    limit = spec.effective_limit(limit)
-    fp = fingerprint or weights_sha256(loaded.encoder, digests)
-    ident = {"probe": name, "version": PROBE_VERSION, "limit": limit, "backbone": loaded.spec.name, "weights": fp}
-    subset = spec.effective_subset(limit, subset)
-    if subset != "first":
-        ident["subset"] = subset  # earlier entries (first rows) keep their keys
-    path = cache_dir() / "probes" / f"{name}-{digest(ident)[:32]}.json"
-    if path.exists():
-        try:
-            entry = json.loads(path.read_text())
-            if entry["check"] != digest({**ident, "value": entry["value"]}):
-                raise ValueError("checksum mismatch")
-            return float(entry["value"]), True
-        except (ValueError, KeyError, TypeError):
-            path.unlink(missing_ok=True)  # a torn or altered entry is recomputed, never trusted
-    value = float(spec.fn(loaded, data, device, limit=limit, **({"subset": subset} if subset != "first" else {})))
-    entry = {**ident, "value": value, "check": digest({**ident, "value": value})}
-    atomic_write_text(path, json.dumps(entry))
-    return value, False

@@ -1,4 +1,5 @@
-"""Suites: named lists of cells, declared in ``bench/suites/<name>.toml``, and the grid that runs them.
+"""Suites: named lists of cells, declared in ``bench/suites/<name>.toml``; their sweeps; and which records belong to a
+suite's current definition. The grid that runs them is ``bench.run.grid``.
 
 A suite file holds ``description``, ``seeds``, optional ``timeout_s`` and ``set`` (settings for every cell), and
 one or more ``[[matrix]]`` blocks, each crossing ``tasks`` x ``methods`` x ``budgets`` (x seeds) with its own
@@ -27,18 +28,16 @@ import difflib
 import fnmatch
 import itertools
 import math
-import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.core.api import Cell, resolve_hparams
+from bench.catalog import METHODS, TASKS, resolve
+from bench.core.api import Cell
 from bench.core.record import Record, new_record
-from bench.core.registry import METHODS, TASKS, load_all, suggest
-from bench.core.store import Store
-from bench.run.progress import GridProgress
+from bench.core.registry import suggest
 
 SUITES_DIR = Path(__file__).parent / "suites"
 
@@ -155,7 +154,6 @@ def load_suite(name_or_path: str, seeds: list[int] | None = None) -> Suite:
         raise ValueError(f"{where}: no [[matrix]] block; add one with tasks, methods and budgets")
     if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
         raise ValueError(f"{where}: matrix must be [[matrix]] blocks (tables), not {type(blocks).__name__}")
-    load_all()
     cells: list[Cell] = []
     sweeps: list[Sweep] = []
     for i, block in enumerate(blocks):
@@ -199,7 +197,7 @@ def load_suite(name_or_path: str, seeds: list[int] | None = None) -> Suite:
         checked = cells[first:] + [c for s in sweeps[first_sweep:] for c in (*s.cells(), *s.dependents())]
         for cell in checked:  # fail on a typo now, not an hour into the run
             try:
-                resolve_hparams(cell)
+                resolve(cell)
             except ValueError as e:
                 raise ValueError(f"{here}: {e}") from None
     return Suite(name, spec.get("description", ""), tuple(cells), float(timeout), tuple(sweeps))
@@ -338,13 +336,13 @@ class SweepOutcome:
         if self.status != "selected":
             return f"sweep {self.sweep.name}: {self.status}: {self.reason}"
         scores = "; ".join(
-            f"{_values(row['values'])} -> " + ("no score" if row["mean"] is None else f"{row['mean']:.4f}")
+            f"{values_text(row['values'])} -> " + ("no score" if row["mean"] is None else f"{row['mean']:.4f}")
             for row in self.tuned_from["scores"]
         )
-        return f"sweep {self.sweep.name}: {_values(self.chosen)} chosen on mean {self.tuned_from['on']} ({scores})"
+        return f"sweep {self.sweep.name}: {values_text(self.chosen)} chosen on mean {self.tuned_from['on']} ({scores})"
 
 
-def _values(values: dict[str, Any]) -> str:
+def values_text(values: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
@@ -354,14 +352,14 @@ def select_sweep(sweep: Sweep, lookup: Callable[[str], Record | None]) -> SweepO
     score that is not a number, rules a value out; a cell that failed in any other way fails the whole sweep."""
     spec = TASKS.get(sweep.task).spec
     on = f"val/{spec.primary_metric}"
-    sign = 1.0 if spec.higher_is_better else -1.0
+    sign = spec.sign
     rows, failed, waiting, unsupported = [], [], [], []
     for values in sweep.candidates():
         cells: dict[str, Any] = {}
         scores: list[float] = []
         for seed in sweep.seeds:
             cell = Cell(sweep.task, sweep.method, sweep.budget, seed, {**sweep.settings, **values}, suite=sweep.suite)
-            key = resolve_hparams(cell).key
+            key = resolve(cell).key
             record = lookup(key)
             if record is None:
                 waiting.append(cell.describe())
@@ -407,7 +405,7 @@ def pending_records(outcome: SweepOutcome, cells: list[Cell]) -> list[Record]:
     out = []
     for cell in cells:
         cell = dataclasses.replace(cell, tuned_from={"sweep": outcome.sweep.name, outcome.status: outcome.reason})
-        res = resolve_hparams(cell)
+        res = resolve(cell)
         status = "unsupported" if outcome.status == "unsupported" else "failed"
         record = new_record(res, status, outcome.reason)
         record.key = res.pending_key(outcome.sweep.fields)
@@ -425,255 +423,60 @@ def expand(suite: Suite, lookup: Callable[[str], Record | None]) -> tuple[list[C
     return [*suite.cells, *tuned], outcomes
 
 
-def _wanted(sweep: Sweep, pattern: str | None) -> bool:
+def wanted(sweep: Sweep, pattern: str | None) -> bool:
     """A sweep runs when the filter keeps any of its cells or of its block's cells."""
     return not pattern or bool(select(sweep.cells(), pattern) or select(sweep.dependents(), pattern))
 
 
-# --------------------------------------------------------------------------------------------- grid
-@dataclass
-class GridResult:
-    """What a grid did: the records of its cells (run now or earlier), the cells it left to another grid that
-    holds their claims, the tasks it could not run (their data is missing or corrupt, or a budget is too big), and
-    the sweeps whose block cells wait for sweep cells without a record (claimed by another grid)."""
-
-    records: list[Record] = field(default_factory=list)
-    claimed: dict[str, list[Cell]] = field(default_factory=dict)  # "pid P on host H" -> cells it holds
-    refused: dict[str, str] = field(default_factory=dict)  # task -> why its cells were not run
-    sweeps: list[SweepOutcome] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.refused and all(r.status in ("ok", "unsupported") for r in self.records)
-
-
-@dataclass
-class _Grid:
-    """What the phases of one grid share."""
-
-    suite: Suite
-    store: Store
-    result: GridResult
-    claims: Any  # bench.run.locks.Claims
-    data: Any  # bench.core.data.DataRoot
-    executor: Any  # bench.run.executor.Executor: how one cell runs (on this machine, or on a Ray cluster)
-    data_root: str | None
-    device: str
-    progress: GridProgress
-    pool_sizes: dict[str, int] = field(default_factory=dict)
-    on_record: Callable[[Record], None] | None = None
-
-
-def run_grid(
-    suite: Suite,
-    store: Store,
-    pattern: str | None = None,
-    jobs: int = 1,
-    data_root: str | None = None,
-    device: str = "auto",
-    log: Callable[[str], None] | None = None,
-    quiet: bool = False,
-    live: bool | None = None,
-    on_record: Callable[[Record], None] | None = None,
-    executor: Any = None,
-) -> GridResult:
-    """Run a suite's cells that have no ok record: first the sweep cells, then the fixed cells and the sweeps'
-    block cells with the values the sweeps chose. Progress (bench.run.progress) goes to ``log`` as lines (default:
-    stdout, with a live bar when it is a terminal, unless ``live`` says otherwise); ``quiet`` keeps only each
-    cell's result line, errors and the final summary. ``on_record`` is called with the record of each cell run now,
-    once it is written (from a worker thread when cells run at once), e.g. ``bench.run.wandb_log.WandbLogger``.
-    ``executor`` (``bench.run.executor``) runs each cell, ``executor.slots`` at once; default: this machine, ``jobs``
-    at once. The caller closes an executor it passes."""
-    from bench.core.data import DataRoot
-    from bench.run.executor import LocalExecutor
-    from bench.run.locks import Claims
-
-    executor = executor or LocalExecutor(jobs)
-    progress = GridProgress(log, quiet=quiet, live=live, jobs=executor.slots)
-    claims = Claims(store.suite_dir(suite.name), suite.timeout_s)
-    data = DataRoot.resolve(data_root)
-    g = _Grid(suite, store, GridResult(), claims, data, executor, data_root, device, progress, on_record=on_record)
-    if not isinstance(executor, LocalExecutor):
-        progress.info(f"executor {executor.describe()}")
-    try:
-        return _run_grid(g, pattern)
-    finally:
-        progress.close()
-
-
-def _run_grid(g: _Grid, pattern: str | None) -> GridResult:
-    suite, store, result, progress = g.suite, g.store, g.result, g.progress
-    start, ran = time.perf_counter(), 0
-    sweeps = [s for s in suite.sweeps if _wanted(s, pattern)]
-    if sweeps:
-        cells = [c for s in sweeps for c in s.cells()]
-        progress.info(f"suite {suite.name}: {len(sweeps)} sweeps, {len(cells)} sweep cells")
-        ran += _run_cells(g, cells, "sweep ", later=_cells_after_sweeps(suite, store, sweeps, pattern))
-    tuned = []
-    for sweep in sweeps:
-        outcome = select_sweep(sweep, lambda key: store.get(suite.name, key))
-        result.sweeps.append(outcome)
-        block = select(sweep.dependents(), pattern)
-        if sweep.task in result.refused:
-            continue
-        if outcome.status == "selected":
-            progress.info(outcome.describe())
-            tuned += select(sweep.dependents(outcome.chosen, outcome.tuned_from), pattern)
-        elif outcome.status in ("failed", "unsupported"):
-            say = progress.error if outcome.status == "failed" else progress.info  # unsupported is an answer
-            say(outcome.describe())
-            for record in pending_records(outcome, block):
-                store.write(record)
-                result.records.append(record)
-            say(f"{len(block)} cells of {sweep.name}: {outcome.status}, not run ({outcome.reason})")
-        else:
-            progress.error(outcome.describe())
-            progress.error(f"{len(block)} cells of {sweep.name} not run: {outcome.reason}")
-    cells = [*select(suite.cells, pattern), *tuned]
-    ran += _run_cells(g, cells, "", later=0)
-    result.records = list({r.key: r for r in result.records}.values())  # a tuned cell may be a sweep cell too
-    progress.error(f"suite {suite.name}: ran {ran} cells in {time.perf_counter() - start:.0f} s")
-    for holder, held in result.claimed.items():
-        progress.error(
-            f"skipped {len(held)} cells claimed by {holder} (another grid on this results folder is running them)"
+# ---------------------------------------------------------------------- records of the current definition
+def current_records(suite: str, records: list[Record], suite_file: str | None = None) -> tuple[list[Record], list[str]]:
+    """The records of the cells in the suite's current definition (same keys: same code versions, settings and
+    budgets), and notes on what was left out or has not run yet. Records of an earlier definition stay on disk.
+    ``suite_file`` is the suite's path when it is not one of ``bench/suites/``. Cells tuned by a sweep count with
+    the values their sweep's records choose; the sweep cells themselves are left out of the tables (each tried one
+    value); a sweep that has not chosen is a note (the sweeps table shows the choices)."""
+    if suite_file is None and suite not in suite_names():  # records without a suite file (`run --suite adhoc`)
+        return records, []
+    definition = load_suite(suite_file or suite)
+    by_key = {r.key: r for r in records}
+    cells, outcomes = expand(definition, by_key.get)
+    wanted = {resolve(cell).key for cell in cells}
+    # a sweep's choice is in the sweeps table (page and summary); a sweep that did not choose is a note
+    notes = [o.describe() for o in outcomes if o.status != "selected"]
+    for o in outcomes:
+        if o.status in ("failed", "unsupported"):  # their block cells' records say so, under pending keys
+            wanted |= {resolve(c).pending_key(o.sweep.fields) for c in o.sweep.dependents()}
+        elif o.status == "waiting":
+            notes.append(f"the cells of {o.sweep.name} wait for their sweep: run the grid to fill them.")
+    sweep_only = {resolve(c).key for c in definition.sweep_cells()} - wanted
+    kept = [r for r in records if r.key in wanted]
+    swept = sum(r.key in sweep_only for r in records)
+    if swept:
+        notes.append(f"{swept} sweep cells are not in the tables: each tried one value for the cells tuned by it.")
+    if len(kept) + swept < len(records):
+        notes.append(
+            f"{len(records) - len(kept) - swept} records of cells outside the suite's current definition (earlier "
+            "code versions, settings or budgets) are not shown; they stay in the results folder (--all-records shows "
+            "them)."
         )
-    for task, why in result.refused.items():
-        progress.error(f"skipped task {task}: {why}")
-    return result
+    missing = len(wanted - {r.key for r in kept})
+    if missing:
+        notes.append(f"{missing} of the suite's {len(wanted)} cells have no record yet (run the grid to fill them).")
+    return kept, notes
 
 
-def _cells_after_sweeps(suite: Suite, store: Store, sweeps: list[Sweep], pattern: str | None) -> int:
-    """How many cells the grid will run once its sweeps have run, as far as records tell before they do: the fixed
-    cells and the tuned cells without an ok record (a sweep that has not chosen yet: its block's cells, less those
-    at the sweep's budget and seeds, which will be its chosen sweep cells). The count the progress starts from."""
-    keys = {resolve_hparams(c).key for c in select(suite.cells, pattern)}
-    unchosen = 0
-    for sweep in sweeps:
-        outcome = select_sweep(sweep, lambda key: store.get(suite.name, key))
-        if outcome.status == "selected":
-            keys |= {resolve_hparams(c).key for c in select(sweep.dependents(outcome.chosen), pattern)}
-        else:
-            block = select(sweep.dependents(), pattern)
-            unchosen += sum(not (c.budget == sweep.budget and c.seed in sweep.seeds) for c in block)
-    return sum(not store.has_ok(suite.name, key) for key in keys) + unchosen
-
-
-def _reuse(store: Store, suite: str, key: str, cell: Cell) -> Record:
-    """An ok record found for a cell; a tuned cell that coincides with a sweep cell gets its ``tuned_from``."""
-    record = store.get(suite, key)
-    if cell.tuned_from is not None and record.tuned_from != cell.tuned_from:
-        record.tuned_from = cell.tuned_from
-        store.write(record)
-    return record
-
-
-def _run_cells(g: _Grid, cells: list[Cell], label: str, later: int) -> int:
-    """Run the cells without an ok record (each once, in order), adding every record to ``g.result``; returns how
-    many ran. ``later``: the estimate of the cells the grid runs after these, for the progress's total."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from bench.core.data import DataError
-    from bench.run.harness import check_inputs
-
-    suite, store, result, progress = g.suite, g.store, g.result, g.progress
-    todo, seen = [], set()
-    for cell in cells:
-        res = resolve_hparams(cell)
-        if res.key in seen:
-            continue
-        seen.add(res.key)
-        if store.has_ok(suite.name, res.key):
-            result.records.append(_reuse(store, suite.name, res.key, cell))
-            continue
-        if store.path(suite.name, res.key) in store.unreadable:
-            progress.error(f"unreadable record {store.path(suite.name, res.key)}: will be recomputed")
-        if cell.task in result.refused:
-            continue
-        try:  # once per task and settings: files are verified once per process, pool sizes are cached
-            check_inputs(res, g.data, g.pool_sizes)
-        except (DataError, ValueError) as e:
-            result.refused[cell.task] = str(e)
-            progress.error(f"error: {cell.task}: its cells will not run: {e}")
-            continue
-        todo.append(cell)
-    todo = [c for c in todo if c.task not in result.refused]
-    progress.info(f"suite {suite.name}: {len(seen) - len(todo)} {label}cells already done, {len(todo)} to run")
-    progress.add(len(todo), later=later)
-
-    def one(cell: Cell) -> Record | None:
-        key = resolve_hparams(cell).key
-        name = f"{label}{cell.describe()}"
-        holder = g.claims.acquire(key)
-        if holder is not None:
-            result.claimed.setdefault(holder.describe(), []).append(cell)
-            progress.skip(name, f"skipped, claimed by {holder.describe()}")
-            return None
-        try:
-            if store.has_ok(suite.name, key):  # another grid finished it between our look and our claim
-                progress.skip(name)
-                return _reuse(store, suite.name, key, cell)
-            token = progress.start(name, f"{cell.task}/{cell.method}/{cell.budget}/{cell.seed}")
-            # the cell's stdout (a line per validation pass) comes back line by line, unless quiet discards it
-            follow = None if progress.quiet else lambda line: progress.line(token, line)
-            record = g.executor.run(
-                cell, store, data_root=g.data_root, device=g.device, timeout_s=suite.timeout_s, on_line=follow
-            )
-        finally:
-            g.claims.release(key)  # after the record is written
-        progress.finish(token, summary_line(record))
-        if g.on_record is not None:
-            g.on_record(record)
-        return record
-
-    if g.executor.slots <= 1:
-        done = [one(cell) for cell in todo]
-    else:
-        pool = ThreadPoolExecutor(max_workers=g.executor.slots)
-        try:
-            done = list(pool.map(one, todo))
-        finally:
-            # on Ctrl-C or an error, start no new cell; running cells finish and keep their records
-            pool.shutdown(wait=True, cancel_futures=True)
-    result.records += [r for r in done if r is not None]
-    return sum(r is not None for r in done)
-
-
-def plan(suite: Suite, store: Store, pattern: str | None = None) -> list[str]:
-    """``grid --dry-run``: one line per cell the grid would consider and whether it has an ok record: the sweep
-    cells first, then the cells their sweeps tune (with the chosen values, once the sweep records allow a choice),
-    then the fixed cells."""
-
-    def line(kind: str, cell: Cell, swept: dict[str, Any] | None = None, note: str = "") -> str:
-        state = "done" if store.has_ok(suite.name, resolve_hparams(cell).key) else "to run"
-        values = f" {_values(swept)}" if swept else ""
-        return f"  {kind:6s} {state:7s} {cell.task}/{cell.method}/{cell.budget}/{cell.seed}{values}{note}"
-
-    out = []
-    sweeps = [s for s in suite.sweeps if _wanted(s, pattern)]
-    for sweep in sweeps:
-        out += [line("sweep", c, {f: c.overrides[f] for f in sweep.fields}, f"  ({sweep.name})") for c in sweep.cells()]
-    for sweep in sweeps:
-        outcome = select_sweep(sweep, lambda key: store.get(suite.name, key))
-        if outcome.status == "selected":
-            cells = select(sweep.dependents(outcome.chosen), pattern)
-            out += [line("tuned", c, outcome.chosen, f"  (chosen by the sweep of {sweep.name})") for c in cells]
-            continue
-        why = "waits for its sweep" if outcome.status == "waiting" else f"not run: {outcome.reason}"
-        for c in select(sweep.dependents(), pattern):
-            out.append(f"  {'tuned':6s} {'-':7s} {c.task}/{c.method}/{c.budget}/{c.seed}  ({sweep.name}: {why})")
-    out += [line("cell", c) for c in select(suite.cells, pattern)]
-    return out
-
-
-def summary_line(record: Record) -> str:
-    """One line per finished cell: its test metrics, or its status and the last paragraph of its error."""
-    if not record.ok:
-        error = (record.error or "").split("--- stderr tail ---")[0]  # the parent's own words come first
-        paragraphs = [p for p in error.strip().split("\n\n") if p.strip()]
-        last = paragraphs[-1] if paragraphs else ""
-        if "\n" in last:  # a traceback: its last line holds the exception and its message
-            last = last.strip().splitlines()[-1]
-        return f"{record.status.upper()}: {last}"
-    tests = {k: v for k, v in record.metrics.items() if k.startswith("test")}
-    flags = "".join(f" [{f}]" for f in record.flags)
-    return " ".join(f"{k}={v:.4f}" for k, v in tests.items()) + flags
+def shown_records(
+    suite: str, records: list[Record], suite_file: str | None, where: str | Path, all_records: bool = False
+) -> tuple[list[Record], list[str]]:
+    """The records a report or summary shows (``current_records``) and its notes; when none belong to the suite's
+    current definition (an archive of an earlier one, such as the baselines), all of them, with a note saying so."""
+    if all_records or not records:
+        return records, []
+    kept, notes = current_records(suite, records, suite_file)
+    if kept:
+        return kept, notes
+    return records, [
+        f"None of the {len(records)} records in {where} belong to the current definition of suite {suite} "
+        f"(earlier code versions, settings or budgets): all of them are shown, as --all-records does. "
+        f"`adaptbench grid --suite {suite}` runs today's cells."
+    ]

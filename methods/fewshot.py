@@ -17,14 +17,12 @@ Version history: 1 - first version.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import nn
 
 from bench.core.api import CLASSIFICATION, TEXT, VISION, FitContext, Method, Predictor, TaskSpec
+from bench.core.backbone import BACKBONES
 from bench.core.model import set_trainable
 from bench.core.registry import METHODS
 
@@ -42,53 +40,6 @@ def pick_demonstrations(labels: np.ndarray, k: int, seed: int) -> list[int]:
     return out
 
 
-class PromptScorer(nn.Module):
-    """Scores label words after ``prefix + query`` with a causal LM; the prefix's key/value cache is computed once."""
-
-    def __init__(self, lm: nn.Module, prefix_ids: torch.Tensor, label_ids: list[int], reuse_cache: bool) -> None:
-        super().__init__()
-        self.lm = lm
-        self.decoder = lm.base_model  # the stack under the LM head
-        self.lm_head = lm.get_output_embeddings()
-        self.prefix_ids = prefix_ids  # (1, Lp)
-        self.label_ids = label_ids
-        self.cache = None
-        if reuse_cache:
-            with torch.inference_mode():
-                self.cache = lm(input_ids=prefix_ids, use_cache=True).past_key_values
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
-        b, lq = input_ids.shape
-        lp = self.prefix_ids.shape[1]
-        mask = torch.cat([attention_mask.new_ones(b, lp), attention_mask], dim=1)
-        if self.cache is not None:
-            cache = copy.deepcopy(self.cache)
-            cache.batch_repeat_interleave(b)
-            positions = torch.arange(lp, lp + lq, device=input_ids.device).expand(b, -1)
-            hidden = self.decoder(
-                input_ids=input_ids, attention_mask=mask, past_key_values=cache, position_ids=positions, use_cache=True
-            ).last_hidden_state
-        else:
-            ids = torch.cat([self.prefix_ids.expand(b, -1), input_ids], dim=1)
-            hidden = self.decoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, lp:]
-        last = attention_mask.sum(1).long() - 1  # queries are right-padded
-        # the vocabulary projection only where the label word is predicted (not at every position)
-        next_token = self.lm_head(hidden[torch.arange(b, device=hidden.device), last]).float().log_softmax(-1)
-        return next_token[:, self.label_ids]
-
-
-class CosineNCM(nn.Module):
-    """Nearest class mean by cosine similarity: logits = scale * cos(x, mean_c)."""
-
-    def __init__(self, means: torch.Tensor, scale: float = 10.0) -> None:
-        super().__init__()
-        self.register_buffer("means", nn.functional.normalize(means, dim=-1))
-        self.scale = scale
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.scale * nn.functional.normalize(features, dim=-1) @ self.means.T
-
-
 @METHODS.register("fewshot")
 @dataclass(frozen=True)
 class FewShot(Method):
@@ -96,6 +47,7 @@ class FewShot(Method):
     version = 1
     trains = False
     description = "no gradients: k-shot in-context prompting (text, causal LM) / nearest class mean (vision)"
+    min_seeds = 5  # the seed picks the demonstrations: in-context results swing with the draw
 
     k: int = 8
     reuse_cache: bool = True
@@ -106,8 +58,6 @@ class FewShot(Method):
 
     @classmethod
     def backbone_for(cls, spec: TaskSpec) -> str | None:
-        from bench.backbones import BACKBONES
-
         return BACKBONES.default("causal-lm") if spec.modality == TEXT else None
 
     def unsupported_reason(self, task: TaskSpec, backbone) -> str | None:
@@ -116,8 +66,6 @@ class FewShot(Method):
         if task.modality == TEXT and task.prompt is None:
             return f"task {task.name} declares no prompt (TaskSpec.prompt: label words, instruction, template)"
         if task.modality == TEXT and not backbone.traits().causal_lm:
-            from bench.backbones import BACKBONES
-
             return (
                 f"in-context prompting needs a causal LM with a language-model head; {backbone.name} is an encoder "
                 f"(use backbone={BACKBONES.default('causal-lm')} or hf-causal:<model>)"
@@ -131,10 +79,16 @@ class FewShot(Method):
     def predictor(self, ctx: FitContext) -> Predictor:
         spec, train = ctx.task.spec, ctx.train
         if spec.modality == VISION:
+            import torch
+
+            from methods._fewshot_nn import CosineNCM
+
             features = ctx.features(train)
             labels = torch.as_tensor(train.labels, device=features.device)
             means = torch.stack([features[labels == c].mean(0) for c in range(spec.num_labels)])
             return Predictor(CosineNCM(means), on_features=True)
+        from methods._fewshot_nn import PromptScorer
+
         prompt, tokenizer = spec.prompt, ctx.tokenizer
         demos = pick_demonstrations(train.labels, self.k, ctx.seed) if self.k else []
         prefix = (
@@ -147,7 +101,7 @@ class FewShot(Method):
             raise ValueError(f"label words {prompt.label_words} share their first token; choose distinct words")
         prefix_ids = tokenizer(prefix, add_special_tokens=False, return_tensors="pt").input_ids.to(ctx.device)
         scorer = PromptScorer(ctx.encoder.lm.eval(), prefix_ids, label_ids, self.reuse_cache)
-        max_len = getattr(ctx.task, "max_len", 128)
+        max_len = ctx.task.input_size["max_len"]
 
         def batcher(texts):
             queries = [prompt.format(t) for t in texts]
@@ -172,6 +126,9 @@ class ZeroShot(FewShot):
     name = "zeroshot"
     version = 1
     description = "no gradients: the task instruction alone, label words scored by a causal LM (text only)"
+    seedless = True  # nothing in it depends on the seed
+    budget_free = True  # it reads no training example: the same cell at every budget
+    min_seeds = None
 
     k: int = 0
 

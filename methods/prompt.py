@@ -13,53 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
 from bench.core.api import TEXT, VISION, TaskSpec
 from bench.core.model import set_trainable
 from bench.core.registry import METHODS
 from methods._common import FrozenBackbone
-
-
-class PadPrompter(nn.Module):
-    """Adds a learnable frame of width ``pad`` around ``size`` x ``size`` images (zero inside)."""
-
-    def __init__(self, size: int, pad: int) -> None:
-        super().__init__()
-        inner = size - 2 * pad
-        self.size, self.pad = size, pad
-        self.top = nn.Parameter(torch.zeros(3, pad, size))
-        self.bottom = nn.Parameter(torch.zeros(3, pad, size))
-        self.left = nn.Parameter(torch.zeros(3, inner, pad))
-        self.right = nn.Parameter(torch.zeros(3, inner, pad))
-
-    def frame(self) -> torch.Tensor:
-        inner = self.size - 2 * self.pad
-        middle = torch.cat([self.left, self.top.new_zeros(3, inner, inner), self.right], dim=2)
-        return torch.cat([self.top, middle, self.bottom], dim=1)
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        frame = self.frame().unsqueeze(0)
-        if frame.shape[-1] != pixel_values.shape[-1] or frame.shape[-2] != pixel_values.shape[-2]:
-            frame = F.interpolate(frame, size=pixel_values.shape[-2:], mode="bilinear", align_corners=False)
-        return pixel_values + frame
-
-
-class PromptedVision(nn.Module):
-    """A vision encoder whose inputs first pass through a visual prompt."""
-
-    def __init__(self, encoder: nn.Module, prompter: PadPrompter) -> None:
-        super().__init__()
-        self.prompter = prompter
-        self.inner = encoder
-
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.inner(self.prompter(pixel_values))
-
-    def blocks(self) -> list[nn.Module]:
-        return self.inner.blocks()
 
 
 @METHODS.register("prompt")
@@ -90,7 +47,9 @@ class Prompt(FrozenBackbone):
             config = PromptTuningConfig(task_type=TaskType.FEATURE_EXTRACTION, num_virtual_tokens=self.n_tokens)
             model.encoder.wrap_transformer(lambda transformer: get_peft_model(transformer, config))
         else:
-            size = task.image_size
+            from methods._prompt_nn import PadPrompter, PromptedVision
+
+            size = task.input_size["image_size"]
             if 2 * self.pad >= size:
                 raise ValueError(f"Invalid pad: {self.pad} (a frame of 2 x {self.pad} px leaves no image at {size})")
             prompter = PadPrompter(size, self.pad).to(next(model.encoder.parameters()).device)

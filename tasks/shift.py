@@ -49,6 +49,7 @@ from typing import ClassVar
 import numpy as np
 
 from bench.core.api import CLASSIFICATION, TEXT, VISION, PromptSpec, Split, Splits, Task, TaskSpec
+from bench.core.cache import cache_dir
 from bench.core.data import DataError, DataRoot, register_source, sha256
 from bench.core.registry import TASKS
 from tasks.medmnist import _download
@@ -226,8 +227,6 @@ def _cifar(data: DataRoot) -> Splits:
 def _corrupted(test: Split, source_sha: str) -> Split:
     """test_ood of the CIFAR task, cached by its inputs, VARIANTS and the versions of the code that makes it."""
     from importlib.metadata import PackageNotFoundError, version
-
-    from bench.core.cache import cache_dir
 
     try:
         versions = [version(p) for p in ("imagecorruptions", "numpy", "scipy", "scikit-image", "opencv-python")]

@@ -45,8 +45,8 @@ def tiny_backbones(tmp_path_factory) -> dict[str, str]:
     from safetensors.torch import save_file
     from transformers import AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
 
-    from bench.backbones import BACKBONES
     from bench.backbones.vision import TimmBackbone, package_dir
+    from bench.core.backbone import BACKBONES
 
     root = tmp_path_factory.mktemp("tiny-backbones")
     torch.manual_seed(0)
@@ -86,7 +86,7 @@ def tiny_backbones(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def load_named(tiny_backbones):
     """name or tiny id -> Loaded (pretrained, small inputs), loaded once per session."""
-    from bench.backbones import load_backbone
+    from bench.core.backbone import load_backbone
 
     cache: dict = {}
 

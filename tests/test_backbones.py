@@ -14,12 +14,12 @@ import pytest
 import torch
 from torch import nn
 
-from bench.backbones import BACKBONES, Backbone, get_backbone
-from bench.core.api import Cell, resolve_hparams
-from bench.core.registry import UnknownNameError, load_all
+from bench.catalog import resolve
+from bench.core.api import Cell
+from bench.core.backbone import BACKBONES, Backbone, get_backbone
+from bench.core.registry import UnknownNameError
 from bench.probes import PROBES
 
-load_all()
 ALL = [*BACKBONES.names(), "tiny-timm", "tiny-hf", "tiny-hf-causal"]
 VISION_BATCH = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8).numpy()
 TEXT_BATCH = ["a fine film", "dull", ("a pair", "of sentences")]
@@ -152,7 +152,7 @@ def test_committed_records_keep_their_keys():
     for path in records:
         r = json.loads(path.read_text())
         cell = Cell(r["task"], r["method"], r["budget"], r["seed"], r.get("overrides") or {}, suite=r["suite"])
-        res = resolve_hparams(cell)
+        res = resolve(cell)
         if (r["task_version"], r["method_version"]) != (res.task.spec.version, res.method.version):
             assert res.key != r["key"], f"{path.name}: a record of an older version must not be found as today's"
             outdated.add(r["method"])
@@ -179,29 +179,29 @@ def test_unknown_backbones_get_suggestions_and_the_families():
     with pytest.raises(ValueError, match="unknown timm model"):
         get_backbone("timm:resnet_does_not_exist")
     with pytest.raises(UnknownNameError):
-        resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"backbone": "bert-base"}))
+        resolve(Cell("glue-sst2", "lora", 64, 0, {"backbone": "bert-base"}))
 
 
 def test_a_backbone_of_the_wrong_modality_is_unsupported_with_the_reason():
-    res = resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"backbone": "efficientnet-lite0"}))
+    res = resolve(Cell("glue-sst2", "lora", 64, 0, {"backbone": "efficientnet-lite0"}))
     assert "vision model" in res.unsupported_reason()
 
 
 def test_capabilities_come_from_traits_not_names(tiny_backbones):
     """The tiny causal LM gets few-shot and no BitFit (no biases) through its traits alone."""
     causal = tiny_backbones["tiny-hf-causal"]
-    few = resolve_hparams(Cell("glue-sst2", "fewshot", 64, 0, {"backbone": causal}))
+    few = resolve(Cell("glue-sst2", "fewshot", 64, 0, {"backbone": causal}))
     assert few.unsupported_reason() is None
-    bitfit = resolve_hparams(Cell("glue-sst2", "bitfit", 64, 0, {"backbone": causal}))
+    bitfit = resolve(Cell("glue-sst2", "bitfit", 64, 0, {"backbone": causal}))
     assert "no bias terms" in bitfit.unsupported_reason()
-    encoder = resolve_hparams(Cell("glue-sst2", "fewshot", 64, 0, {"backbone": tiny_backbones["tiny-hf"]}))
+    encoder = resolve(Cell("glue-sst2", "fewshot", 64, 0, {"backbone": tiny_backbones["tiny-hf"]}))
     assert "causal LM" in encoder.unsupported_reason()
 
 
 def test_matrix_agrees_with_run_for_every_task_and_method(tmp_path, monkeypatch):
     """`ls --matrix` and `run` give the same answer: run writes an unsupported record with the matrix's reason
     exactly where the matrix has one, and starts a cell process exactly where it has none."""
-    from bench.cli import support_matrix
+    from bench.catalog import support_matrix
     from bench.core.store import Store
     from bench.run import harness
 
@@ -232,7 +232,7 @@ def test_a_generic_backbone_runs_a_real_cell_end_to_end(task, method, backbone, 
     from bench.run.harness import execute
 
     settings = {"backbone": tiny_backbones[backbone], "epochs": 1, "eval_limit": 32, "probe_limit": 20}
-    res = resolve_hparams(Cell(task, method, 32, 0, settings))
+    res = resolve(Cell(task, method, 32, 0, settings))
     record = execute(res, data, "cpu")
     assert record.status == "ok" and record.backbone == tiny_backbones[backbone]
     assert record.forgetting.before is not None and record.forgetting.after is not None

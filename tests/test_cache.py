@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from bench.core.api import Cell, Split, TrainConfig, resolve_hparams
+from bench.catalog import TASKS, resolve
+from bench.core.api import Cell, Split, TrainConfig
 from bench.core.cache import FeatureCache, cache_dir
-from bench.core.model import AdaptModel, make_head
-from bench.core.registry import TASKS, load_all
+from bench.core.model import make_head
 from bench.run.loop import Runner, eval_steps
+from bench.run.model import AdaptModel
 
-load_all()
 IMAGES = np.random.default_rng(0).integers(0, 256, size=(12, 28, 28), dtype=np.uint8)
 
 
@@ -74,7 +74,7 @@ def test_a_corrupt_feature_entry_is_recomputed_never_trusted(load_named, own_cac
 
 
 def test_probe_results_are_cached_by_weights_and_a_tampered_entry_is_recomputed(load_named, data, own_cache):
-    from bench.probes import run_probe
+    from bench.run.forgetting import run_probe
 
     loaded = load_named("tiny-hf")
     value, cached = run_probe("stsb-spearman", loaded, data, "cpu", limit=20)
@@ -91,7 +91,7 @@ def test_a_frozen_cell_reuses_features_and_says_so_with_identical_results(tiny_b
     from bench.run.cell import execute
 
     settings = {"backbone": tiny_backbones["tiny-timm"], "eval_limit": 64, "probe_limit": 10, "min_steps": 20}
-    res = resolve_hparams(Cell("pneumonia-mnist", "frozen", 32, 0, settings))
+    res = resolve(Cell("pneumonia-mnist", "frozen", 32, 0, settings))
     first, second = execute(res, data, "cpu"), execute(res, data, "cpu")
     assert first.cost.feature_cache == {"hits": 0, "computed": 32 + 64 + 64}, "train, val, test computed once"
     assert second.cost.feature_cache == {"hits": 32 + 64 + 64, "computed": 0}, "train, val and test from the cache"
@@ -119,17 +119,17 @@ def test_validation_runs_on_a_step_schedule_when_asked():
 
 
 def test_a_setting_added_later_keeps_old_keys_at_its_default_and_names_cells_when_set():
-    base = resolve_hparams(Cell("glue-sst2", "lora", 64, 0))
-    assert resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"eval_every": 0})).key == base.key
-    assert resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"eval_every": 10})).key != base.key
+    base = resolve(Cell("glue-sst2", "lora", 64, 0))
+    assert resolve(Cell("glue-sst2", "lora", 64, 0, {"eval_every": 0})).key == base.key
+    assert resolve(Cell("glue-sst2", "lora", 64, 0, {"eval_every": 10})).key != base.key
     assert base.hparams["train"]["eval_every"] == 0, "the record still lists every setting"
-    assert resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"extra_probes": True})).key == base.key
-    assert resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"extra_probes": False})).key != base.key
+    assert resolve(Cell("glue-sst2", "lora", 64, 0, {"extra_probes": True})).key == base.key
+    assert resolve(Cell("glue-sst2", "lora", 64, 0, {"extra_probes": False})).key != base.key
 
 
 def test_extra_probes_false_runs_only_the_primary_forgetting_probe(data, monkeypatch, tmp_path):
-    import bench.probes
-    from bench.backbones import get_backbone
+    import bench.run.forgetting
+    from bench.core.backbone import get_backbone
     from bench.run.cell import execute
 
     name = "efficientnet-lite0"  # real weights at 32 px; the probes themselves are stubbed
@@ -140,10 +140,10 @@ def test_extra_probes_false_runs_only_the_primary_forgetting_probe(data, monkeyp
         calls.append(probe)
         return 0.5, False
 
-    monkeypatch.setattr(bench.probes, "run_probe", fake_probe)
+    monkeypatch.setattr(bench.run.forgetting, "run_probe", fake_probe)
     monkeypatch.setenv("ADAPTBENCH_CACHE", str(tmp_path))
     settings = {"backbone": name, "image_size": 32, "eval_limit": 32, "min_steps": 2, "epochs": 1}
-    record = execute(resolve_hparams(Cell("pneumonia-mnist", "lora", 32, 0, {**settings, "extra_probes": False})),
+    record = execute(resolve(Cell("pneumonia-mnist", "lora", 32, 0, {**settings, "extra_probes": False})),
                      data, "cpu")  # fmt: skip
     assert set(calls) == {get_backbone(name).probes[0]} and record.forgetting_extra == {}
 
@@ -177,6 +177,6 @@ def test_grouping_by_token_length_uses_the_batchers_counts_and_pads_less_than_ch
     assert padded(tokens) == int(tokens.sum()) < padded(chars)
     with pytest.raises(ValueError, match="length_unit"):
         TrainConfig(length_unit="words")
-    base = resolve_hparams(Cell("glue-sst2", "lora", 64, 0))
-    assert resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"length_unit": "chars"})).key == base.key
-    assert resolve_hparams(Cell("glue-sst2", "lora", 64, 0, {"length_unit": "tokens"})).key != base.key
+    base = resolve(Cell("glue-sst2", "lora", 64, 0))
+    assert resolve(Cell("glue-sst2", "lora", 64, 0, {"length_unit": "chars"})).key == base.key
+    assert resolve(Cell("glue-sst2", "lora", 64, 0, {"length_unit": "tokens"})).key != base.key

@@ -8,11 +8,13 @@ import sys
 
 import pandas as pd
 
+from bench.analysis.stats import seed_summary
+from bench.catalog import resolve
 from bench.cli import main
-from bench.core.api import Cell, resolve_hparams
+from bench.core.api import Cell
 from bench.core.record import Cost, Env, Forgetting, Params, new_record
 from bench.core.store import Store
-from bench.report.page import mean_ci, render_html, write_report
+from bench.report.page import render_html, write_report
 
 
 def test_ls_lists_every_registry(capsys):
@@ -52,7 +54,7 @@ def _records():
     out = []
     for method, acc in (("frozen", [0.70, 0.72, 0.74]), ("lora", [0.80, 0.82, 0.81])):
         for seed, a in enumerate(acc):
-            r = new_record(resolve_hparams(Cell("glue-sst2", method, 64, seed, suite="t")), "ok")
+            r = new_record(resolve(Cell("glue-sst2", method, 64, seed, suite="t")), "ok")
             r.metrics = {"test/accuracy": a, "val/accuracy": a + 0.01}
             r.forgetting = Forgetting("stsb-spearman", before=0.87, after=0.87 - 0.01 * seed, drop=0.01 * seed)
             r.params = Params(total=1000, trainable=10, trainable_no_head=0, adapter_bytes=0)
@@ -72,10 +74,11 @@ def _records():
     return [*out, failed]
 
 
-def test_mean_ci_is_a_t_interval_over_seeds():
-    m, ci = mean_ci([0.70, 0.72, 0.74])
-    assert abs(m - 0.72) < 1e-12 and abs(ci - 4.302653 * 0.02 / 3**0.5) < 1e-5
-    assert mean_ci([0.5]) == (0.5, None)
+def test_a_seed_interval_is_a_t_interval_over_seeds():
+    i = seed_summary([0.70, 0.72, 0.74])
+    assert abs(i.mean - 0.72) < 1e-12 and abs(i.high - i.mean - 4.302653 * 0.02 / 3**0.5) < 1e-5
+    one = seed_summary([0.5])
+    assert one.mean == 0.5 and not one.has_interval and one.describe() == "0.500 (one seed)"
 
 
 def test_report_is_self_contained_and_lists_failures(tmp_path):
@@ -88,7 +91,8 @@ def test_report_is_self_contained_and_lists_failures(tmp_path):
         store.write(r)
     path = write_report("t", store, tmp_path / "out")
     assert path.read_text().startswith("<!doctype html>")
-    assert "| lora | 64 | 3 | 0.810 ± 0.025" in (tmp_path / "out" / "summary.md").read_text()
+    # summary.md's tables show the page's intervals (one table builder: bench.analysis.tables)
+    assert "| lora | 64 | 3 | 0.810 [0.785, 0.835]" in (tmp_path / "out" / "summary.md").read_text()
 
 
 def test_ls_matrix_gives_a_reason_for_every_unsupported_cell(capsys):
@@ -106,7 +110,7 @@ def test_a_suite_report_shows_only_its_current_cells_and_says_what_it_left_out(t
     current, stale = _records()[0], copy.deepcopy(_records()[3])
     cell = load_suite("proxy").cells[0]
     current.key, current.suite, current.task, current.method = (
-        resolve_hparams(cell).key,
+        resolve(cell).key,
         "proxy",
         cell.task,
         cell.method,

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from bench.analysis.gate import compare, floor_se
+from bench.catalog import resolve
 from bench.cli import main
-from bench.core.api import Cell, resolve_hparams
+from bench.core.api import Cell
 from bench.core.record import Cost, Forgetting, Params, SplitSizes, new_record
 from bench.core.store import Store
 
@@ -31,7 +32,7 @@ def _record(
     method: str, seed: int, auroc: float, drop: float, mem_mib: float, rate: float, status="ok", task="pneumonia-mnist"
 ):
     cell = Cell(task, method, 64, seed, {"eval_limit": 128, "extra_probes": False}, suite="proxy")
-    record = new_record(resolve_hparams(cell), status, None if status == "ok" else "RuntimeError: boom")
+    record = new_record(resolve(cell), status, None if status == "ok" else "RuntimeError: boom")
     if status == "ok":
         record.metrics = {"test/auroc": auroc, "test/accuracy": 0.8}
         record.forgetting = Forgetting("imagenet-top1", before=0.8, after=0.8 - drop, drop=drop, limit=100)
@@ -243,9 +244,9 @@ RUNS = r"""
 import os, sys
 from pathlib import Path
 suite, weights, runs = sys.argv[1], sys.argv[2], sys.argv[3:]
-import bench.run.harness, bench.probes
-from bench.core.api import resolve_hparams
-from bench.backbones import BACKBONES
+import bench.run.harness, bench.run.forgetting
+from bench.catalog import resolve
+from bench.core.backbone import BACKBONES
 from bench.backbones.vision import TimmBackbone
 from bench.run.cell import execute
 from bench.cli import main
@@ -256,10 +257,11 @@ for name in bench.run.harness.PRELOAD:  # what the grid's fork server imports on
     __import__(name)
 BACKBONES.add(TimmBackbone(name="tiny-timm-bn", arch="test_resnet", weights_file=weights, probes=("cifar10-linear",),
                           description="tests"))
-bench.probes.run_probe = lambda *args, **kwargs: (0.5, False)
+bench.run.forgetting.run_probe = lambda *args, **kwargs: (0.5, False)
 
 def run_cell(cell, store, data_root=None, **kwargs):
-    record = execute(resolve_hparams(cell), DataRoot.resolve(data_root), "cpu")
+    cell = getattr(cell, "cell", cell)  # the grid passes the Resolved, `run` a Cell
+    record = execute(resolve(cell), DataRoot.resolve(data_root), "cpu")
     store.write(record)
     return record
 

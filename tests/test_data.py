@@ -71,9 +71,8 @@ def test_probe_files_have_a_publisher_source_too(tmp_path, monkeypatch):
 
 
 def test_eval_limit_cuts_val_and_test_to_the_same_stratified_subset_for_every_cell(data):
-    from bench.core.registry import TASKS, load_all
+    from bench.catalog import TASKS
 
-    load_all()
     task = TASKS.get("pneumonia-mnist")()
     full = task.splits(64, 0, data)
     cut = [task.splits(budget, seed, data).limit_eval(100, stratify=True) for budget, seed in ((64, 0), (256, 1))]

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.core.api import Cell, resolve_hparams
+from bench.catalog import resolve
+from bench.core.api import Cell
 
 
 @pytest.mark.parametrize(
@@ -21,17 +22,17 @@ from bench.core.api import Cell, resolve_hparams
 def test_a_cell_rerun_with_its_seed_gives_identical_results_and_another_seed_does_not(
     tiny_backbones, data, monkeypatch, tmp_path, task, method, backbone, size
 ):
-    import bench.probes
+    import bench.run.forgetting
     from bench.run.cell import execute
 
-    monkeypatch.setattr(bench.probes, "run_probe", lambda *args, **kwargs: (0.5, False))
+    monkeypatch.setattr(bench.run.forgetting, "run_probe", lambda *args, **kwargs: (0.5, False))
     monkeypatch.setenv("ADAPTBENCH_CACHE", str(tmp_path))
     settings = {"backbone": tiny_backbones[backbone], "eval_limit": 48, "min_steps": 6, "epochs": 1, **size}
     if task == "glue-sst2":  # the shipped suites' settings: validation inside the budget, token-length batches
         settings.update(validation="budget", length_unit="tokens")
 
     def run(seed: int):
-        return execute(resolve_hparams(Cell(task, method, 32, seed, settings)), data, "cpu")
+        return execute(resolve(Cell(task, method, 32, seed, settings)), data, "cpu")
 
     first, again, other = run(0), run(0), run(1)
     assert first.metrics == again.metrics

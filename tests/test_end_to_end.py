@@ -84,12 +84,12 @@ def test_text_is_evaluated_in_length_order_and_returned_in_split_order(minilm):
     import numpy as np
     import torch
 
+    from bench.catalog import TASKS
     from bench.core.api import Split, TrainConfig
-    from bench.core.model import AdaptModel, make_head
-    from bench.core.registry import TASKS, load_all
+    from bench.core.model import make_head
     from bench.run.loop import Runner, eval_order
+    from bench.run.model import AdaptModel
 
-    load_all()
     texts = ["a long sentence that needs many more tokens than the others", "short", "middle length text", "x y"]
     split = Split("test", texts, np.array([0, 1, 0, 1]), np.arange(4))
     assert list(eval_order(split)) == [3, 1, 2, 0]

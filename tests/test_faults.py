@@ -19,22 +19,23 @@ import torch
 from torch import nn
 
 import bench.run.harness
+from bench.catalog import TASKS, resolve
 from bench.cli import main
-from bench.core.api import Cell, Split, TrainConfig, resolve_hparams
+from bench.core.api import Cell, Split, TrainConfig
 from bench.core.record import Cost, Env, Forgetting, Params, Record, new_record
-from bench.core.registry import TASKS, load_all
 from bench.core.store import Store
 from bench.run.cell import collapse_flags
+from bench.run.grid import run_grid
 from bench.run.harness import child_main, exit_status
 from bench.run.locks import Claims
-from bench.run.loop import DivergedError, Runner, grad_accumulation
-from bench.suite import load_suite, run_grid
+from bench.run.loop import DivergedError, Runner
+from bench.suite import load_suite
 
 BLOCK = '[[matrix]]\ntasks = ["glue-sst2"]\nmethods = ["frozen"]\nbudgets = [64]\n'
 
 
 def _ok(cell: Cell) -> Record:
-    record = new_record(resolve_hparams(cell), "ok")
+    record = new_record(resolve(cell), "ok")
     record.metrics = {"test/accuracy": 0.75}
     record.forgetting = Forgetting("stsb-spearman", before=0.8, drop=0.1)
     record.params = Params(trainable=1, total=2, trainable_no_head=0, adapter_bytes=0)
@@ -121,12 +122,13 @@ def test_exit_codes_become_statuses_that_say_what_happened():
 CHILD = """
 import os, resource, sys, torch
 import bench.run.harness, bench.run.loop
+from bench.catalog import resolve
 from bench.core.api import Cell
 from bench.run.harness import child_main
 from bench.core.record import new_record
 done, results, headroom, need = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-def execute(res, data, device="auto"):
-    block = torch.empty(need // bench.run.loop._grad_accum, dtype=torch.uint8)
+def execute(res, data, device="auto", grad_accum=1):
+    block = torch.empty(need // grad_accum, dtype=torch.uint8)
     block[::4096] = 1
     record = new_record(res, "ok")
     record.metrics = {"test/accuracy": 1.0}
@@ -134,7 +136,7 @@ def execute(res, data, device="auto"):
 bench.run.harness.execute = execute
 vm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmSize"))
 resource.setrlimit(resource.RLIMIT_AS, (vm + headroom, resource.RLIM_INFINITY))
-sys.exit(child_main(Cell("glue-sst2", "full", 64, 0, suite="oom"), done, "cpu", results, None))
+sys.exit(child_main(resolve(Cell("glue-sst2", "full", 64, 0, suite="oom")), done, "cpu", results, None))
 """
 
 
@@ -157,12 +159,13 @@ def test_a_real_allocation_failure_under_a_memory_limit_is_retried_with_half_the
 
 
 def test_a_diverged_run_is_recorded_as_diverged_with_its_step(tmp_path, monkeypatch):
-    def execute(res, data, device="auto"):
+    def execute(res, data, device="auto", grad_accum=1):
         raise DivergedError(7, float("nan"))
 
     monkeypatch.setattr(bench.run.harness, "execute", execute)
     done = tmp_path / "done.json"
-    assert child_main(Cell("glue-sst2", "full", 64, 0, suite="d"), str(done), "cpu", str(tmp_path), None) == 1
+    cell = resolve(Cell("glue-sst2", "full", 64, 0, suite="d"))
+    assert child_main(cell, str(done), "cpu", str(tmp_path), None) == 1
     record = json.loads(done.read_text())
     assert record["status"] == "diverged" and record["divergence"] == {"step": 7, "loss": "nan"}
     assert "retry" not in record, "the raw JSON: a retry is only recorded after an out-of-memory"
@@ -195,14 +198,12 @@ class _HeadOnly:
 
 
 def _tiny_fit(accum: int, method=None):
-    load_all()
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     feats, labels = rng.normal(size=(40, 6)).astype(np.float32), rng.integers(0, 2, 40)
     train = Split("train", np.zeros((40, 1)), labels, np.arange(40))
     val = Split("val", np.zeros((40, 1)), labels, np.arange(40))
-    with grad_accumulation(accum):
-        runner = Runner(_Tiny(), None, TASKS.get("pneumonia-mnist")(), TrainConfig(batch_size=8, epochs=2), "cpu")
+    runner = Runner(_Tiny(), None, TASKS.get("pneumonia-mnist")(), TrainConfig(batch_size=8, epochs=2), "cpu", accum)
     runner.features = {"train": torch.from_numpy(feats), "val": torch.from_numpy(feats)}
     fit = runner.fit(method or _HeadOnly(), train, val, seed=0)
     return runner.model.head.weight.detach().clone(), fit
@@ -233,7 +234,10 @@ def test_constant_test_predictions_are_flagged_degenerate():
 
 
 def test_the_report_marks_degenerate_rows_and_says_why(tmp_path):
-    from bench.report.page import markdown_tables, render_html
+    from bench.analysis.tables import tables
+    from bench.core.store import Store
+    from bench.report.markdown import markdown_tables
+    from bench.report.page import render_html
 
     cell = Cell("glue-sst2", "full", 64, 0, suite="s")
     record = _ok(cell)
@@ -241,7 +245,7 @@ def test_the_report_marks_degenerate_rows_and_says_why(tmp_path):
     page = render_html("s", [record], source=tmp_path)
     assert "degenerate: 1 of 1" in page and "training collapsed" in page and "1 flagged degenerate" in page
     assert f"records in <code>{tmp_path}</code>" in page
-    assert "[degenerate: 1 of 1]" in markdown_tables([record])
+    assert "[degenerate: 1 of 1]" in markdown_tables(tables(Store(tmp_path), [record], labels_from_data=False))
 
 
 # ----------------------------------------------------------------------------------------- records
@@ -253,6 +257,7 @@ def _suite(tmp_path, methods='["frozen", "lora"]', seeds="[0, 1]"):
 
 def _fake_run_cell(log_file=None, delay=0.0):
     def run_cell(cell, store, **kwargs):
+        cell = getattr(cell, "cell", cell)  # the grid passes the Resolved, `run` a Cell
         time.sleep(delay)
         record = _ok(cell)
         if log_file:
@@ -312,7 +317,7 @@ def test_two_grids_on_one_results_folder_compute_every_cell_exactly_once(tmp_pat
     outputs = [(tmp_path / str(i)).read_text() for i in range(2)]
     assert any("cells claimed by pid" in out for out in outputs), "a grid says what it left to the other"
     store = Store(results)
-    assert all(store.has_ok("tiny", resolve_hparams(c).key) for c in suite.cells) and not store.warnings()
+    assert all(store.has_ok("tiny", resolve(c).key) for c in suite.cells) and not store.warnings()
     assert not list((results / "tiny" / ".claims").glob("*.json")), "claims are released"
 
 
@@ -373,10 +378,10 @@ def test_a_grid_skips_a_task_without_its_data_says_so_once_and_runs_the_rest(tmp
     path.write_text('[[matrix]]\ntasks = ["glue-sst2", "pneumonia-mnist"]\nmethods = ["frozen"]\nbudgets = [64, 256]\n')
     real = data
     root, _ = _corrupt_root(tmp_path, real)
-    from bench.backbones import BACKBONES
+    from bench.core.backbone import BACKBONES
     from bench.probes import PROBES
 
-    res = resolve_hparams(Cell("glue-sst2", "frozen", 64, 0))
+    res = resolve(Cell("glue-sst2", "frozen", 64, 0))
     for rel in [*res.task.files(), *(f for p in BACKBONES.get(res.backbone).probes for f in PROBES[p].files)]:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(real.path / rel, root / rel)

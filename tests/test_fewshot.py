@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.core.api import Cell, Split, resolve_hparams
-from bench.core.model import AdaptModel, make_head
+from bench.catalog import resolve
+from bench.core.api import Cell, Split
+from bench.core.model import make_head
 from bench.run.loop import Runner
+from bench.run.model import AdaptModel
 from methods.fewshot import pick_demonstrations
 
 
@@ -22,7 +24,7 @@ def test_demonstrations_are_balanced_interleaved_and_seeded():
 
 
 def _runner(loaded, method: str, settings: dict):
-    res = resolve_hparams(Cell("glue-sst2", method, 64, 0, settings))
+    res = resolve(Cell("glue-sst2", method, 64, 0, settings))
     assert res.backbone == "smollm2-135m", "prompting methods pick the causal LM by themselves"
     model = res.method.prepare(AdaptModel(loaded.encoder, make_head(576, 2)), loaded.spec, res.task)
     return res, Runner(model, loaded.batcher, res.task, res.train, "cpu")
@@ -48,11 +50,11 @@ def test_zeroshot_uses_no_demonstrations_and_refuses_some(smollm2):
     runner.fit_predictor(res.method, train, 0, smollm2.extras["tokenizer"])
     assert runner.notes["demonstrations"] == 0
     with pytest.raises(ValueError, match="Invalid k"):
-        resolve_hparams(Cell("glue-sst2", "zeroshot", 64, 0, {"k": 2}))
+        resolve(Cell("glue-sst2", "zeroshot", 64, 0, {"k": 2}))
 
 
 def test_vision_fewshot_is_nearest_class_mean_on_cached_features(efficientnet, data):
-    res = resolve_hparams(Cell("pneumonia-mnist", "fewshot", 64, 0, {"image_size": 32}))
+    res = resolve(Cell("pneumonia-mnist", "fewshot", 64, 0, {"image_size": 32}))
     splits = res.task.splits(64, 0, data)
     model = res.method.prepare(AdaptModel(efficientnet.encoder, make_head(1280, 2)), efficientnet.spec, res.task)
     runner = Runner(model, efficientnet.batcher, res.task, res.train, "cpu")

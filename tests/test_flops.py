@@ -37,7 +37,7 @@ def _text_batch(loaded, n: int = 4):
 def resnet():
     import timm
 
-    from bench.core.model import VisionEncoder
+    from bench.backbones.encoders import VisionEncoder
 
     torch.manual_seed(0)
     return VisionEncoder(timm.create_model("test_resnet", num_classes=0)).eval()
@@ -281,13 +281,12 @@ def test_tf32_is_enabled_on_cuda():
 
 @pytest.mark.slow
 def test_compile_true_trains_a_tiny_cell_compiled_or_records_why_not(tiny_backbones, data):
-    from bench.core.api import Cell, resolve_hparams
+    from bench.catalog import resolve
+    from bench.core.api import Cell
     from bench.run.harness import execute
 
     settings = {"backbone": tiny_backbones["tiny-timm"], "epochs": 1, "eval_limit": 32, "probe_limit": 20}
-    record = execute(
-        resolve_hparams(Cell("pneumonia-mnist", "full", 32, 0, {**settings, "compile": True})), data, "cpu"
-    )
+    record = execute(resolve(Cell("pneumonia-mnist", "full", 32, 0, {**settings, "compile": True})), data, "cpu")
     cost = record.cost
     assert record.status == "ok"
     assert cost.compiled is True or cost.compile_error, cost

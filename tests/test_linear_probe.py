@@ -9,13 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from bench.core.api import Cell, Split, TrainConfig, resolve_hparams
-from bench.core.model import AdaptModel, make_head
-from bench.core.registry import METHODS, TASKS, load_all
+from bench.catalog import METHODS, TASKS, resolve
+from bench.core.api import Cell, Split, TrainConfig
+from bench.core.model import make_head
 from bench.run.linear_probe import fit_linear_probe
 from bench.run.loop import Runner
-
-load_all()
+from bench.run.model import AdaptModel
 
 
 def _data(n=200, d=8, seed=0, classes=3):
@@ -114,10 +113,10 @@ def test_frozen_fits_its_head_by_lbfgs_inside_the_loop_and_records_the_selected_
 
 
 def test_l2_grids_are_read_from_settings_and_bad_ones_are_refused():
-    res = resolve_hparams(Cell("pneumonia-mnist", "frozen", 64, 0, {"l2": "1e-3,1e-2"}))
+    res = resolve(Cell("pneumonia-mnist", "frozen", 64, 0, {"l2": "1e-3,1e-2"}))
     assert res.method.l2 == (1e-3, 1e-2)
-    assert resolve_hparams(Cell("pneumonia-mnist", "frozen", 64, 0, {"l2": [0.1]})).method.l2 == (0.1,)
+    assert resolve(Cell("pneumonia-mnist", "frozen", 64, 0, {"l2": [0.1]})).method.l2 == (0.1,)
     with pytest.raises(ValueError, match="Invalid value for l2"):
-        resolve_hparams(Cell("pneumonia-mnist", "frozen", 64, 0, {"l2": "small"}))
+        resolve(Cell("pneumonia-mnist", "frozen", 64, 0, {"l2": "small"}))
     with pytest.raises(ValueError, match="Invalid l2"):
-        resolve_hparams(Cell("pneumonia-mnist", "frozen", 64, 0, {"l2": "-1"}))
+        resolve(Cell("pneumonia-mnist", "frozen", 64, 0, {"l2": "-1"}))

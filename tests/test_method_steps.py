@@ -13,12 +13,12 @@ import pytest
 import torch
 from torch import nn
 
-from bench.backbones import BACKBONES
-from bench.core.api import Cell, resolve_hparams
-from bench.core.model import AdaptModel, count_params, make_head
-from bench.core.registry import METHODS, load_all
+from bench.catalog import METHODS, resolve
+from bench.core.api import Cell
+from bench.core.backbone import BACKBONES
+from bench.core.model import count_params, make_head
+from bench.run.model import AdaptModel
 
-load_all()
 IMAGES = np.random.default_rng(0).integers(0, 256, size=(8, 28, 28), dtype=np.uint8)
 TEXTS = ["a gripping, funny film", "dull and far too long", "not bad at all", "an utter mess"]
 INPUTS = {"vision": ("pneumonia-mnist", IMAGES), "text": ("glue-sst2", TEXTS)}
@@ -29,7 +29,7 @@ def _setup(load_named, backbone_id: str, method_name: str):
     loaded = load_named(backbone_id)
     backbone = loaded.spec
     task, inputs = INPUTS[backbone.modality]
-    res = resolve_hparams(Cell(task, method_name, 64, 0, {"backbone": backbone.name}))
+    res = resolve(Cell(task, method_name, 64, 0, {"backbone": backbone.name}))
     if res.unsupported_reason():
         pytest.skip(f"{method_name} unsupported on {backbone.name}: {res.unsupported_reason()}")
     if res.method.quantize:

@@ -9,11 +9,14 @@ import math
 import numpy as np
 import pytest
 
-from bench.analysis import derived
-from bench.core.api import Cell, resolve_hparams
+from bench.analysis import baselines as bl
+from bench.analysis import cells as cl
+from bench.catalog import resolve
+from bench.core.api import Cell
 from bench.core.record import Cost, Forgetting, Params, SplitSizes, new_record
 from bench.core.store import Store
-from bench.report.plots import efficiency as plots
+from bench.report import plots
+from bench.report.plots import efficiency, style
 from bench.report.plots import tradeoff as plots_scatter
 
 TRAINABLE = {"lora": 10, "full": 1000, "frozen": 2, "fewshot": 0, "zeroshot": 0}
@@ -27,7 +30,7 @@ def _logits(rng: np.random.Generator, labels: np.ndarray, skill: float) -> np.nd
 
 def _write(store, task, method, budget, seed, skill, labels, rng, ood=None, suite="s"):
     """One ok record with per-example test predictions (so the test labels, and the baselines, are known)."""
-    res = resolve_hparams(Cell(task, method, budget, seed, suite=suite))
+    res = resolve(Cell(task, method, budget, seed, suite=suite))
     r = new_record(res, "ok")
     outputs = _logits(rng, labels, skill)
     r.metrics = {"test/accuracy": float((outputs.argmax(axis=1) == labels).mean())}
@@ -69,21 +72,21 @@ def _gid(fig, gid):
 
 def _sst2_figure(records, store):
     rs = [r for r in records if r.task == "glue-sst2"]
-    base, _ = plots.task_baselines("glue-sst2", rs, store)
-    series = plots.efficiency_series(rs, "accuracy")
-    return plots.efficiency_figure("glue-sst2", series, "accuracy", base, plots.budget_labels(rs)), series, base
+    base, _ = style.task_baselines("glue-sst2", rs, store)
+    series = efficiency.efficiency_series(rs, "accuracy")
+    return efficiency.efficiency_figure("glue-sst2", series, "accuracy", base, style.budget_labels(rs)), series, base
 
 
 def test_every_method_gets_its_own_colour_and_marker_on_every_plot():
-    from bench.core.registry import METHODS
+    from bench.catalog import METHODS
 
-    styles = plots.method_styles()
+    styles = style.method_styles()
     assert set(METHODS.names()) <= set(styles) and len(styles) >= 16
     assert len(set(styles.values())) == len(styles), "two methods share a (colour, marker)"
     assert len({s.colour for s in styles.values()}) == len(styles), "the registered methods even differ in colour"
-    assert plots.method_order()[:4] == ["scratch", "frozen", "full", "lora"]
-    odd = plots.style_of("not-a-registered-method")
-    assert odd == plots.style_of("not-a-registered-method") and odd.colour in plots.FALLBACK_COLOURS
+    assert style.method_order()[:4] == ["scratch", "frozen", "full", "lora"]
+    odd = style.style_of("not-a-registered-method")
+    assert odd == style.style_of("not-a-registered-method") and odd.colour in style.FALLBACK_COLOURS
 
 
 def test_methods_that_do_not_train_are_not_drawn_as_trends(suite):
@@ -113,7 +116,7 @@ def test_budget_all_is_drawn_at_the_training_set_size(suite):
 def test_majority_and_chance_lines_come_from_the_stored_test_labels(suite):
     store, records = suite
     fig, _, base = _sst2_figure(records, store)
-    labels = derived.stored_test_labels(store, [r for r in records if r.task == "glue-sst2"])
+    labels = bl.stored_test_labels(store, [r for r in records if r.task == "glue-sst2"])
     assert base.n_items == 300 and base.majority == pytest.approx(max(labels.mean(), 1 - labels.mean()))
     (majority,) = _gid(fig, "majority")
     (chance,) = _gid(fig, "chance")
@@ -124,8 +127,8 @@ def test_majority_and_chance_lines_come_from_the_stored_test_labels(suite):
 
 def test_without_test_labels_the_lines_are_left_out_and_the_caption_says_so(suite, monkeypatch):
     _, records = suite
-    monkeypatch.setattr(derived, "data_test_labels", lambda record: None)
-    for module in (plots, plots_scatter):  # the captions are the point here, not the pictures
+    monkeypatch.setattr(bl, "data_test_labels", lambda record: None)
+    for module in (efficiency, plots_scatter):  # the captions are the point here, not the pictures
         monkeypatch.setattr(module, "png_base64", lambda fig: "")
     figures = plots.task_figures("glue-sst2", records, store=None)  # no store: no stored labels either
     assert figures and all("No majority-class or chance line" in f.caption for f in figures)
@@ -134,25 +137,25 @@ def test_without_test_labels_the_lines_are_left_out_and_the_caption_says_so(suit
 
 
 def test_the_value_range_does_not_blow_up_a_tiny_difference():
-    lo, hi = plots.value_limits([0.800, 0.807], "accuracy")
-    assert hi - lo >= plots.MIN_SPAN - 1e-12 and lo < 0.8 and hi > 0.807
-    lo, hi = plots.value_limits([0.99, 0.995], "auroc")
-    assert hi == 1.0 and hi - lo >= plots.MIN_SPAN - 1e-12, "shifted inside the metric's bounds, not shrunk"
-    lo, hi = plots.value_limits([-0.02, 0.01], "mcc")
-    assert lo >= -1.0 and hi - lo >= plots.MIN_SPAN - 1e-12
+    lo, hi = style.value_limits([0.800, 0.807], "accuracy")
+    assert hi - lo >= style.MIN_SPAN - 1e-12 and lo < 0.8 and hi > 0.807
+    lo, hi = style.value_limits([0.99, 0.995], "auroc")
+    assert hi == 1.0 and hi - lo >= style.MIN_SPAN - 1e-12, "shifted inside the metric's bounds, not shrunk"
+    lo, hi = style.value_limits([-0.02, 0.01], "mcc")
+    assert lo >= -1.0 and hi - lo >= style.MIN_SPAN - 1e-12
 
 
 def test_every_legend_sits_outside_the_axes(suite):
     store, records = suite
     sst2 = [r for r in records if r.task == "glue-sst2"]
-    base, _ = plots.task_baselines("glue-sst2", sst2, store)
-    rte = plots.efficiency_series([r for r in records if r.task == "glue-rte"], "accuracy")
+    base, _ = style.task_baselines("glue-sst2", sst2, store)
+    rte = efficiency.efficiency_series([r for r in records if r.task == "glue-rte"], "accuracy")
     figures = [
         _sst2_figure(records, store)[0],
         plots_scatter.dot_chart_figure([plots_scatter.DotRow("glue-rte", "accuracy", rte, base, 256)]),
         *(
             plots_scatter.tradeoff_figure(
-                "glue-sst2", "accuracy", plots_scatter.tradeoff_cells(sst2), True, base, plots.budget_labels(sst2), n
+                "glue-sst2", "accuracy", plots_scatter.tradeoff_cells(sst2), True, base, style.budget_labels(sst2), n
             )
             for n in (4, plots_scatter.NARROW_PER_ROW)
         ),
@@ -174,7 +177,7 @@ def test_single_budget_tasks_go_to_one_cross_task_chart(suite):
     assert any("labelled training examples" in f.alt for f in plots.task_figures("glue-sst2", records, store))
     (dots,) = plots.cross_task_figures(records, store)  # no shift task here: the dot chart alone
     assert "glue-rte" in dots.alt and "glue-sst2" not in dots.alt and dots.png
-    series = plots.efficiency_series([r for r in records if r.task == "glue-rte"], "accuracy")
+    series = efficiency.efficiency_series([r for r in records if r.task == "glue-rte"], "accuracy")
     fig = plots_scatter.dot_chart_figure([plots_scatter.DotRow("glue-rte", "accuracy", series, None, 256)])
     drawn = {a.get_gid() for a in fig.axes[0].lines}
     assert drawn >= {"dot:glue-rte:lora", "dot:glue-rte:frozen", "dot:glue-rte:fewshot"}
@@ -187,10 +190,10 @@ def test_the_pareto_front_of_each_cost_is_ringed(suite):
     cells = plots_scatter.tradeoff_cells(sst2)
     assert list(cells) == [64, 256, 0], "budgets with three or more methods, 'all' last"
     assert "zeroshot" in cells[256], "a method that reads no training example joins every budget"
-    fig = plots_scatter.tradeoff_figure("glue-sst2", "accuracy", cells, True, None, plots.budget_labels(sst2))
+    fig = plots_scatter.tradeoff_figure("glue-sst2", "accuracy", cells, True, None, style.budget_labels(sst2))
     for budget, group in cells.items():
         xs, _ = plots_scatter.cost_points(group, "peak memory", plots_scatter.main_probe(cells))
-        front = derived.pareto_front({m: (group[m].primary.mean, x) for m, x in xs.items()}, (True, False))
+        front = cl.pareto_front({m: (group[m].primary.mean, x) for m, x in xs.items()}, (True, False))
         (ring,) = _gid(fig, f"pareto:{budget}:peak memory")
         ringed = sorted(map(tuple, ring.get_offsets().tolist()))
         assert ringed == sorted((xs[m], group[m].primary.mean) for m in front)
@@ -205,13 +208,13 @@ def test_the_trade_off_figure_has_a_narrow_layout_with_the_same_points(suite):
     sst2 = [r for r in records if r.task == "glue-sst2"]
     cells = plots_scatter.tradeoff_cells(sst2)
     wide, narrow = (
-        plots_scatter.tradeoff_figure("glue-sst2", "accuracy", cells, True, None, plots.budget_labels(sst2), n)
+        plots_scatter.tradeoff_figure("glue-sst2", "accuracy", cells, True, None, style.budget_labels(sst2), n)
         for n in (4, plots_scatter.NARROW_PER_ROW)
     )
     gids = [{a.get_gid() for ax in fig.axes for a in [*ax.lines, *ax.collections]} - {None} for fig in (wide, narrow)]
     assert gids[0] == gids[1] and len(wide.axes) == len(narrow.axes) == 4 * len(cells)
-    width = narrow.get_figwidth() * plots.DPI
-    assert width <= 800 < wide.get_figwidth() * plots.DPI, "legible without shrinking in an 800 px window"
+    width = narrow.get_figwidth() * style.DPI
+    assert width <= 800 < wide.get_figwidth() * style.DPI, "legible without shrinking in an 800 px window"
     for row in range(len(cells)):  # each budget's two rows of panels share its y range
         assert narrow.axes[4 * row].get_ylim() == narrow.axes[4 * row + 2].get_ylim()
 
@@ -219,7 +222,7 @@ def test_the_trade_off_figure_has_a_narrow_layout_with_the_same_points(suite):
 def test_zero_trainable_parameters_sit_at_their_own_tick_on_the_log_axis(suite):
     _, records = suite
     cells = plots_scatter.tradeoff_cells([r for r in records if r.task == "glue-sst2"])
-    fig = plots.new_figure(4, 3)
+    fig = style.new_figure(4, 3)
     ax = fig.add_subplot()
     xs, _ = plots_scatter.cost_points(cells[64], "trainable params", None)
     drawn = plots_scatter.log_axis(ax, xs)
@@ -256,7 +259,7 @@ def test_the_report_embeds_each_figure_with_alt_text_and_a_caption(suite, tmp_pa
     assert page.count("<picture><source media='(max-width: ") == page.count("alt='glue-sst2: test accuracy against")
     assert "alt='glue-sst2: test accuracy vs labelled training examples" in page
     assert "data:image/png;base64," in page and "http" not in page
-    assert not any(math.isnan(v) for v in plots.value_limits([math.nan, 0.5], "accuracy"))
+    assert not any(math.isnan(v) for v in style.value_limits([math.nan, 0.5], "accuracy"))
 
 
 @pytest.mark.slow

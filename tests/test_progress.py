@@ -13,14 +13,13 @@ import re
 import pytest
 
 import bench.run.harness
-from bench.core.api import Cell, resolve_hparams
+from bench.catalog import resolve
+from bench.core.api import Cell
 from bench.core.record import new_record
-from bench.core.registry import load_all
 from bench.core.store import Store
+from bench.run.grid import run_grid
 from bench.run.progress import GridProgress, duration
-from bench.suite import load_suite, run_grid
-
-load_all()
+from bench.suite import load_suite
 
 SUITE = """seeds = [0]
 [[matrix]]
@@ -44,11 +43,12 @@ def _grid(tmp_path, monkeypatch, **kwargs) -> tuple[list[str], list[dict]]:
     calls: list[dict] = []
 
     def run_cell(cell, store, **kw):
+        cell = getattr(cell, "cell", cell)  # the grid passes the Resolved, `run` a Cell
         calls.append(kw)
         for line in PASSES:
             if kw.get("on_line"):
                 kw["on_line"](line)
-        record = new_record(resolve_hparams(cell), "ok", None)
+        record = new_record(resolve(cell), "ok", None)
         record.metrics = {"test/accuracy": 0.5, "val/accuracy": 0.6 + 0.1 * (cell.overrides.get("lr") == 1e-3)}
         store.write(record)
         return record

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 
 import bench
-from bench.core.api import resolve_hparams
+from bench.catalog import resolve
 from bench.core.store import Store
 from bench.run.executor import LocalExecutor, make_executor
-from bench.suite import load_suite, run_grid
+from bench.run.grid import run_grid
+from bench.suite import load_suite
 
 NODE_CPUS = 2  # each node runs one cell at a time: cells ask for their threads (2) as CPUs
 
@@ -91,7 +92,7 @@ def test_a_suite_on_two_ray_nodes_gives_the_local_executors_records(executor, ti
     assert [line.split(" ")[0] for line in lines if " running " in line] == ["[1/2]", "[2/2]"]
     assert result.ok and {r.key for r in filed} == {r.key for r in result.records}
     by_key = {r.key: r for r in local.records}
-    assert set(by_key) == {r.key for r in result.records} == {resolve_hparams(c).key for c in suite.cells}
+    assert set(by_key) == {r.key for r in result.records} == {resolve(c).key for c in suite.cells}
     for record in result.records:
         mine = by_key[record.key]
         assert record.status == mine.status == "ok", record.error

@@ -9,8 +9,9 @@ import pytest
 
 from bench.analysis.references import compare, load_references, references_text, verdict
 from bench.analysis.stats import Interval
+from bench.catalog import resolve
 from bench.cli import main
-from bench.core.api import Cell, resolve_hparams
+from bench.core.api import Cell
 from bench.core.record import Cost, new_record
 from bench.core.store import Store
 
@@ -19,7 +20,7 @@ def _records(task: str, method: str, aurocs: list[float], budget: int = 0, setti
     out = []
     for seed, a in enumerate(aurocs):
         cell = Cell(task, method, budget, seed, {"validation": "oracle", **(settings or {})}, suite="anchors")
-        r = new_record(resolve_hparams(cell), "ok")
+        r = new_record(resolve(cell), "ok")
         r.metrics = {"test/auroc": a, "test/accuracy": a - 0.1}
         r.cost = Cost(device="cpu", epochs=1.6)
         out.append(r)

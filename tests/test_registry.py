@@ -7,11 +7,10 @@ import dataclasses
 
 import pytest
 
-from bench.backbones import BACKBONES
-from bench.core.api import Cell, Method, Task, TrainConfig, resolve_hparams
-from bench.core.registry import METHODS, TASKS, Registry, UnknownNameError, load_all
-
-load_all()
+from bench.catalog import METHODS, TASKS, resolve
+from bench.core.api import Cell, Method, Task, TrainConfig
+from bench.core.backbone import BACKBONES
+from bench.core.registry import Registry, UnknownNameError
 
 
 @pytest.mark.parametrize("name", TASKS.names())
@@ -47,9 +46,9 @@ def test_method_rejects_an_invalid_hyperparameter(name):
 @pytest.mark.parametrize("task", TASKS.names())
 @pytest.mark.parametrize("method", METHODS.names())
 def test_every_cell_resolves_to_a_stable_key(task, method):
-    a = resolve_hparams(Cell(task, method, 64, 0))
-    b = resolve_hparams(Cell(task, method, 64, 0))
-    c = resolve_hparams(Cell(task, method, 64, 1))
+    a = resolve(Cell(task, method, 64, 0))
+    b = resolve(Cell(task, method, 64, 0))
+    c = resolve(Cell(task, method, 64, 1))
     assert a.key == b.key != c.key
     assert set(a.hparams) == {"task", "method", "train"}
 
@@ -71,13 +70,28 @@ def test_unknown_names_get_close_suggestions():
 
 
 def test_settings_are_routed_typed_and_checked():
-    res = resolve_hparams(Cell("pneumonia-mnist", "lora", 64, 0, {"r": "4", "image_size": "32", "epochs": "2"}))
+    res = resolve(Cell("pneumonia-mnist", "lora", 64, 0, {"r": "4", "image_size": "32", "epochs": "2"}))
     assert res.method.r == 4 and res.task.image_size == 32 and res.train.epochs == 2
     with pytest.raises(ValueError, match="Did you mean 'epochs'"):
-        resolve_hparams(Cell("pneumonia-mnist", "lora", 64, 0, {"epoch": 2}))
+        resolve(Cell("pneumonia-mnist", "lora", 64, 0, {"epoch": 2}))
     with pytest.raises(ValueError, match="Invalid r"):
-        resolve_hparams(Cell("pneumonia-mnist", "lora", 64, 0, {"r": 0}))
+        resolve(Cell("pneumonia-mnist", "lora", 64, 0, {"r": 0}))
     with pytest.raises(ValueError, match="expected int"):
-        resolve_hparams(Cell("pneumonia-mnist", "lora", 64, 0, {"r": "eight"}))
+        resolve(Cell("pneumonia-mnist", "lora", 64, 0, {"r": "eight"}))
     with pytest.raises(ValueError, match="Invalid precision"):
         TrainConfig(precision="fp8")
+
+
+def test_every_registered_cell_survives_the_trip_to_its_own_process():
+    """The grid resolves a cell once and hands the Resolved to the cell's process (pickled): every task and method
+    class, factory-made ones included, must pickle and come back as the same cell with the same key."""
+    import pickle
+
+    from bench.catalog import resolve
+    from bench.core.api import Cell
+
+    for task in TASKS:
+        for method in METHODS:
+            res = resolve(Cell(task, method, 64, 0, {"lr": "0.001"} if method == "lora" else {}))
+            back = pickle.loads(pickle.dumps(res))
+            assert back == res and back.key == res.key, (task, method)

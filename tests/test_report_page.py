@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.overview import build_overview
+from bench.catalog import resolve
 from bench.cli import main
 from bench.core import metrics
-from bench.core.api import Cell, resolve_hparams
+from bench.core.api import Cell
 from bench.core.record import Cost, Env, Forgetting, Params, new_record
 from bench.core.store import Store
 from bench.report.page import build_report, page_html, write_report
@@ -28,7 +29,7 @@ def _logits(rng: np.random.Generator, labels: np.ndarray, skill: float) -> np.nd
 
 def _write(store, task, method, seed, outputs, labels, suite="s", backbone=None, sha="abc", status="ok"):
     overrides = {"backbone": backbone} if backbone else {}
-    res = resolve_hparams(Cell(task, method, 64, seed, overrides, suite=suite))
+    res = resolve(Cell(task, method, 64, seed, overrides, suite=suite))
     r = new_record(res, status, None if status == "ok" else "Traceback ...\nRuntimeError: exploded")
     r.created_at = f"2026-01-0{seed + 1}T10:00:00.000000Z"
     r.env = Env(git_sha=sha, dirty=sha != "abc", threads=2, torch="2.9", cpu="x86_64", cpu_model="AMD EPYC 7B13")
@@ -67,7 +68,7 @@ def test_overview_counts_cells_by_status_and_names_code_hardware_and_dates(tmp_p
     store = Store(tmp_path)
     _suite_records(store)
     records = store.records("s")
-    unsupported = new_record(resolve_hparams(Cell("pneumonia-mnist", "prefix", 64, 0, suite="s")), "unsupported")
+    unsupported = new_record(resolve(Cell("pneumonia-mnist", "prefix", 64, 0, suite="s")), "unsupported")
     unsupported.created_at = "2026-01-02T00:00:00Z"
     ov = build_overview("s", [*records, unsupported], tmp_path / "s", unreadable=1)
     assert (ov.ok, ov.not_ok, ov.unsupported, ov.n_records) == (13, {"failed": 1}, 1, 15)

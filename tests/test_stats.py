@@ -10,14 +10,18 @@ import warnings
 import numpy as np
 import pytest
 
-from bench.analysis import derived, stats
+from bench.analysis import baselines as bl
+from bench.analysis import cells as cl
+from bench.analysis import flags as fl
+from bench.analysis import pairing, stats
 from bench.analysis.decision_map import decision_map
+from bench.catalog import resolve
 from bench.cli import main
 from bench.core import metrics
-from bench.core.api import Cell, resolve_hparams
+from bench.core.api import Cell
+from bench.core.metrics import weighted
 from bench.core.record import Cost, Forgetting, Params, new_record
 from bench.core.store import Store
-from bench.core.weighted_metrics import WEIGHTED, weighted
 
 
 def _logits(rng: np.random.Generator, labels: np.ndarray, skill: float, n_classes: int = 2) -> np.ndarray:
@@ -62,7 +66,7 @@ def test_resampled_metrics_equal_bench_metrics_on_explicit_resamples(name, n_cla
         warnings.simplefilter("ignore")
         expected = [metrics.METRICS[name](outputs[row], labels[row]) for row in idx]
     np.testing.assert_allclose(weighted(name, outputs, labels, W), expected, atol=1e-12)
-    assert set(WEIGHTED) == set(metrics.METRICS), "every task metric has a resampled form"
+    assert all(callable(m.resampled) for m in metrics.METRICS.values()), "every task metric has a resampled form"
 
 
 @pytest.mark.parametrize("prevalence", [0.2, 0.8])
@@ -182,7 +186,7 @@ def test_delong_and_the_paired_bootstrap_agree_on_the_spread_of_an_auroc_differe
 
 # -------------------------------------------------------------------------- records, pairing, decisions
 def _write(store, task, method, budget, seed, outputs, labels, ids=None, suite="s", mem=2**30):
-    res = resolve_hparams(Cell(task, method, budget, seed, suite=suite))
+    res = resolve(Cell(task, method, budget, seed, suite=suite))
     r = new_record(res, "ok")
     r.metrics = {
         f"test/{name}": value
@@ -206,13 +210,13 @@ def test_mismatched_example_ids_are_refused_and_reordered_ones_are_aligned(tmp_p
     ra = _write(store, "glue-sst2", "lora", 64, 0, a, y)
     rb = _write(store, "glue-sst2", "frozen", 64, 0, b, y, ids=np.arange(200) + 1)
     with pytest.raises(ValueError, match="different test examples"):
-        stats.compare_records(store, [ra], [rb], "accuracy")
+        pairing.compare_records(store, [ra], [rb], "accuracy")
     perm = rng.permutation(200)
     rc = _write(store, "glue-sst2", "full", 64, 0, b[perm], y[perm], ids=perm)
-    aligned = stats.compare_records(store, [ra], [rc], "accuracy")
+    aligned = pairing.compare_records(store, [ra], [rc], "accuracy")
     assert aligned.diff == pytest.approx(metrics.accuracy(a, y) - metrics.accuracy(b, y))
     with pytest.raises(ValueError, match="no seed in common"):
-        stats.compare_records(store, [ra], [_write(store, "glue-sst2", "scratch", 64, 1, b, y)], "accuracy")
+        pairing.compare_records(store, [ra], [_write(store, "glue-sst2", "scratch", 64, 1, b, y)], "accuracy")
 
 
 def test_decision_map_picks_the_best_and_keeps_what_it_cannot_tell_apart(tmp_path):
@@ -248,7 +252,7 @@ def test_summary_prints_the_decision_map_and_exits_2_without_records(tmp_path, c
     y = (rng.random(400) < 0.8).astype(int)  # imbalanced: majority-class accuracy ~0.8
     for seed in range(3):
         _write(store, "glue-sst2", "lora", 64, seed, _logits(rng, y, 3.0), y)
-        _write(store, "glue-sst2", "scratch", 64, seed, majority := derived.majority_outputs(y, 2), y)
+        _write(store, "glue-sst2", "scratch", 64, seed, majority := bl.majority_outputs(y, 2), y)
         _write(store, "glue-sst2", "frozen", 64, seed, majority + 0.01 * rng.normal(size=majority.shape), y)
     _write(store, "glue-sst2", "lora", 256, 0, _logits(rng, y, 3.0), y)
     assert main(["summary", "--results", str(tmp_path), "--suite", "s"]) == 0
@@ -278,17 +282,16 @@ def test_the_report_opens_with_the_same_decision_map(tmp_path):
 
 # ------------------------------------------------------------------------------------------- derived
 def test_baselines_from_labels_alone():
-    from bench.core.registry import TASKS, load_all
+    from bench.catalog import TASKS
 
-    load_all()
     y = np.array([0] * 80 + [1] * 20)
     sst2 = TASKS.get("glue-sst2").spec
-    assert derived.baselines(sst2, y).majority == pytest.approx(0.8) and derived.baselines(sst2, y).chance == 0.5
+    assert bl.of_labels(sst2, y).majority == pytest.approx(0.8) and bl.of_labels(sst2, y).chance == 0.5
     mrpc = TASKS.get("glue-mrpc").spec  # binary F1 of class 1
-    b = derived.baselines(mrpc, 1 - y)  # class 1 is the majority (p = 0.8): F1 of always-1 = 2p / (1 + p)
+    b = bl.of_labels(mrpc, 1 - y)  # class 1 is the majority (p = 0.8): F1 of always-1 = 2p / (1 + p)
     assert b.majority == pytest.approx(2 * 0.8 / 1.8) and b.chance == pytest.approx(2 * 0.8 / (2 * 0.8 + 1))
-    assert derived.baselines(TASKS.get("pneumonia-mnist").spec, y).majority == 0.5  # AUROC of a constant
-    stsb = derived.baselines(TASKS.get("glue-stsb").spec, np.linspace(0, 5, 100))
+    assert bl.of_labels(TASKS.get("pneumonia-mnist").spec, y).majority == 0.5  # AUROC of a constant
+    stsb = bl.of_labels(TASKS.get("glue-stsb").spec, np.linspace(0, 5, 100))
     assert math.isnan(stsb.majority) and stsb.reference == 0.0
 
 
@@ -296,33 +299,32 @@ def test_chance_f1_is_the_mean_over_random_predictions():
     rng = np.random.default_rng(11)
     y = rng.choice(3, size=3000, p=[0.6, 0.3, 0.1])
     draws = [metrics.f1(np.eye(3)[rng.integers(0, 3, len(y))], y) for _ in range(50)]
-    assert derived.chance_score("f1", y, 3) == pytest.approx(np.mean(draws), abs=0.01)
+    assert metrics.chance("f1", y, 3) == pytest.approx(np.mean(draws), abs=0.01)
 
 
 def test_did_not_learn_flags_an_interval_reaching_the_baseline():
-    from bench.core.registry import TASKS, load_all
+    from bench.catalog import TASKS
 
-    load_all()
     spec = TASKS.get("glue-sst2").spec
-    assert derived.did_not_learn(spec, 0.8, stats.seed_summary([0.79, 0.81, 0.80]))
-    assert not derived.did_not_learn(spec, 0.8, stats.seed_summary([0.90, 0.91, 0.92]))
-    assert derived.did_not_learn(spec, 0.8, stats.seed_summary([0.70, 0.71, 0.72])), "below the baseline too"
+    assert bl.did_not_learn(spec, 0.8, stats.seed_summary([0.79, 0.81, 0.80]))
+    assert not bl.did_not_learn(spec, 0.8, stats.seed_summary([0.90, 0.91, 0.92]))
+    assert bl.did_not_learn(spec, 0.8, stats.seed_summary([0.70, 0.71, 0.72])), "below the baseline too"
     one = stats.seed_summary([0.83])
-    assert not derived.did_not_learn(spec, 0.8, one)
+    assert not bl.did_not_learn(spec, 0.8, one)
     noisy = stats.PairedDiff("accuracy", 0.03, -0.01, 0.07, 0.02, 1, 100, 2000)
-    assert derived.did_not_learn(spec, 0.8, one, noisy), "one seed: within the paired noise of the baseline"
+    assert bl.did_not_learn(spec, 0.8, one, noisy), "one seed: within the paired noise of the baseline"
 
 
 def test_area_over_log_budget_of_known_curves():
-    assert derived.normalised_auc([64, 256, 1024], [0.6, 0.7, 0.8]) == pytest.approx(0.7)  # linear in log n
-    assert derived.normalised_auc([1000, 10, 100], [0.9, 0.5, 0.9]) == pytest.approx(0.8)  # order-free
-    assert derived.normalised_auc([10, 100], [0.5, 0.5]) == pytest.approx(0.5)
+    assert cl.normalised_auc([64, 256, 1024], [0.6, 0.7, 0.8]) == pytest.approx(0.7)  # linear in log n
+    assert cl.normalised_auc([1000, 10, 100], [0.9, 0.5, 0.9]) == pytest.approx(0.8)  # order-free
+    assert cl.normalised_auc([10, 100], [0.5, 0.5]) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="two or more"):
-        derived.normalised_auc([64], [0.7])
+        cl.normalised_auc([64], [0.7])
     curves = {0: {10: 0.5, 100: 0.9, 1000: 0.9}, 1: {10: 0.5, 100: 0.7, 1000: 0.9}, 2: {10: 0.6}}
-    area = derived.sample_efficiency_auc(curves)
+    area = cl.sample_efficiency_auc(curves)
     assert area.n == 2 and area.mean == pytest.approx((0.8 + 0.7) / 2), "seed 2 lacks budgets: left out"
-    assert derived.sample_efficiency_auc({0: {64: 0.7}}).n == 0
+    assert cl.sample_efficiency_auc({0: {64: 0.7}}).n == 0
 
 
 def test_pareto_front_keeps_only_non_dominated_methods():
@@ -334,26 +336,25 @@ def test_pareto_front_keeps_only_non_dominated_methods():
         "prompt": (0.80, 2.0),  # dominated by frozen
         "broken": (math.nan, 0.5),
     }
-    assert derived.pareto_front(points, (True, False)) == ["full", "lora", "frozen"]
-    assert derived.pareto_front({"a": (1.0, 1.0), "b": (1.0, 1.0)}, (True, False)) == ["a", "b"], "ties both stay"
+    assert cl.pareto_front(points, (True, False)) == ["full", "lora", "frozen"]
+    assert cl.pareto_front({"a": (1.0, 1.0), "b": (1.0, 1.0)}, (True, False)) == ["a", "b"], "ties both stay"
 
 
 def test_gain_over_scratch_flags_negative_transfer_only_with_enough_seeds(tmp_path):
-    from bench.core.registry import TASKS, load_all
+    from bench.catalog import TASKS
 
-    load_all()
     store = Store(tmp_path)
     rng = np.random.default_rng(12)
     y = rng.integers(0, 2, 800)
     for seed in range(3):
         _write(store, "glue-sst2", "scratch", 64, seed, _logits(rng, y, 2.0), y)
         _write(store, "glue-sst2", "full", 64, seed, _logits(rng, y, 0.5), y)
-    cells = derived.method_cells(store.records("s"))[("glue-sst2", 64)]
+    cells = cl.method_cells(store.records("s"))[("glue-sst2", 64)]
     spec = TASKS.get("glue-sst2").spec
-    gain = derived.gain_over_scratch(store, cells["full"], cells["scratch"], spec)
+    gain = cl.gain_over_scratch(store, cells["full"], cells["scratch"], spec)
     assert gain.paired and gain.high < 0 and gain.negative_transfer
-    one = derived.method_cells([cells["full"].records[0], *cells["scratch"].records])[("glue-sst2", 64)]
-    gain1 = derived.gain_over_scratch(store, one["full"], one["scratch"], spec)
+    one = cl.method_cells([cells["full"].records[0], *cells["scratch"].records])[("glue-sst2", 64)]
+    gain1 = cl.gain_over_scratch(store, one["full"], one["scratch"], spec)
     assert gain1.high < 0 and not gain1.negative_transfer and gain1.verdict == stats.NOT_ENOUGH_SEEDS
 
 
@@ -424,13 +425,13 @@ def test_zeroshot_needs_one_seed_and_its_record_pairs_with_every_seed_of_the_oth
     zero = [_write(store, "glue-sst2", "zeroshot", 64, 0, _logits(rng, y, 0.2), y)]
     lora = [_write(store, "glue-sst2", "lora", 64, seed, _logits(rng, y, 3.0), y) for seed in (3, 4, 5)]
     assert stats.min_seeds("zeroshot") == 1 and stats.min_seeds("lora") == 3
-    paired = stats.pair_predictions(store, lora, zero)
+    paired = pairing.pair_predictions(store, lora, zero)
     assert paired.seeds == (3, 4, 5) and all(np.array_equal(o, paired.outputs_b[0]) for o in paired.outputs_b)
     d = {x.budget: x for x in decision_map(store, store.records("s"))}[64]
     assert d.best == "lora" and d.worse == ("zeroshot",) and not d.excluded
     one_full = [_write(store, "glue-sst2", "full", 64, 0, _logits(rng, y, 3.0), y)]
     with pytest.raises(ValueError, match="no seed in common"):
-        stats.pair_predictions(store, one_full, lora)  # only a seedless side is replicated
+        pairing.pair_predictions(store, one_full, lora)  # only a seedless side is replicated
 
 
 def test_still_improving_marks_runs_whose_best_pass_was_their_last_and_that_patience_did_not_stop(tmp_path, capsys):
@@ -440,11 +441,11 @@ def test_still_improving_marks_runs_whose_best_pass_was_their_last_and_that_pati
         history = [{"step": s, "val/accuracy": 0.5} for s in range(16, last + 1, 16)]
         return Selection(on="val/accuracy", best_step=best, history=history, stopped_by=stopped_by, stopped_at=last)
 
-    assert derived.still_improving(_with(sel(64, "cap")))
-    assert derived.still_improving(_with(sel(64, "schedule end")))
-    assert not derived.still_improving(_with(sel(32, "cap"))), "the best pass was earlier: it had stopped improving"
-    assert not derived.still_improving(_with(sel(16, "patience", last=48)))
-    assert not derived.still_improving(_with(None)), "no selection (methods that do not train)"
+    assert fl.still_improving(_with(sel(64, "cap")))
+    assert fl.still_improving(_with(sel(64, "schedule end")))
+    assert not fl.still_improving(_with(sel(32, "cap"))), "the best pass was earlier: it had stopped improving"
+    assert not fl.still_improving(_with(sel(16, "patience", last=48)))
+    assert not fl.still_improving(_with(None)), "no selection (methods that do not train)"
 
     store = Store(tmp_path)
     rng = np.random.default_rng(14)
@@ -459,7 +460,7 @@ def test_still_improving_marks_runs_whose_best_pass_was_their_last_and_that_pati
 
 
 def _with(selection):
-    res = resolve_hparams(Cell("glue-sst2", "lora", 64, 0, suite="s"))
+    res = resolve(Cell("glue-sst2", "lora", 64, 0, suite="s"))
     r = new_record(res, "ok")
     r.selection = selection
     return r
@@ -501,13 +502,13 @@ def test_fewshot_draws_are_compared_with_three_trained_seeds_unpaired_and_ranked
     y = rng.integers(0, 2, 600)
     shots = [_write(store, "glue-sst2", "fewshot", 64, s, _logits(rng, y, 3.0), y) for s in range(5)]
     lora = [_write(store, "glue-sst2", "lora", 64, s, _logits(rng, y, 0.5), y) for s in range(3)]
-    d = stats.compare_records(store, shots, lora, "accuracy")
+    d = pairing.compare_records(store, shots, lora, "accuracy")
     assert (d.n_seeds, d.n_seeds_b) == (5, 3) and d.verdict("fewshot", "lora") == stats.BEATS
     # three draws of fewshot: the 3 common seeds are paired and the rule refuses (5 draws needed)
-    few = stats.compare_records(store, shots[:3], lora, "accuracy")
+    few = pairing.compare_records(store, shots[:3], lora, "accuracy")
     assert few.seeds_paired and few.verdict("fewshot", "lora") == stats.NOT_ENOUGH_SEEDS
     # enough common seeds: pairing by seed is kept
-    assert stats.compare_records(store, lora, shots[:3], "accuracy").seeds_paired
+    assert pairing.compare_records(store, lora, shots[:3], "accuracy").seeds_paired
     assert decision_map(store, store.records("s"))[0].best == "fewshot"
 
 

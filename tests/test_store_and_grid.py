@@ -6,14 +6,16 @@ import json
 
 import pytest
 
-from bench.core.api import Cell, resolve_hparams
+from bench.catalog import resolve
+from bench.core.api import Cell
 from bench.core.record import new_record
 from bench.core.store import Store
-from bench.suite import load_suite, run_grid, select
+from bench.run.grid import run_grid
+from bench.suite import load_suite, select
 
 
 def _record(cell: Cell, status: str = "ok") -> dict:
-    record = new_record(resolve_hparams(cell), status, None if status == "ok" else "boom")
+    record = new_record(resolve(cell), status, None if status == "ok" else "boom")
     record.metrics = {"test/accuracy": 0.75}
     return record
 
@@ -101,6 +103,7 @@ def test_a_killed_grid_resumes_without_redoing_finished_cells(tmp_path, monkeypa
     calls: list[Cell] = []
 
     def fake_run_cell(cell, store, **kwargs):
+        cell = getattr(cell, "cell", cell)  # the grid passes the Resolved, `run` a Cell
         calls.append(cell)
         if len(calls) == 3:
             raise KeyboardInterrupt  # the grid is killed while the third cell runs

@@ -17,13 +17,10 @@ import itertools
 import numpy as np
 import pytest
 
+from bench.catalog import TASKS
 from bench.core.api import CLASSIFICATION, VISION
 from bench.core.data import DataError, DataRoot
-from bench.core.registry import TASKS, load_all
 
-load_all()
-
-# task -> (train pool, val, test, test_ood or None)
 EXPECTED = {
     "pneumonia-mnist": (4708, 524, 624, None),
     "breast-mnist": (546, 78, 156, None),

@@ -12,15 +12,12 @@ import pytest
 import torch
 from torch import nn
 
+from bench.catalog import TASKS
 from bench.core.api import Split, Splits, TrainConfig
 from bench.core.data import holdout_subset
-from bench.core.registry import TASKS, load_all
 from bench.run.loop import Runner, schedule_length
 
-load_all()
 
-
-# ------------------------------------------------------------------------------------------ the loop
 class _Tiny(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -258,13 +255,14 @@ def _fake_grid(monkeypatch, outcome=None):
     """run_cell replaced: an ok record whose val accuracy is VAL[lr, seed] (``outcome(cell, lr)`` may return
     another status); every call is logged."""
     import bench.run.harness
-    from bench.core.api import resolve_hparams
+    from bench.catalog import resolve
     from bench.core.record import new_record
 
     calls = []
 
     def run_cell(cell, store, **kwargs):
-        res = resolve_hparams(cell)
+        cell = getattr(cell, "cell", cell)  # the grid passes the Resolved, `run` a Cell
+        res = resolve(cell)
         lr = getattr(res.method, "lr", None)  # frozen has none: its probe tunes its L2 strength itself
         calls.append((cell.method, cell.budget, cell.seed, lr))
         status = (outcome(cell, lr) if outcome else None) or "ok"
@@ -314,9 +312,10 @@ def test_a_bad_sweep_is_refused_when_the_suite_loads(tmp_path, change, message):
 
 
 def test_a_sweep_picks_the_best_mean_validation_lr_and_its_block_cells_run_with_it(tmp_path, monkeypatch):
-    from bench.core.api import Cell, resolve_hparams
+    from bench.catalog import resolve
+    from bench.core.api import Cell
     from bench.core.store import Store
-    from bench.suite import run_grid
+    from bench.run.grid import run_grid
 
     suite, store = _sweep_suite(tmp_path), Store(tmp_path / "results")
     calls = _fake_grid(monkeypatch)
@@ -334,7 +333,7 @@ def test_a_sweep_picks_the_best_mean_validation_lr_and_its_block_cells_run_with_
     for method in ("ia3", "lora"):
         for budget in (64, 256):
             for seed in (0, 1):
-                key = resolve_hparams(Cell("glue-sst2", method, budget, seed, {"lr": 3e-4}, suite="sweep")).key
+                key = resolve(Cell("glue-sst2", method, budget, seed, {"lr": 3e-4}, suite="sweep")).key
                 record = store.get("sweep", key)
                 assert record.ok and record.hparams["method"]["lr"] == 3e-4
                 tf = record.tuned_from
@@ -348,9 +347,10 @@ def test_a_sweep_picks_the_best_mean_validation_lr_and_its_block_cells_run_with_
 
 
 def test_a_failed_sweep_cell_leaves_its_block_cells_unrun_and_recorded_as_failed(tmp_path, monkeypatch):
-    from bench.core.api import Cell, resolve_hparams
+    from bench.catalog import resolve
+    from bench.core.api import Cell
     from bench.core.store import Store
-    from bench.suite import run_grid
+    from bench.run.grid import run_grid
 
     suite, store = _sweep_suite(tmp_path), Store(tmp_path / "results")
     calls = _fake_grid(
@@ -365,7 +365,7 @@ def test_a_failed_sweep_cell_leaves_its_block_cells_unrun_and_recorded_as_failed
     assert all(r.hparams["method"]["lr"] is None for r in pending)
     for budget in (64, 256):
         for seed in (0, 1):
-            res = resolve_hparams(Cell("glue-sst2", "lora", budget, seed, suite="sweep"))
+            res = resolve(Cell("glue-sst2", "lora", budget, seed, suite="sweep"))
             assert store.get("sweep", res.pending_key(["lr"])).status == "failed"
             default = store.get("sweep", res.key)  # lora's default LR is 1e-3, a value of the sweep
             assert default is None if budget == 64 else default.tuned_from is None, "never tuned to the default"
@@ -373,7 +373,7 @@ def test_a_failed_sweep_cell_leaves_its_block_cells_unrun_and_recorded_as_failed
 
 def test_a_diverged_sweep_value_is_ruled_out_not_fatal(tmp_path, monkeypatch):
     from bench.core.store import Store
-    from bench.suite import run_grid
+    from bench.run.grid import run_grid
 
     suite, store = _sweep_suite(tmp_path), Store(tmp_path / "results")
     _fake_grid(monkeypatch, lambda cell, lr: "diverged" if lr == 3e-4 and cell.seed == 0 else None)
@@ -385,8 +385,8 @@ def test_a_diverged_sweep_value_is_ruled_out_not_fatal(tmp_path, monkeypatch):
 def test_dry_run_and_report_show_sweeps_and_tuned_cells(tmp_path, monkeypatch, capsys):
     from bench.cli import main
     from bench.core.store import Store
-    from bench.report.page import current_records
-    from bench.suite import plan, run_grid
+    from bench.run.grid import plan, run_grid
+    from bench.suite import current_records
 
     suite, store = _sweep_suite(tmp_path), Store(tmp_path / "results")
     before = plan(suite, store)
@@ -407,15 +407,16 @@ def test_dry_run_and_report_show_sweeps_and_tuned_cells(tmp_path, monkeypatch, c
 
 
 def test_scratch_trains_longer_than_fine_tuning_and_says_so_in_its_version():
-    from bench.core.api import Cell, resolve_hparams
+    from bench.catalog import resolve
+    from bench.core.api import Cell
 
     for task in ("pneumonia-mnist", "glue-sst2"):
-        scratch = resolve_hparams(Cell(task, "scratch", 64, 0))
-        full = resolve_hparams(Cell(task, "full", 64, 0))
+        scratch = resolve(Cell(task, "scratch", 64, 0))
+        full = resolve(Cell(task, "full", 64, 0))
         assert scratch.method.version == 2
         assert (scratch.train.epochs, scratch.train.min_steps) == (10, 200)
         assert scratch.train.min_steps >= 3 * full.train.min_steps and scratch.train.epochs >= 3 * full.train.epochs
-    proxy = resolve_hparams(Cell("glue-sst2", "scratch", 64, 0, {"min_steps": 8, "epochs": 1}))
+    proxy = resolve(Cell("glue-sst2", "scratch", 64, 0, {"min_steps": 8, "epochs": 1}))
     assert (proxy.train.epochs, proxy.train.min_steps) == (1, 8), "a suite's settings still win"
 
 
@@ -426,16 +427,17 @@ def test_a_cell_with_budget_validation_refit_and_patience_records_how_it_selecte
 ):
     """In process on timm's test_resnet at 32 px (the probe is stubbed: it is not what this checks), with a cold
     feature cache."""
-    import bench.probes
-    from bench.core.api import Cell, resolve_hparams
+    import bench.run.forgetting
+    from bench.catalog import resolve
+    from bench.core.api import Cell
     from bench.run.cell import execute
 
-    monkeypatch.setattr(bench.probes, "run_probe", lambda *args, **kwargs: (0.5, False))
+    monkeypatch.setattr(bench.run.forgetting, "run_probe", lambda *args, **kwargs: (0.5, False))
     monkeypatch.setenv("ADAPTBENCH_CACHE", str(tmp_path))
     settings = {"backbone": tiny_backbones["tiny-timm"], "image_size": 32, "eval_limit": 64, "batch_size": 16}
     settings.update(max_steps=40, eval_every=4)
     tuning = {"validation": "budget", "refit": True, "patience": 2}
-    record = execute(resolve_hparams(Cell("pneumonia-mnist", method, 64, 0, {**settings, **tuning})), data, "cpu")
+    record = execute(resolve(Cell("pneumonia-mnist", method, 64, 0, {**settings, **tuning})), data, "cpu")
     sp, sel = record.splits, record.selection
     held = holdout_subset(TASKS.get("pneumonia-mnist")().splits(64, 0, data).train.labels, 0.2, seed=0)
     assert sp.validation == sel.validation == "budget" and (sp.train, sp.val) == (64 - len(held), len(held))
@@ -449,7 +451,7 @@ def test_a_cell_with_budget_validation_refit_and_patience_records_how_it_selecte
         assert sel.stopped_by == "converged" and record.method_notes["probe_l2"] in record.hparams["method"]["l2"]
         # the carved split's features are the train pool's: the refit finds them all cached
         assert record.cost.feature_cache == {"hits": 64, "computed": 64 + 64}
-    oracle = execute(resolve_hparams(Cell("pneumonia-mnist", method, 64, 0, settings)), data, "cpu")
+    oracle = execute(resolve(Cell("pneumonia-mnist", method, 64, 0, settings)), data, "cpu")
     assert oracle.splits.validation == oracle.selection.validation == "oracle"
     assert (oracle.splits.train, oracle.splits.val, oracle.splits.refit_train) == (64, 64, None)
     assert oracle.selection.refit is None
@@ -460,9 +462,11 @@ def test_a_cell_with_budget_validation_refit_and_patience_records_how_it_selecte
 def test_the_report_and_summary_show_each_sweep_with_its_scores_and_an_edge_warning(tmp_path, monkeypatch):
     from bench.analysis.sweeps import sweep_rows
     from bench.core.store import Store
-    from bench.report.page import current_records, sweeps_html
+    from bench.report.data import build_report
+    from bench.report.sections import sweeps_html
     from bench.report.text import summary_text
-    from bench.suite import run_grid
+    from bench.run.grid import run_grid
+    from bench.suite import current_records
 
     def swept(folder):
         store = Store(tmp_path / folder)
@@ -478,7 +482,7 @@ def test_the_report_and_summary_show_each_sweep_with_its_scores_and_an_edge_warn
     ]
     assert [s for _, s in rows[0].tried] == pytest.approx([0.60, 0.80, 0.625])
     assert rows[0].seeds == (0, 1) and rows[0].budget == 256 and rows[0].cells == 6
-    page = re.sub(r"<[^>]+>", "", "".join(sweeps_html(kept)))  # the report's sweep section, as read
+    page = re.sub(r"<[^>]+>", "", "".join(sweeps_html(build_report("sweep", kept))))  # the sweep section, as read
     assert "Hyperparameter sweeps" in page and "lr=0.0001: 0.600; lr=0.0003: 0.800; lr=0.001: 0.625" in page
     text = summary_text(store, "sweep", kept, labels_from_data=False)
     assert "glue-sst2 x lora: lr=0.0003 chosen on mean val/accuracy at budget 256, seed(s) 0,1" in text
@@ -488,5 +492,5 @@ def test_the_report_and_summary_show_each_sweep_with_its_scores_and_an_edge_warn
     monkeypatch.setitem(VAL, (1e-3, 1), 0.95)  # now 1e-3, the largest value tried, wins
     store, kept = swept("edge")
     assert [(r.chosen, r.at_edge) for r in sweep_rows(kept)] == [("lr=0.001", True)] * 2
-    assert "(at the grid&#x27;s edge)" in "".join(sweeps_html(kept))
+    assert "(at the grid&#x27;s edge)" in "".join(sweeps_html(build_report("sweep", kept)))
     assert "at the grid's edge" in summary_text(store, "sweep", kept, labels_from_data=False)

@@ -13,7 +13,8 @@ import time
 import pytest
 from google.protobuf.message import DecodeError
 
-from bench.core.api import Cell, resolve_hparams
+from bench.catalog import resolve
+from bench.core.api import Cell
 from bench.core.record import Cost, Env, Forgetting, Params, Selection, new_record
 from bench.core.store import Store
 
@@ -25,7 +26,7 @@ HISTORY = [
 
 
 def _record(status: str = "ok"):
-    r = new_record(resolve_hparams(Cell("glue-sst2", "lora", 64, 1, suite="t")), status)
+    r = new_record(resolve(Cell("glue-sst2", "lora", 64, 1, suite="t")), status)
     if status != "ok":
         r.error = "Traceback (most recent call last):\n  ...\nRuntimeError: exploded"
         r.cost = Cost(wall_time_s=3.0)
@@ -204,7 +205,8 @@ def test_grid_wandb_logs_each_cell_it_runs_once_its_record_is_written(tmp_path, 
     results = tmp_path / "results"
 
     def fake_run_cell(cell, store, **kwargs):
-        record = new_record(resolve_hparams(cell), "ok")
+        cell = getattr(cell, "cell", cell)  # the grid passes the Resolved, `run` a Cell
+        record = new_record(resolve(cell), "ok")
         store.write(record)
         return record
 

@@ -14,17 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bench import catalog
+from bench.analysis.cells import method_cells
 from bench.analysis.decision_map import Decision
-from bench.analysis.derived import method_cells, registry_spec
-from bench.analysis.stats import (
-    BEATS,
-    LOSES,
-    NO_DIFFERENCE,
-    NOT_ENOUGH_SEEDS,
-    CachedPredictions,
-    compare_records,
-    enough_seeds,
-)
+from bench.analysis.pairing import CachedPredictions, compare_records
+from bench.analysis.stats import BEATS, LOSES, NO_DIFFERENCE, NOT_ENOUGH_SEEDS, enough_seeds
 
 if TYPE_CHECKING:
     from bench.analysis.stats import PairedDiff
@@ -72,7 +66,7 @@ def claims(decisions: Sequence[Decision]) -> list[Claim]:
 def check(claims_: Sequence[Claim], store: Store, records: Sequence[Record]) -> list[Check]:
     """Each claim against the other run's records (``store`` holds their predictions)."""
     store = CachedPredictions(store)
-    cells = method_cells([r for r in records if r.ok], registry_spec)
+    cells = method_cells([r for r in records if r.ok], catalog.spec)
     out = []
     for claim in claims_:
         here = cells.get((claim.task, claim.budget), {})
@@ -86,11 +80,11 @@ def check(claims_: Sequence[Claim], store: Store, records: Sequence[Record]) -> 
             out.append(Check(claim, UNTESTED, None, f"not enough seeds of {', '.join(short)}"))
             continue
         try:
-            d = compare_records(store, a.records, b.records, registry_spec(claim.task).primary_metric)
+            d = compare_records(store, a.records, b.records, catalog.spec(claim.task).primary_metric)
         except ValueError as e:
             out.append(Check(claim, UNTESTED, None, str(e)))
             continue
-        v = d.verdict(claim.better, claim.worse, registry_spec(claim.task).higher_is_better)
+        v = d.verdict(claim.better, claim.worse, catalog.spec(claim.task).higher_is_better)
         if v == NOT_ENOUGH_SEEDS:
             out.append(Check(claim, UNTESTED, d, f"{NOT_ENOUGH_SEEDS} ({d.seeds_text()})"))
             continue

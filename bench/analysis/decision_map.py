@@ -13,16 +13,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bench.analysis.derived import MethodCell, SpecOf, method_cells, registry_spec
-from bench.analysis.stats import (
-    BEATS,
-    NOT_ENOUGH_SEEDS,
-    CachedPredictions,
-    PairedDiff,
-    compare_records,
-    enough_seeds,
-    min_seeds,
-)
+from bench import catalog
+from bench.analysis.cells import MethodCell, SpecOf, method_cells
+from bench.analysis.pairing import CachedPredictions, compare_records
+from bench.analysis.stats import BEATS, NOT_ENOUGH_SEEDS, PairedDiff, enough_seeds, min_seeds
 
 if TYPE_CHECKING:
     from bench.core.api import TaskSpec
@@ -52,7 +46,7 @@ def decision(
     cap), then a paired test of every other such method against it."""
     any_cell = next(iter(cells.values()))
     task, budget = any_cell.task, any_cell.budget
-    sign = 1.0 if spec.higher_is_better else -1.0
+    sign = spec.sign
     excluded: dict[str, str] = {}
     eligible: dict[str, MethodCell] = {}
     seeds = {method: c.primary.n for method, c in cells.items()}
@@ -99,7 +93,7 @@ def decision(
 
 
 def decision_map(
-    store: Store, records: Sequence[Record], spec_of: SpecOf = registry_spec, memory_cap_bytes: float | None = None
+    store: Store, records: Sequence[Record], spec_of: SpecOf = catalog.spec, memory_cap_bytes: float | None = None
 ) -> list[Decision]:
     """One decision per (task, budget) of the ok records."""
     store = CachedPredictions(store)

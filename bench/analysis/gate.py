@@ -53,7 +53,9 @@ from pathlib import Path
 from statistics import fmean, stdev
 from typing import TYPE_CHECKING, Any
 
-from bench.core.metrics import METRIC_RANGE
+from bench import catalog
+from bench.core.metrics import metric_range
+from bench.core.store import Store
 
 if TYPE_CHECKING:
     from bench.core.api import TaskSpec
@@ -202,9 +204,7 @@ def compare(
 ) -> Comparison:
     """Hold every cell of ``candidate`` against ``baseline`` by the module's rule."""
     if spec_of is None:
-        from bench.analysis.derived import registry_spec
-
-        spec_of = registry_spec
+        spec_of = catalog.spec
     if not 0 < k < math.inf:
         raise ValueError(f"the tolerance factor k must be a positive number, not {k}")
     base_cells, base_old = gather(baseline)
@@ -292,7 +292,7 @@ def _hold(row: Row, spec: TaskSpec, k: float, memory_floor: Callable[[str, str],
     if not base or not cand:
         return
     row.metric = spec.primary_metric
-    lo, hi = METRIC_RANGE.get(spec.primary_metric, (0.0, 1.0))
+    lo, hi = metric_range(spec.primary_metric) or (0.0, 1.0)
     n_test = max((r.splits.test for r in base.values() if r.splits), default=0)
     values = _values(base, _primary(spec))
     floor = floor_se(fmean(values.values()), n_test, lo, hi) if values else 0.0
@@ -406,8 +406,6 @@ def load_run(folder: str | Path, suite: str | None, role: str, hint: str) -> tup
     """(suite folder, its records, warnings about unreadable record files) of one run: ``folder`` is a results
     folder (``<folder>/<suite>/*.json``) or a suite folder itself. ``suite`` None: the one suite it holds.
     ``hint`` (with ``{suite}`` and ``{folder}``) says how to make the missing records."""
-    from bench.core.store import Store
-
     path = Path(folder)
     if not path.is_dir():
         what = "a file, not a folder" if path.exists() else "does not exist"

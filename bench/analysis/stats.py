@@ -35,18 +35,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bench import catalog
+from bench.core.metrics import METRICS, metric_range, softmax, weighted
+from bench.core.weighted_metrics import counts
+
 if TYPE_CHECKING:
-    from bench.core.record import Record
-    from bench.core.store import Store
+    pass
 
 LEVEL = 0.95
 N_RESAMPLES = 2000
 RNG_SEED = 0  # fixed: the same records give the same interval on every run
-MIN_SEEDS = 3
-MIN_SEEDS_FOR = {"fewshot": 5}  # the seed picks the demonstrations: in-context results swing with the draw
-# Methods whose result does not depend on the seed (no training, no sampled demonstrations): one record is all there
-# is, so one seed is enough, and a paired comparison reuses it for every seed of the other method.
-SEEDLESS = frozenset({"zeroshot"})
+MIN_SEEDS = 3  # a method may declare more (``Method.min_seeds``) or be seedless (``Method.seedless``: 1)
 _CHUNK_ELEMENTS = 8_000_000  # resamples x items per batch of work: bounds memory (~0.5 GB) on large test sets
 
 BEATS, LOSES, NO_DIFFERENCE, NOT_ENOUGH_SEEDS = "beats", "loses to", "no significant difference", "not enough seeds"
@@ -81,10 +80,8 @@ def seed_summary(values: Sequence[float | None], metric: str | None = None) -> I
     """Mean over seeds and the 95% t-interval (scipy.stats.t). None/NaN values (a metric undefined for a seed)
     are left out and ``n`` counts the rest; one value gives ``low = high = nan`` (shown as "one seed"). With the
     ``metric`` (``accuracy`` or ``test/accuracy``), the interval is clipped to its range
-    (``bench.core.metrics.METRIC_RANGE``)."""
+    (``bench.core.metrics``)."""
     from scipy.stats import t
-
-    from bench.core.metrics import METRIC_RANGE
 
     vals = np.array([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
     if len(vals) == 0:
@@ -93,7 +90,7 @@ def seed_summary(values: Sequence[float | None], metric: str | None = None) -> I
     if len(vals) == 1:
         return Interval(mean, math.nan, math.nan, 1)
     half = float(t.ppf(0.5 + LEVEL / 2, len(vals) - 1) * vals.std(ddof=1) / math.sqrt(len(vals)))
-    lo, hi = METRIC_RANGE.get((metric or "").rpartition("/")[2], (-math.inf, math.inf))
+    lo, hi = metric_range(metric or "") or (-math.inf, math.inf)
     return Interval(mean, max(mean - half, lo), min(mean + half, hi), len(vals))
 
 
@@ -153,9 +150,6 @@ def paired_bootstrap(
     """Paired bootstrap of metric(A) - metric(B). Element s of each sequence is one seed: both methods' outputs on
     the same items in the same order, and their labels. ``shared_items``: every seed scored the same items in the
     same order, so one draw of item indices serves all seeds of a resample."""
-    from bench.core.metrics import METRICS
-    from bench.core.weighted_metrics import counts, weighted
-
     if not (len(outputs_a) == len(outputs_b) == len(labels)) or not labels:
         raise ValueError("paired_bootstrap needs one (outputs A, outputs B, labels) triple per seed, at least one")
     if n_resamples < 10:
@@ -231,9 +225,6 @@ def unpaired_seeds_bootstrap(
     """metric(A) - metric(B) as the mean over A's seeds minus the mean over B's, for methods that ran different
     seeds on one shared test set: every output array is in the order of ``labels``. Each resample draws the items
     once (the same indices for every seed of both methods) and each method's seeds on their own."""
-    from bench.core.metrics import METRICS
-    from bench.core.weighted_metrics import counts, weighted
-
     if not outputs_a or not outputs_b:
         raise ValueError("unpaired_seeds_bootstrap needs at least one seed of each method")
     if n_resamples < 10:
@@ -262,166 +253,6 @@ def unpaired_seeds_bootstrap(
     return PairedDiff(metric, point, *_interval(boot), len(a), len(y), len(boot), len(b))
 
 
-@dataclass(frozen=True)
-class Paired:
-    """Two methods' test outputs paired by seed and aligned by example id."""
-
-    seeds: tuple[int, ...]
-    outputs_a: list[np.ndarray]
-    outputs_b: list[np.ndarray]
-    labels: list[np.ndarray]
-    shared_items: bool  # every seed scored the same examples (aligned to one order)
-
-
-def pair_predictions(
-    store: Store, records_a: Sequence[Record], records_b: Sequence[Record], split: str = "test"
-) -> Paired:
-    """Load both methods' per-example outputs for the seeds they share and align them by example id. A ValueError
-    says why they cannot be paired: no common seed, two records of one seed, a record without stored predictions,
-    different examples (ids) or different labels for the same example."""
-    by_a, by_b = _by_seed(records_a), _by_seed(records_b)
-    by_a, by_b = _seedless(by_a, by_b), _seedless(by_b, by_a)
-    seeds = tuple(sorted(set(by_a) & set(by_b)))
-    if not seeds:
-        raise ValueError(
-            f"no seed in common: {_name(records_a)} has seeds {sorted(by_a)}, {_name(records_b)} has {sorted(by_b)}"
-        )
-    out_a, out_b, labels, id_sets = [], [], [], []
-    reference: np.ndarray | None = None
-    for seed in seeds:
-        pa, pb = _split(store, by_a[seed], split), _split(store, by_b[seed], split)
-        order_b = _align(pa["ids"], pb["ids"], by_a[seed], by_b[seed], split)
-        if not np.array_equal(pa["labels"], pb["labels"][order_b]):
-            raise ValueError(f"{by_a[seed].key} and {by_b[seed].key} give the same {split} examples different labels")
-        if reference is None:
-            reference, order_a = pa["ids"], np.arange(len(pa["ids"]))
-        elif len(pa["ids"]) == len(reference) and set(pa["ids"].tolist()) == set(reference.tolist()):
-            order_a = _align(reference, pa["ids"], by_a[seeds[0]], by_a[seed], split)
-        else:
-            order_a = np.arange(len(pa["ids"]))
-        out_a.append(pa["outputs"][order_a])
-        out_b.append(pb["outputs"][order_b][order_a])
-        labels.append(pa["labels"][order_a])
-        id_sets.append(frozenset(pa["ids"].tolist()))
-    return Paired(seeds, out_a, out_b, labels, shared_items=len(set(id_sets)) == 1)
-
-
-class CachedPredictions:
-    """A Store whose ``predictions`` are read (and checksummed) once per record: a decision map pairs the best
-    method with every other one, and gains pair every method with scratch."""
-
-    def __init__(self, store: Store) -> None:
-        self._store = store
-        self._cache: dict[tuple[str, str], dict] = {}
-
-    def predictions(self, record: Record) -> dict:
-        key = (record.suite, record.key)
-        if key not in self._cache:
-            self._cache[key] = self._store.predictions(record)
-        return self._cache[key]
-
-    def __getattr__(self, name: str):
-        return getattr(self._store, name)
-
-
-def compare_records(
-    store: Store,
-    records_a: Sequence[Record],
-    records_b: Sequence[Record],
-    metric: str,
-    split: str = "test",
-    n_resamples: int = N_RESAMPLES,
-) -> PairedDiff:
-    """The bootstrap of ``metric`` between two methods' records (same task and budget): paired by seed over the
-    seeds both have when those are enough for the seed rule; otherwise, when each method has enough seeds of its
-    own (fewshot's 5 draws against 3 trained seeds), over all seeds of each with seeds unpaired
-    (``unpaired_seeds_bootstrap``); otherwise paired over the common seeds (which the seed rule then refuses)."""
-    a_name, b_name = _name(records_a), _name(records_b)
-    by_a, by_b = _by_seed(records_a), _by_seed(records_b)
-    common = len(set(_seedless(by_a, by_b)) & set(_seedless(by_b, by_a)))  # the seeds pair_predictions pairs
-    if (
-        common
-        and not (enough_seeds(a_name, common) and enough_seeds(b_name, common))
-        and enough_seeds(a_name, len(by_a))
-        and enough_seeds(b_name, len(by_b))
-        and a_name not in SEEDLESS
-        and b_name not in SEEDLESS
-    ):
-        unpaired = _unpaired_outputs(store, records_a, records_b, split)
-        if unpaired is not None:
-            return unpaired_seeds_bootstrap(*unpaired, metric, n_resamples=n_resamples)
-    p = pair_predictions(store, records_a, records_b, split)
-    return paired_bootstrap(
-        p.outputs_a, p.outputs_b, p.labels, metric, shared_items=p.shared_items, n_resamples=n_resamples
-    )
-
-
-def _unpaired_outputs(
-    store: Store, records_a: Sequence[Record], records_b: Sequence[Record], split: str
-) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray] | None:
-    """Every seed's outputs of both methods in one item order, or None when the seeds did not all score the same
-    items (a per-seed test subset): then only pairing by seed can line the items up."""
-    preds = [_split(store, r, split) for r in [*records_a, *records_b]]
-    reference = preds[0]
-    ref_ids = set(reference["ids"].tolist())
-    if any(len(p["ids"]) != len(reference["ids"]) or set(p["ids"].tolist()) != ref_ids for p in preds):
-        return None
-    first = [*records_a, *records_b][0]
-    outs = []
-    for r, p in zip([*records_a, *records_b], preds, strict=True):
-        order = _align(reference["ids"], p["ids"], first, r, split)
-        if not np.array_equal(reference["labels"], p["labels"][order]):
-            raise ValueError(f"{first.key} and {r.key} give the same {split} examples different labels")
-        outs.append(p["outputs"][order])
-    return outs[: len(records_a)], outs[len(records_a) :], reference["labels"]
-
-
-def _seedless(mine: dict[int, Record], other: dict[int, Record]) -> dict[int, Record]:
-    """A seedless method's single record stands for every seed of the other side (see ``SEEDLESS``)."""
-    if len(mine) == 1 and next(iter(mine.values())).method in SEEDLESS and other:
-        only = next(iter(mine.values()))
-        return dict.fromkeys(other, only)
-    return mine
-
-
-def _by_seed(records: Sequence[Record]) -> dict[int, Record]:
-    out: dict[int, Record] = {}
-    for r in records:
-        if r.seed in out:
-            raise ValueError(
-                f"two records of {r.task} x {r.method} @ {r.budget} seed {r.seed}: {out[r.seed].key}, {r.key}"
-            )
-        out[r.seed] = r
-    return out
-
-
-def _name(records: Sequence[Record]) -> str:
-    return records[0].method if records else "(no records)"
-
-
-def _split(store: Store, record: Record, split: str) -> dict[str, np.ndarray]:
-    preds = store.predictions(record)
-    if split not in preds:
-        raise ValueError(f"record {record.key} has no {split} predictions (it has {', '.join(sorted(preds))})")
-    return preds[split]
-
-
-def _align(ids_a: np.ndarray, ids_b: np.ndarray, ra: Record, rb: Record, split: str) -> np.ndarray:
-    """Indices that put ``ids_b`` in the order of ``ids_a``; a ValueError when they are not the same examples."""
-    if len(np.unique(ids_a)) != len(ids_a) or len(np.unique(ids_b)) != len(ids_b):
-        raise ValueError(f"repeated {split} example ids in {ra.key} or {rb.key}")
-    if np.array_equal(ids_a, ids_b):
-        return np.arange(len(ids_b))
-    only_a, only_b = np.setdiff1d(ids_a, ids_b), np.setdiff1d(ids_b, ids_a)
-    if len(only_a) or len(only_b):
-        raise ValueError(
-            f"{ra.key} and {rb.key} were scored on different {split} examples ({len(ids_a)} and {len(ids_b)} ids; "
-            f"{len(only_a)} only in the first, {len(only_b)} only in the second): they cannot be paired"
-        )
-    position = {v: i for i, v in enumerate(ids_b.tolist())}
-    return np.array([position[v] for v in ids_a.tolist()], dtype=np.int64)
-
-
 # ------------------------------------------------------------------------------------------------- DeLong
 @dataclass(frozen=True)
 class DeLong:
@@ -444,14 +275,12 @@ class DeLong:
 
 def binary_scores(outputs: np.ndarray) -> np.ndarray:
     """P(class 1) from (N, 2) logits, as ``bench.core.metrics.auroc`` scores them; (N,) scores pass through."""
-    from bench.core.metrics import _softmax
-
     outputs = np.asarray(outputs, dtype=np.float64)
     if outputs.ndim == 1:
         return outputs
     if outputs.shape[1] != 2:
         raise ValueError(f"DeLong's test is for binary tasks: outputs have {outputs.shape[1]} classes")
-    return _softmax(outputs)[:, 1]
+    return softmax(outputs)[:, 1]
 
 
 def delong(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray) -> DeLong:
@@ -486,7 +315,21 @@ def delong(scores_a: np.ndarray, scores_b: np.ndarray, labels: np.ndarray) -> De
 
 # ------------------------------------------------------------------------------------------------ seed rule
 def min_seeds(method: str) -> int:
-    return 1 if method in SEEDLESS else MIN_SEEDS_FOR.get(method, MIN_SEEDS)
+    """Seeds a ranking of ``method`` needs: 1 for a seedless method, its declared ``min_seeds``, else ``MIN_SEEDS``."""
+    cls = catalog.method_class(method)
+    return 1 if cls.seedless else (cls.min_seeds or MIN_SEEDS)
+
+
+def seedless(method: str) -> bool:
+    """Its result does not depend on the seed: one record stands for every seed (``Method.seedless``)."""
+    return catalog.method_class(method).seedless
+
+
+def seed_exceptions() -> list[str]:
+    """The registered methods whose seed rule is not the default, in words: ["5 for fewshot", "1 for zeroshot"]."""
+    classes = {m: catalog.method_class(m) for m in catalog.METHODS.names()}
+    needs_more = [f"{c.min_seeds} for {m}" for m, c in classes.items() if not c.seedless and c.min_seeds]
+    return needs_more + [f"1 for {m}" for m, c in classes.items() if c.seedless]
 
 
 def enough_seeds(method: str, n: int) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bench.core.record import Record
-from bench.suite import _values
+from bench.suite import values_text
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ def sweep_rows(records: Sequence[Record]) -> list[SweepRow]:
             on=t.get("on", "?"),
             budget=int(t.get("budget", 0)),
             seeds=tuple(t.get("seeds", ())),
-            tried=tuple((_values(row["values"]), row.get("mean")) for row in scores),
-            chosen=_values(t["selected"]),
+            tried=tuple((values_text(row["values"]), row.get("mean")) for row in scores),
+            chosen=values_text(t["selected"]),
             at_edge=_at_edge(scores, t["selected"]),
             cells=sum(len(row.get("cells", {})) for row in scores),
         )

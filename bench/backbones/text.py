@@ -21,19 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.backbones import BACKBONES
+from bench.backbones.structure import layer_list, named_in, parent_and_attr, unwrap
 from bench.backbones.vision import offline_forced, package_dir
 from bench.core.api import TEXT
-from bench.core.backbone import (
-    Backbone,
-    BackboneUnavailable,
-    Loaded,
-    Traits,
-    layer_list,
-    named_in,
-    parent_and_attr,
-    unwrap,
-)
+from bench.core.backbone import BACKBONES, Backbone, BackboneUnavailable, Loaded, Traits
 
 
 def text_batcher(tokenizer, max_len: int):
@@ -184,7 +175,7 @@ class HFEncoder(Backbone):
     ) -> Loaded:
         from transformers import AutoConfig
 
-        from bench.core.model import CausalLMEncoder, TextEncoder
+        from bench.backbones.encoders import CausalLMEncoder, TextEncoder
 
         if quantize not in (None, "nf4"):
             raise ValueError(f"Invalid quantize: {quantize!r} (only 'nf4' is supported)")

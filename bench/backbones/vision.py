@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.backbones import BACKBONES
+from bench.backbones.structure import named_in, parent_and_attr
 from bench.core.api import VISION
-from bench.core.backbone import Backbone, BackboneUnavailable, Loaded, Traits, named_in, parent_and_attr
+from bench.core.backbone import BACKBONES, Backbone, BackboneUnavailable, Loaded, Traits
+from bench.core.data import offline
+from bench.core.registry import suggest
 
 IMAGENET_PROBES = ("imagenet-top1", "cifar10-linear")
 
@@ -39,8 +41,6 @@ def package_dir(requirement: str) -> Path | None:
 
 
 def offline_forced() -> bool:
-    from bench.core.data import offline
-
     return offline()
 
 
@@ -149,7 +149,7 @@ class TimmBackbone(Backbone):
         import timm
         import torch
 
-        from bench.core.model import VisionEncoder
+        from bench.backbones.encoders import VisionEncoder
 
         if quantize:
             raise ValueError(
@@ -232,8 +232,6 @@ def timm_family(model_name: str) -> TimmBackbone:
     import timm
 
     if not timm.is_model(model_name.split(".")[0]):
-        from bench.core.registry import suggest
-
         raise ValueError(suggest(model_name, timm.list_models(), "timm model"))
     cfg = timm.get_pretrained_cfg(model_name) if "." in model_name else None
     num_classes = getattr(cfg, "num_classes", 1000) if cfg is not None else 1000

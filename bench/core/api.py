@@ -2,7 +2,7 @@
 
 Everything that crosses a module boundary is one of these typed objects. Tasks and methods are frozen
 dataclasses whose fields are their hyperparameters, so a cell's hyperparameters are exactly the fields of its
-task, method and training config (see ``resolve_hparams``), and every one of them lands in the record.
+task, method and training config (see ``resolve``), and every one of them lands in the record.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from bench.core.registry import suggest
+from bench.core import metrics
+from bench.core.backbone import Backbone, get_backbone
+from bench.core.data import DataRoot, holdout_subset, nested_subset
 
 if TYPE_CHECKING:
-    from bench.backbones import Backbone
-    from bench.core.data import DataRoot
-    from bench.core.model import AdaptModel
+    from torch import nn
 
 VISION, TEXT = "vision", "text"
 CLASSIFICATION, REGRESSION = "classification", "regression"
@@ -67,7 +67,6 @@ class TaskSpec:
     backbone: str
     budgets: tuple[int, ...]
     description: str
-    higher_is_better: bool = True
     official_splits: bool = True
     prompt: PromptSpec | None = None  # how to prompt a language model with it (None: the task cannot be prompted)
 
@@ -80,6 +79,27 @@ class TaskSpec:
             raise ValueError(f"Invalid modality {self.modality!r} for task {self.name}: use 'vision' or 'text'")
         if self.primary_metric not in self.metrics:
             raise ValueError(f"primary metric {self.primary_metric!r} of {self.name} not in {self.metrics}")
+        unknown = [m for m in self.metrics if m not in metrics.METRICS]
+        if unknown:
+            raise ValueError(
+                f"task {self.name}: metric {unknown[0]!r} is not declared in bench.core.metrics.METRICS (known: "
+                f"{', '.join(sorted(metrics.METRICS))}); add a Metric there with its function, range, direction, "
+                "chance level and resampled form"
+            )
+
+    @property
+    def higher_is_better(self) -> bool:
+        """The primary metric's direction (``bench.core.metrics``): every comparison reads it from here."""
+        return metrics.METRICS[self.primary_metric].higher_is_better
+
+    @property
+    def sign(self) -> float:
+        """+1 when higher is better, -1 when lower is: ``sign * score`` is larger for better."""
+        return 1.0 if self.higher_is_better else -1.0
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
 
 
 EVAL_LIMIT_SEED = 7  # fixed: an eval_limit subset never depends on the cell's seed
@@ -136,7 +156,6 @@ class Splits:
         """The same splits with val and test(s) cut to ``n`` examples: a class-stratified subset drawn with a fixed
         seed, so every cell of a suite is scored on the same examples. For quick checks (the CI proxy), not for
         numbers to publish: the record's split sizes show the cut."""
-        from bench.core.data import nested_subset
 
         def cut(split: Split | None) -> Split | None:
             if split is None or not n or n >= len(split):
@@ -149,8 +168,6 @@ class Splits:
         """validation=budget: the same splits with validation carved out of the training budget (``fraction`` of
         each class, see ``bench.core.data.holdout_subset``) and training on the rest; the task's own validation set is
         not used. Returns them and the whole budget (named ``budget``), for a refit."""
-        from bench.core.data import holdout_subset
-
         held = holdout_subset(self.train.labels, fraction, seed, stratify=stratify)
         rest = np.setdiff1d(np.arange(len(self.train)), held)
         carved = Splits(self.train.take(rest), self.train.take(held, name="val"), self.test, self.test_ood)
@@ -159,7 +176,7 @@ class Splits:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The loop's settings, shared by every method. Tasks and methods override defaults (see resolve_hparams)."""
+    """The loop's settings, shared by every method. Tasks and methods override defaults (see resolve)."""
 
     epochs: int = 3
     batch_size: int = 32
@@ -275,13 +292,24 @@ class Task:
         return ()
 
     @property
+    def input_size(self) -> dict[str, int]:
+        """The input size the backbone's batcher is built for: ``{"image_size": n}`` for a vision task,
+        ``{"max_len": n}`` for a text task, read from the task's own field of that name. A task without the field is
+        refused with the fix, never given a guessed size."""
+        name = "image_size" if self.spec.modality == VISION else "max_len"
+        if not hasattr(self, name):
+            raise TypeError(
+                f"task {self.spec.name} is a {self.spec.modality} task but declares no {name!r} field: add "
+                f"`{name}: int = ...` to its dataclass (the size its inputs are prepared at)"
+            )
+        return {name: int(getattr(self, name))}
+
+    @property
     def official_splits(self) -> bool:
         """Whether the splits are the dataset's official ones (a task hyperparameter may change it, e.g. QNLI)."""
         return self.spec.official_splits
 
     def splits(self, budget: int, seed: int, data: DataRoot) -> Splits:
-        from bench.core.data import nested_subset
-
         pool = self.load(data)
         if budget < 0:
             raise ValueError(f"Invalid budget: {budget} (use a positive number of examples, or 0 for all)")
@@ -294,8 +322,6 @@ class Task:
 
     def evaluate(self, outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         """Metrics from model outputs (logits (N, C) for classification, scores (N,) for regression)."""
-        from bench.core import metrics
-
         return metrics.compute(self.spec.metrics, outputs, labels, self.spec.kind)
 
 
@@ -312,6 +338,15 @@ class Method:
     mergeable: ClassVar[bool] = False  # True: ``merge`` can fold the adaptation into the weights (LoRA family)
     linear_probe: ClassVar[bool] = False  # with cache_features: the head is fitted by L-BFGS over ``self.l2``
     quantize: ClassVar[str | None] = None  # "nf4": the backbone to adapt is loaded 4-bit (QLoRA)
+    # What the statistics and the report must know about a method, declared here rather than looked up by its name:
+    # ``seedless``: its result does not depend on the seed (no training, no sampled demonstrations), so one record is
+    # all there is, one seed is enough, and a paired comparison reuses it for every seed of the other method;
+    # ``budget_free``: it reads no training example, so it is the same cell at every budget (one line on a plot);
+    # ``min_seeds``: seeds a ranking needs when the statistics' default (3) is not enough, e.g. 5 for a method whose
+    # seed draws its demonstrations, a larger source of variance. ``pretrained = False`` is "random init".
+    seedless: ClassVar[bool] = False
+    budget_free: ClassVar[bool] = False
+    min_seeds: ClassVar[int | None] = None
     description: ClassVar[str] = ""
     # names a suite's ``sweep`` may use for one of this method's fields when the field has another name here, e.g.
     # frozen's ``lr`` is its head's learning rate: {"head_lr": "lr"} (see bench.suite)
@@ -343,27 +378,27 @@ class Method:
         means) without gradient steps."""
         raise NotImplementedError
 
-    def prepare(self, model: AdaptModel, backbone: Backbone, task: Task) -> AdaptModel:
+    def prepare(self, model: nn.Module, backbone: Backbone, task: Task) -> nn.Module:
         """Freeze, wrap or inject into ``model`` (in place is fine) and return it. ``task`` gives the input
         settings (e.g. ``image_size``) that some methods size their parameters by."""
         raise NotImplementedError
 
-    def param_groups(self, model: AdaptModel) -> list[dict[str, Any]]:
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
         raise NotImplementedError
 
-    def train_mode(self, model: AdaptModel) -> None:
+    def train_mode(self, model: nn.Module) -> None:
         """Put the model in training mode; methods that keep a frozen backbone keep its batch-norm stats fixed."""
         model.train()
 
-    def merge(self, model: AdaptModel) -> bool:
+    def merge(self, model: nn.Module) -> bool:
         """Fold the adaptation into the base weights for inference, if the method can (LoRA family: set
         ``mergeable``; the harness measures merged inference only for those)."""
         return False
 
-    def on_step(self, model: AdaptModel, step: int, total_steps: int) -> None:
+    def on_step(self, model: nn.Module, step: int, total_steps: int) -> None:
         """Called before every optimizer step (1-based), e.g. to unfreeze blocks on a schedule."""
 
-    def penalty(self, model: AdaptModel) -> Any:
+    def penalty(self, model: nn.Module) -> Any:
         """An extra loss term (a tensor) added to the task loss, e.g. L2-SP; None for no penalty."""
         return None
 
@@ -375,7 +410,7 @@ class Cell:
     method: str
     budget: int
     seed: int
-    overrides: dict[str, Any] = field(default_factory=dict)  # user/suite settings, routed by resolve_hparams
+    overrides: dict[str, Any] = field(default_factory=dict)  # user/suite settings, routed by resolve
     suite: str = "adhoc"
     # a suite cell whose swept settings a sweep chose (bench.suite): which sweep, its cells and scores. Not part of
     # the key (the settings it chose are); copied into the record
@@ -407,8 +442,6 @@ class Resolved:
 
     def unsupported_reason(self) -> str | None:
         """The one answer to "can this cell run?", used by run, grid, ``ls --matrix`` and the report."""
-        from bench.backbones import get_backbone
-
         spec, backbone = self.task.spec, get_backbone(self.backbone)
         if backbone.modality != spec.modality:
             return f"backbone {backbone.name} is a {backbone.modality} model and {spec.name} a {spec.modality} task"
@@ -445,83 +478,3 @@ def _keyed(obj: Any) -> dict[str, Any]:
     later = getattr(type(obj), "KEYED_ONLY_WHEN_SET", frozenset())
     defaults = {f.name: f.default for f in dataclasses.fields(obj)}
     return {k: v for k, v in dataclasses.asdict(obj).items() if k not in later or v != defaults[k]}
-
-
-def _coerce(value: Any, current: Any, key: str) -> Any:
-    """Turn a CLI/suite value into the type of the field's default (a tuple of numbers: a list, or "a,b,c")."""
-    if isinstance(current, tuple):
-        items = value.split(",") if isinstance(value, str) else value
-        try:
-            if not isinstance(items, list | tuple) or not items:
-                raise ValueError
-            return tuple(float(v) for v in items)
-        except (TypeError, ValueError):
-            raise ValueError(f"Invalid value for {key}: {value!r} (expected numbers, e.g. 1e-3,1e-2)") from None
-    if not isinstance(value, str) or isinstance(current, str):
-        return value
-    try:
-        if isinstance(current, bool):
-            if value.lower() in ("1", "true", "yes"):
-                return True
-            if value.lower() in ("0", "false", "no"):
-                return False
-            raise ValueError
-        if isinstance(current, int):
-            return int(value)
-        if isinstance(current, float):
-            return float(value)
-    except ValueError:
-        raise ValueError(f"Invalid value for {key}: {value!r} (expected {type(current).__name__})") from None
-    return value
-
-
-def resolve_hparams(cell: Cell) -> Resolved:
-    """Instantiate task, method and train config for a cell.
-
-    Precedence, lowest first: dataclass defaults; the task's ``train_defaults``; the method's per-task
-    ``defaults_for``/``train_defaults``; the cell's overrides (suite ``set`` tables and ``--set key=value``).
-    An override key must name a field of exactly one of the three; anything else is an error with suggestions.
-    """
-    from bench.backbones import BACKBONES
-    from bench.core.registry import METHODS, TASKS, load_all
-
-    load_all()
-    task_cls = TASKS.get(cell.task)
-    method_cls = METHODS.get(cell.method)
-    spec: TaskSpec = task_cls.spec
-    owners = {
-        "task": {f.name for f in dataclasses.fields(task_cls)},
-        "method": {f.name for f in dataclasses.fields(method_cls)},
-        "train": {f.name for f in dataclasses.fields(TrainConfig)},
-    }
-    values: dict[str, dict[str, Any]] = {
-        "task": {},
-        "method": dict(method_cls.defaults_for(spec)),
-        "train": {**task_cls.train_defaults, **method_cls.train_defaults(spec)},
-    }
-    backbone = method_cls.backbone_for(spec) or spec.backbone
-    for key, value in cell.overrides.items():
-        if key == "backbone":
-            BACKBONES.get(str(value))  # an unknown name fails here, with suggestions
-            backbone = str(value)
-            continue
-        hits = [o for o, names in owners.items() if key in names]
-        if not hits:
-            every = sorted(set().union(*owners.values()))
-            raise ValueError(f"--set {key}: " + suggest(key, every, "setting").replace("unknown setting", "unknown"))
-        if len(hits) > 1:
-            raise ValueError(f"--set {key}: ambiguous, it is a field of {' and '.join(hits)}")
-        values[hits[0]][key] = value
-
-    def build(cls, kwargs: dict[str, Any]):
-        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-        typed = {k: _coerce(v, defaults.get(k), k) for k, v in kwargs.items()}
-        return cls(**typed)
-
-    return Resolved(
-        cell=cell,
-        task=build(task_cls, values["task"]),
-        method=build(method_cls, values["method"]),
-        train=build(TrainConfig, values["train"]),
-        backbone=backbone,
-    )

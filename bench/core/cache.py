@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.core.store import atomic_write_bytes
+
 FEATURES_VERSION = 1
 KINDS = ("features", "probes", "models", "derived", "machine")
 
@@ -69,8 +71,6 @@ class FeatureCache:
         return ids, feats
 
     def _save(self, path: Path, ids: np.ndarray, feats: np.ndarray) -> None:
-        from bench.core.store import atomic_write_bytes
-
         order = np.argsort(ids, kind="stable")
         ids, feats = np.ascontiguousarray(ids[order]), np.ascontiguousarray(feats[order])
         buf = io.BytesIO()

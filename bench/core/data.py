@@ -100,11 +100,8 @@ class DataRoot:
         return path
 
     def _fetch(self, rel: str, path: Path) -> None:
-        from bench.core.registry import load_all
-
-        load_all()  # task modules register the sources of the files they read
-        import bench.probes  # noqa: F401  (and so do the probes)
-
+        # the module that reads a file registers its source on import (tasks, probes), so a file whose reader ran
+        # has one; what no imported module registered has "no publisher download"
         source = SOURCES.get(rel)
         how = source.how if source else "no publisher download is known for this file"
         fix = (
@@ -143,18 +140,6 @@ class DataRoot:
             except DataError:
                 rows.append((rel, "MISMATCH"))
         return rows
-
-
-def task_files(names: list[str] | None = None) -> dict[str, tuple[str, ...]]:
-    """name -> data files, for the given tasks (default: every task, then every forgetting probe's files)."""
-    from bench.core.registry import TASKS, load_all
-    from bench.probes import PROBES
-
-    load_all()
-    out = {name: TASKS.get(name)().files() for name in (names or TASKS.names())}
-    if not names:
-        out.update({f"probe {name}": probe.files for name, probe in PROBES.items()})
-    return out
 
 
 _verified: dict[tuple[str, int, float], str] = {}

@@ -1,20 +1,26 @@
-"""Task metrics from model outputs, via scikit-learn and scipy (no hand-rolled AUROC).
+"""Task metrics: one declaration per metric (``METRICS``), holding everything the benchmark knows about it.
 
-Classification outputs are logits (N, C); regression outputs are scores (N,). A metric that is undefined on
-the given labels (e.g. AUROC when only one class is present) is NaN, never a made-up number.
+A ``Metric`` is its function on model outputs (scikit-learn and scipy, no hand-rolled AUROC), its range, its
+direction, its chance level and its resampled form (``bench.core.weighted_metrics``: the same score on many bootstrap
+resamples at once). Tasks name their metrics; intervals are clipped to the range, plots keep their axes inside it,
+the regression gate's noise floor is a proportion's on it, the did-not-learn baseline is its chance level, and the
+paired bootstrap recomputes it through its resampled form. A metric a task names must be declared here, with all of
+these: a new primary metric is one entry, and nothing downstream has to learn its name.
+
+Classification outputs are logits (N, C); regression outputs are scores (N,). A metric that is undefined on the
+given labels (e.g. AUROC when only one class is present) is NaN, never a made-up number.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+from bench.core import weighted_metrics as resampled
+from bench.core.weighted_metrics import softmax
 
 
 def accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
@@ -27,7 +33,7 @@ def auroc(outputs: np.ndarray, labels: np.ndarray) -> float:
 
     if len(np.unique(labels)) < 2:
         return math.nan
-    probs = _softmax(outputs.astype(np.float64))
+    probs = softmax(outputs.astype(np.float64))
     if probs.shape[1] == 2:
         return float(roc_auc_score(labels, probs[:, 1]))
     return float(roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=np.arange(probs.shape[1])))
@@ -57,25 +63,67 @@ def spearman(outputs: np.ndarray, labels: np.ndarray) -> float:
     return float(spearmanr(outputs.reshape(-1), labels).statistic)
 
 
-# the range of each metric's values: a t-interval over a few seeds of bounded scores can pass it (accuracy 1.01),
-# plots keep their axes inside it, and the regression gate's noise floor is a proportion's on it
-METRIC_RANGE = {
-    "accuracy": (0.0, 1.0),
-    "auroc": (0.0, 1.0),
-    "f1": (0.0, 1.0),
-    "mcc": (-1.0, 1.0),
-    "pearson": (-1.0, 1.0),
-    "spearman": (-1.0, 1.0),
+# ------------------------------------------------------------------------------------------- chance levels
+def _constant(value: float) -> Callable[[np.ndarray, int], float]:
+    return lambda labels, num_labels: value
+
+
+def _chance_accuracy(labels: np.ndarray, num_labels: int) -> float:
+    return 1.0 / num_labels
+
+
+def _chance_f1(labels: np.ndarray, num_labels: int) -> float:
+    """Per class c: 2 p_c / (1 + C p_c) (expected counts); binary F1 scores class 1 only."""
+    prevalence = np.bincount(np.asarray(labels), minlength=num_labels)[:num_labels] / len(labels)
+    per_class = 2 * prevalence / (1 + num_labels * prevalence)
+    return float(per_class[1] if num_labels == 2 else per_class.mean())
+
+
+@dataclass(frozen=True)
+class Metric:
+    """Everything about one metric. ``chance(labels, num_labels)``: the expected score of predicting each class with
+    probability 1/C, independently of the input (regression: a constant has no correlation, so 0).
+    ``resampled(outputs, labels, W)``: the score on every row of bootstrap counts ``W`` (R, N)."""
+
+    name: str
+    fn: Callable[[np.ndarray, np.ndarray], float]
+    range: tuple[float, float]
+    higher_is_better: bool
+    chance: Callable[[np.ndarray, int], float]
+    resampled: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+    def __call__(self, outputs: np.ndarray, labels: np.ndarray) -> float:
+        return self.fn(outputs, labels)
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("accuracy", accuracy, (0.0, 1.0), True, _chance_accuracy, resampled.accuracy),
+        Metric("auroc", auroc, (0.0, 1.0), True, _constant(0.5), resampled.auroc),
+        Metric("f1", f1, (0.0, 1.0), True, _chance_f1, resampled.f1),
+        Metric("mcc", mcc, (-1.0, 1.0), True, _constant(0.0), resampled.mcc),
+        Metric("pearson", pearson, (-1.0, 1.0), True, _constant(0.0), resampled.pearson),
+        Metric("spearman", spearman, (-1.0, 1.0), True, _constant(0.0), resampled.spearman),
+    )
 }
 
-METRICS = {
-    "accuracy": accuracy,
-    "auroc": auroc,
-    "f1": f1,
-    "mcc": mcc,
-    "pearson": pearson,
-    "spearman": spearman,
-}
+
+def metric_name(key: str) -> str:
+    """The metric of a metric key: ``test/auroc`` -> ``auroc`` (a bare name stays itself)."""
+    return key.rpartition("/")[2]
+
+
+def metric_range(name: str) -> tuple[float, float] | None:
+    """The range of a metric (or of a metric key such as ``test/accuracy``); None for a name not declared here."""
+    metric = METRICS.get(metric_name(name))
+    return metric.range if metric else None
+
+
+def chance(name: str, labels: np.ndarray, num_labels: int) -> float:
+    """The chance level of a metric on these labels (NaN for a metric not declared here: no reference line)."""
+    metric = METRICS.get(metric_name(name))
+    return metric.chance(np.asarray(labels), num_labels) if metric else math.nan
 
 
 def compute(names: tuple[str, ...], outputs: np.ndarray, labels: np.ndarray, kind: str) -> dict[str, float]:
@@ -84,3 +132,18 @@ def compute(names: tuple[str, ...], outputs: np.ndarray, labels: np.ndarray, kin
     if kind == "classification" and outputs.ndim != 2:
         raise ValueError(f"classification outputs must be (N, C) logits, got shape {outputs.shape}")
     return {name: METRICS[name](outputs, labels) for name in names}
+
+
+def weighted(name: str, outputs: np.ndarray, labels: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """The metric ``name`` for every row of ``W`` (R, N): the resample where item i appears ``W[r, i]`` times."""
+    if name not in METRICS:
+        raise ValueError(f"no resampled form of metric {name!r} (known: {', '.join(sorted(METRICS))})")
+    outputs = np.asarray(outputs, dtype=np.float64)
+    W = np.asarray(W)
+    if W.ndim != 2 or W.shape[1] != len(labels):
+        raise ValueError(f"weights must be (resamples, {len(labels)}), got {W.shape}")
+    # integer counts whose row sums stay below 2**24 are exact in float32: half the memory traffic of float64;
+    # every metric returns to float64 before products of sums
+    exact = np.issubdtype(W.dtype, np.integer) and len(labels) < 2**24
+    W = W.astype(np.float32 if exact else np.float64)
+    return METRICS[name].resampled(outputs, np.asarray(labels), W)

@@ -358,6 +358,20 @@ def new_record(res: Resolved, status: str, error: str | None = None) -> Record:
     )
 
 
+def result_line(record: Record) -> str:
+    """One line per finished cell: its test metrics, or its status and the last paragraph of its error."""
+    if not record.ok:
+        error = (record.error or "").split("--- stderr tail ---")[0]  # the parent's own words come first
+        paragraphs = [p for p in error.strip().split("\n\n") if p.strip()]
+        last = paragraphs[-1] if paragraphs else ""
+        if "\n" in last:  # a traceback: its last line holds the exception and its message
+            last = last.strip().splitlines()[-1]
+        return f"{record.status.upper()}: {last}"
+    tests = {k: v for k, v in record.metrics.items() if k.startswith("test")}
+    flags = "".join(f" [{f}]" for f in record.flags)
+    return " ".join(f"{k}={v:.4f}" for k, v in tests.items()) + flags
+
+
 def _jsonable(obj: Any) -> Any:
     import numpy as np
 

@@ -1,11 +1,12 @@
 """Task metrics on many bootstrap resamples at once: each resample is a row of per-example counts.
 
 A bootstrap resample of N test items is a count vector ``w`` (how often each item was drawn); a metric on the
-resample equals the metric on the items repeated ``w`` times. ``weighted(name, outputs, labels, W)`` computes
-``bench.core.metrics.METRICS[name]`` for every row of ``W`` (R, N) in a few array operations instead of R calls into
-scikit-learn, which is what makes 2,000 paired resamples over thousands of items take milliseconds. Written by
-hand because neither scikit-learn nor scipy takes a batch of weight vectors; each function follows the library
-definition it replaces (tests/test_stats.py checks every one against ``bench.core.metrics`` on explicit resamples):
+resample equals the metric on the items repeated ``w`` times. Each function here computes its metric (its entry in
+``bench.core.metrics.METRICS``, whose ``resampled`` it is) for every row of ``W`` (R, N) in a few array operations
+instead of R calls into scikit-learn, which is what makes 2,000 paired resamples over thousands of items take
+milliseconds. Written by hand because neither scikit-learn nor scipy takes a batch of weight vectors; each function
+follows the library definition it replaces (tests/test_stats.py checks every one against ``bench.core.metrics`` on
+explicit resamples):
 
 - accuracy: mean of correct predictions.
 - f1: binary F1 of class 1 (2 classes), else the macro mean over classes present in the labels or predictions
@@ -20,22 +21,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from bench.core.metrics import _softmax
 
-
-def weighted(name: str, outputs: np.ndarray, labels: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """The metric ``name`` for every row of ``W`` (R, N): the resample where item i appears ``W[r, i]`` times."""
-    if name not in WEIGHTED:
-        raise ValueError(f"no resampled form of metric {name!r} (known: {', '.join(sorted(WEIGHTED))})")
-    outputs = np.asarray(outputs, dtype=np.float64)
-    W = np.asarray(W)
-    if W.ndim != 2 or W.shape[1] != len(labels):
-        raise ValueError(f"weights must be (resamples, {len(labels)}), got {W.shape}")
-    # integer counts whose row sums stay below 2**24 are exact in float32: half the memory traffic of float64;
-    # every metric returns to float64 before products of sums
-    exact = np.issubdtype(W.dtype, np.integer) and len(labels) < 2**24
-    W = W.astype(np.float32 if exact else np.float64)
-    return WEIGHTED[name](outputs, np.asarray(labels), W)
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
 
 
 def counts(rng: np.random.Generator, n_items: int, n_resamples: int) -> np.ndarray:
@@ -47,12 +37,12 @@ def counts(rng: np.random.Generator, n_items: int, n_resamples: int) -> np.ndarr
     return np.bincount(flat, minlength=n_resamples * n_items).reshape(n_items, n_resamples).T
 
 
-def _accuracy(outputs: np.ndarray, labels: np.ndarray, W: np.ndarray) -> np.ndarray:
+def accuracy(outputs: np.ndarray, labels: np.ndarray, W: np.ndarray) -> np.ndarray:
     correct = (outputs.argmax(axis=1) == labels).astype(W.dtype)
     return (W @ correct).astype(np.float64) / W.sum(axis=1, dtype=np.float64)
 
 
-def _f1(outputs: np.ndarray, labels: np.ndarray, W: np.ndarray) -> np.ndarray:
+def f1(outputs: np.ndarray, labels: np.ndarray, W: np.ndarray) -> np.ndarray:
     pred = outputs.argmax(axis=1)
     n_classes = outputs.shape[1]
     scores, present = [], []
@@ -69,7 +59,7 @@ def _f1(outputs: np.ndarray, labels: np.ndarray, W: np.ndarray) -> np.ndarray:
     return (s * p).sum(axis=0) / p.sum(axis=0)
 
 
-def _mcc(outputs: np.ndarray, labels: np.ndarray, W: np.ndarray) -> np.ndarray:
+def mcc(outputs: np.ndarray, labels: np.ndarray, W: np.ndarray) -> np.ndarray:
     n_classes = max(outputs.shape[1], int(labels.max()) + 1)
     pred = outputs.argmax(axis=1)
     onehot = np.eye(n_classes, dtype=W.dtype)
@@ -135,8 +125,8 @@ def _cumsum_rows(x: np.ndarray, out: np.ndarray) -> None:
         np.add(out[i - 1], x[i], out=out[i])
 
 
-def _auroc(outputs: np.ndarray, labels: np.ndarray, W: np.ndarray) -> np.ndarray:
-    probs = _softmax(outputs)
+def auroc(outputs: np.ndarray, labels: np.ndarray, W: np.ndarray) -> np.ndarray:
+    probs = softmax(outputs)
     WT = np.ascontiguousarray(W.T)  # no copy for weights from ``counts``
     if probs.shape[1] == 2:
         return _binary_auc(probs[:, 1], labels == 1, WT)
@@ -157,7 +147,7 @@ def _corr(x: np.ndarray, y: np.ndarray, W: np.ndarray) -> np.ndarray:
     return np.where(ok, sxy / np.sqrt(np.where(ok, sxx * syy, 1.0)), np.nan)
 
 
-def _pearson(outputs: np.ndarray, labels: np.ndarray, W: np.ndarray) -> np.ndarray:
+def pearson(outputs: np.ndarray, labels: np.ndarray, W: np.ndarray) -> np.ndarray:
     x = outputs.reshape(-1)
     y = labels.astype(np.float64)
     return _corr(x - x.mean(), y - y.mean(), W)
@@ -171,15 +161,5 @@ def _midranks(values: np.ndarray, W: np.ndarray) -> np.ndarray:
     return (below + (per_group + 1) / 2)[:, group]
 
 
-def _spearman(outputs: np.ndarray, labels: np.ndarray, W: np.ndarray) -> np.ndarray:
+def spearman(outputs: np.ndarray, labels: np.ndarray, W: np.ndarray) -> np.ndarray:
     return _corr(_midranks(outputs.reshape(-1), W), _midranks(labels.astype(np.float64), W), W)
-
-
-WEIGHTED = {
-    "accuracy": _accuracy,
-    "auroc": _auroc,
-    "f1": _f1,
-    "mcc": _mcc,
-    "pearson": _pearson,
-    "spearman": _spearman,
-}

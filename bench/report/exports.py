@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.core.record import Record
+from bench.core.store import atomic_write_bytes, atomic_write_text
 
 IDENTITY = ("task", "method", "budget", "seed", "status", "backbone", "key", "suite", "created_at")
 
@@ -75,8 +76,6 @@ def write_exports(records: Sequence[Record], folder: Path, shown: Collection[str
     """``records.csv`` and ``records.parquet`` in ``folder``, written atomically (``shown`` as in
     ``records_frame``)."""
     import io
-
-    from bench.core.store import atomic_write_bytes, atomic_write_text
 
     frame = records_frame(records, shown)
     csv_path, parquet_path = folder / "records.csv", folder / "records.parquet"

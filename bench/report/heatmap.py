@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.analysis.derived import MethodCell
+from bench.analysis.cells import MethodCell
 from bench.analysis.overview import method_rank, task_rank
 from bench.analysis.stats import Interval
 from bench.report.html import TD, table
@@ -121,7 +121,7 @@ def build_heatmap(
     spec_of: Callable,
     decisions: Mapping[tuple[str, int], object] | None = None,
 ) -> Heatmap:
-    """``cells`` from ``bench.analysis.derived.method_cells``; ``decisions`` (task, budget) -> ``Decision``."""
+    """``cells`` from ``bench.analysis.cells.method_cells``; ``decisions`` (task, budget) -> ``Decision``."""
     from scipy.stats import rankdata
 
     rows = []
@@ -129,7 +129,7 @@ def build_heatmap(
         spec = spec_of(task)
         values = {m: c.primary for m, c in cells[(task, budget)].items()}
         scored = [m for m, v in values.items() if not math.isnan(v.mean)]
-        sign = 1.0 if spec.higher_is_better else -1.0
+        sign = spec.sign
         ranks = rankdata([-sign * values[m].mean for m in scored], method="average") if scored else []
         d = (decisions or {}).get((task, budget))
         rows.append(

@@ -1,106 +1,42 @@
-"""One task's leaderboard for the report: a row per (method, budget) with the mean and 95% interval over seeds of
-every test metric (``bench.analysis.stats.seed_summary``), the backbone the cells ran on, the gain over scratch, costs,
-forgetting and flags, sortable by any column; below it, each row's records in a collapsed drill-down
-(hyperparameters, the sweep that chose them, environment, git sha, record file).
+"""One task's leaderboard for the report: the rows of ``bench.analysis.tables`` (per method and budget, the mean and
+95% interval over seeds of every test metric, the backbone the cells ran on, the gain over scratch, costs, forgetting
+and flags), sortable by any column; below it, each row's records in a collapsed drill-down (hyperparameters, the
+sweep that chose them, environment, git sha, record file).
 
-Flags are the summary's (``bench.report.text.cell_flags``: did-not-learn, degenerate, negative-transfer) plus
-"probe not held out" when the forgetting probe reads the task's own data (``bench.probes.held_out``), whose drop
-measures the task, not forgetting.
+Flags are ``bench.analysis.flags``' (computed and explained there), shown as ``board_flags`` says: "degenerate: k of
+n", "probe not held out" when the forgetting probe reads the task's own data, and no few-seeds (the seeds column).
 """
 
 from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-from bench.analysis.derived import Gain, MethodCell
-from bench.analysis.overview import method_rank
-from bench.analysis.stats import Interval, seed_summary
-from bench.probes import held_out
+from bench import catalog
+from bench.analysis.flags import NOT_HELD_OUT
+from bench.analysis.sweeps import sweep_rows
+from bench.analysis.tables import Row
 from bench.report.html import TD, anchor, table
 
 if TYPE_CHECKING:
     from bench.core.api import TaskSpec
     from bench.core.record import Record
-    from bench.core.store import Store
 
-NOT_HELD_OUT = "probe not held out"
-FLAG_NOTE = (
-    "Flags: did-not-learn = the interval reaches the majority-class baseline (one seed: the paired bootstrap against "
-    "the majority predictor); degenerate = k of n seeds predicted one class for every test item (training "
-    "collapsed); negative-transfer = significantly below scratch; probe not held out = the forgetting probe reads "
-    "this task's own data, so its drop is left out. Click a column header to sort."
-)
+# the flags a leaderboard shows (its legend); few-seeds is left out: the seeds column says it
+BOARD_FLAGS = ("did-not-learn", "degenerate", "negative-transfer", "still-improving k/n", NOT_HELD_OUT)
 
 
-@dataclass(frozen=True)
-class LeaderRow:
-    cell: MethodCell
-    backbones: tuple[str, ...]
-    metrics: dict[str, Interval]  # every test, test_ood and gap metric over seeds
-    gain: Gain | None  # over scratch at the same budget (None: no scratch, or scratch itself)
-    forgetting: Interval | None  # held-out probe drop over seeds (None: not measured, or not held out)
-    probe_held_out: bool
-    flags: tuple[str, ...]
-
-    @property
-    def method(self) -> str:
-        return self.cell.method
-
-    @property
-    def budget(self) -> int:
-        return self.cell.budget
+def board_flags(row: Row) -> list[str]:
+    """The row's flags as the leaderboard shows them: "degenerate: k of n", "probe not held out", no few-seeds."""
+    flags = [f for f in row.flags if f != "few-seeds"]
+    flags = [f"degenerate: {row.n_degenerate} of {row.n}" if f == "degenerate" else f for f in flags]
+    return [*flags, NOT_HELD_OUT] if not row.probe_held_out else flags
 
 
-def build_rows(
-    store: Store,
-    cells_by_budget: Mapping[int, Mapping[str, MethodCell]],
-    spec: TaskSpec,
-    labels: np.ndarray | None,
-) -> list[LeaderRow]:
-    """Rows in budget order, then the usual method order; ``labels`` (the test labels) give the did-not-learn
-    baseline (None: unknown, no did-not-learn flag)."""
-    from bench.analysis import derived
-    from bench.report.text import cell_flags
-
-    base = derived.baselines(spec, labels) if labels is not None else None
-    rows = []
-    for budget in sorted(cells_by_budget, key=lambda b: (b == 0, b)):
-        cells = cells_by_budget[budget]
-        for method in sorted(cells, key=method_rank):
-            c = cells[method]
-            flags, gain = cell_flags(store, c, spec, base, cells.get(derived.SCRATCH))
-            flags = [f for f in flags if f != "few-seeds"]  # the seeds column says it
-            n_degenerate = sum("degenerate" in r.flags for r in c.records)
-            flags = [f"degenerate: {n_degenerate} of {len(c.records)}" if f == "degenerate" else f for f in flags]
-            probes_held_out = all(held_out(r.forgetting.probe, r.task) for r in c.records if r.forgetting)
-            if not probes_held_out:
-                flags.append(NOT_HELD_OUT)
-            drops = [r.forgetting.drop for r in c.records if r.forgetting and r.forgetting.drop is not None]
-            names = sorted({k for r in c.records for k in r.metrics if k.startswith(("test/", "test_ood/", "gap/"))})
-            primary = f"test/{spec.primary_metric}"
-            names.sort(key=lambda k: (k != primary, k))
-            rows.append(
-                LeaderRow(
-                    cell=c,
-                    backbones=tuple(sorted({r.backbone for r in c.records})),
-                    metrics={k: seed_summary([r.metrics.get(k) for r in c.records], k) for k in names},
-                    gain=gain,
-                    forgetting=seed_summary(drops) if drops and probes_held_out else None,
-                    probe_held_out=probes_held_out,
-                    flags=tuple(flags),
-                )
-            )
-    return rows
-
-
-def leaderboard_html(task: str, rows: Sequence[LeaderRow], spec: TaskSpec) -> str:
+def leaderboard_html(task: str, rows: Sequence[Row], spec: TaskSpec) -> str:
     """The sortable table, then the drill-down of every row's records."""
     primary = f"test/{spec.primary_metric}"
     metrics = sorted({k for row in rows for k in row.metrics}, key=lambda k: (k != primary, k))
@@ -110,14 +46,10 @@ def leaderboard_html(task: str, rows: Sequence[LeaderRow], spec: TaskSpec) -> st
     body = []
     for row in rows:
         c = row.cell
-        records = c.records
-        wall = _mean([r.cost.wall_time_s for r in records if r.cost])
-        saved = _mean([r.params.adapter_bytes for r in records if r.params])
-        share = _mean([r.params.trainable_share for r in records if r.params])
         if not row.probe_held_out:
             forgetting = TD("not held out")
         elif row.forgetting is None:
-            forgetting = TD("n/a (random init)" if c.method == "scratch" else "–")
+            forgetting = TD("n/a (random init)" if not catalog.method_class(c.method).pretrained else "–")
         else:
             forgetting = TD(row.forgetting.describe(), value=row.forgetting.mean)
         link = f"<a href='#{anchor('cell', task, c.method, c.budget)}'>{html.escape(c.method)}</a>"
@@ -132,19 +64,19 @@ def leaderboard_html(task: str, rows: Sequence[LeaderRow], spec: TaskSpec) -> st
                     for m in metrics
                 ),
                 TD(row.gain.describe(), value=_num(row.gain.diff)) if row.gain else TD("–"),
-                TD(_count(c.trainable, share), value=_num(c.trainable)),
-                TD(_float(saved / 2**20, 2), value=_num(saved)),
+                TD(_count(c.trainable, row.trainable_share), value=_num(c.trainable)),
+                TD(_float(row.saved_bytes / 2**20, 2), value=_num(row.saved_bytes)),
                 TD(_float(c.peak_mem_bytes / 2**20, 0), value=_num(c.peak_mem_bytes)),
                 TD(_float(c.train_time_s, 1), value=_num(c.train_time_s)),
-                TD(_float(wall, 1), value=_num(wall)),
+                TD(_float(row.costs["wall_time_s"], 1), value=_num(row.costs["wall_time_s"])),
                 forgetting,
-                TD(", ".join(row.flags), cls="flag l"),
+                TD(", ".join(board_flags(row)), cls="flag l"),
             ]
         )
     return table(header, body, cls="sortable") + drilldown_html(task, rows)
 
 
-def drilldown_html(task: str, rows: Sequence[LeaderRow]) -> str:
+def drilldown_html(task: str, rows: Sequence[Row]) -> str:
     n = sum(len(row.cell.records) for row in rows)
     out = [
         f"<details class='drill'><summary>The {n} records behind this table: hyperparameters, sweeps, environment, "
@@ -164,8 +96,6 @@ def drilldown_html(task: str, rows: Sequence[LeaderRow]) -> str:
 
 
 def _records_html(records: Sequence[Record]) -> list[str]:
-    from bench.analysis.sweeps import sweep_rows
-
     esc = html.escape
     out = []
     hparams = {_hparams_text(r.hparams) for r in records}
@@ -225,11 +155,6 @@ def _path(record: Record) -> str:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
-
-
-def _mean(values: Sequence[float | None]) -> float:
-    vals = [float(v) for v in values if v is not None and not math.isnan(v)]
-    return float(np.mean(vals)) if vals else math.nan
 
 
 def _num(x: float | None) -> float | None:

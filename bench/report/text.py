@@ -1,32 +1,31 @@
-"""``adaptbench summary``: the decision map and per-task tables as plain text, from a suite's records.
+"""Plain text: ``adaptbench summary`` (the decision map, the sweeps and the per-task tables of a suite's records) and
+one record as ``adaptbench run`` prints it (``format_record``).
 
-Numbers come from ``bench.analysis.derived`` and ``bench.analysis.stats`` only, so the summary and the HTML report
-agree. A mean with one seed is printed with "(one seed)", never as a bare number; a ranking is printed only when the
-seed rule allows it.
+The summary renders what the report renders: the decision map of ``bench.analysis.decision_map`` and the rows of
+``bench.analysis.tables`` (flags explained by ``bench.analysis.flags``), so the two cannot disagree. A mean with one
+seed is printed with "(one seed)", never as a bare number; a ranking is printed only when the seed rule allows it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from bench.analysis import derived
+from bench import catalog
+from bench.analysis import baselines as bl
+from bench.analysis import cells as cl
 from bench.analysis.decision_map import Decision, decision
-from bench.analysis.overview import METHOD_ORDER
-from bench.analysis.stats import MIN_SEEDS, MIN_SEEDS_FOR, NOT_ENOUGH_SEEDS, SEEDLESS, CachedPredictions, enough_seeds
+from bench.analysis.flags import legend
+from bench.analysis.overview import method_rank
+from bench.analysis.pairing import CachedPredictions
+from bench.analysis.stats import MIN_SEEDS, NOT_ENOUGH_SEEDS, seed_exceptions
 from bench.analysis.sweeps import sweep_rows
+from bench.analysis.tables import Row, tables
+from bench.catalog import TASKS
+from bench.core.record import Record
+from bench.core.store import Store
 
-if TYPE_CHECKING:
-    import numpy as np
-
-    from bench.core.api import TaskSpec
-    from bench.core.record import Record
-    from bench.core.store import Store
-
-
-def _rank(name: str) -> tuple[int, str]:
-    return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)
+SUMMARY_FLAGS = ("did-not-learn", "degenerate", "few-seeds", "negative-transfer", "still-improving k/n")
 
 
 def _budget(b: int) -> str:
@@ -34,7 +33,7 @@ def _budget(b: int) -> str:
 
 
 def rule_text() -> str:
-    exceptions = ", ".join([*(f"{n} for {m}" for m, n in MIN_SEEDS_FOR.items()), *(f"1 for {m}" for m in SEEDLESS)])
+    exceptions = ", ".join(seed_exceptions())
     return (
         f'"A beats B" needs a paired 95% bootstrap interval of A - B that excludes 0 and at least {MIN_SEEDS} '
         f"seeds per method ({exceptions}); otherwise: not enough seeds. Test items are always paired; seeds are "
@@ -57,7 +56,7 @@ def decision_lines(decisions: Sequence[Decision]) -> list[str]:
             if d.note:
                 text += f"; {d.note}"
         lines.append(f"  {d.task:32s} {_budget(d.budget):>6s}  {text}")
-        left_out = sorted(d.excluded, key=_rank)
+        left_out = sorted(d.excluded, key=method_rank)
         if left_out and all(d.excluded[m].startswith(NOT_ENOUGH_SEEDS) for m in left_out) and d.best is None:
             why = "seeds: " + ", ".join(f"{m} {d.seeds.get(m, 0)}" for m in left_out)
         else:
@@ -67,50 +66,11 @@ def decision_lines(decisions: Sequence[Decision]) -> list[str]:
     return lines
 
 
-def cell_flags(
-    store: Store,
-    cell: derived.MethodCell,
-    spec: TaskSpec,
-    base: derived.Baselines | None,
-    scratch: derived.MethodCell | None,
-) -> tuple[list[str], derived.Gain | None]:
-    """The flags of one method at one budget (did-not-learn against ``base``, degenerate, few-seeds, still-improving,
-    negative-transfer against ``scratch``) and its gain over scratch (None: no scratch, or it is scratch)."""
-    flags = []
-    if base is not None:
-        noise = (
-            derived.noise_vs_majority(store, cell.records[0], spec)
-            if cell.primary.n == 1 and cell.has_predictions
-            else None
-        )
-        if derived.did_not_learn(spec, base.reference, cell.primary, noise):
-            flags.append("did-not-learn")
-    if "degenerate" in cell.flags:
-        flags.append("degenerate")
-    if not enough_seeds(cell.method, cell.primary.n):
-        flags.append("few-seeds")
-    improving = sum(derived.still_improving(r) for r in cell.records)
-    if improving:
-        flags.append(f"still-improving {improving}/{len(cell.records)}")
-    gain = None
-    if scratch is not None and cell.method != derived.SCRATCH:
-        gain = derived.gain_over_scratch(store, cell, scratch, spec)
-        if gain.negative_transfer:
-            flags.append("negative-transfer")
-    return flags, gain
-
-
-def task_lines(
-    store: Store,
-    task: str,
-    cells_by_budget: dict[int, dict[str, derived.MethodCell]],
-    spec: TaskSpec,
-    labels: np.ndarray | None,
-) -> list[str]:
+def task_lines(task: str, rows: Sequence[Row], base: bl.Baselines | None) -> list[str]:
     """The table of one task: mean [interval] per method and budget, seeds, gain over scratch, flags."""
+    spec = catalog.spec(task)
     primary = f"test/{spec.primary_metric}"
-    base = derived.baselines(spec, labels) if labels is not None else None
-    head = f"{task}: {primary} ({'higher' if spec.higher_is_better else 'lower'} is better)"
+    head = f"{task}: {primary} ({spec.direction})"
     if base is not None:
         majority = "n/a (regression)" if math.isnan(base.majority) else f"{base.majority:.3f}"
         head += f"; majority {majority}, chance {base.chance:.3f} on {base.n_items} test items"
@@ -119,33 +79,31 @@ def task_lines(
     columns = f"{'method':12s} {'budget':>6s}  {primary + ' [95% interval]':34s} {'seeds':>5s}  "
     lines = [head, f"  {columns}{'gain over scratch [95%]':30s} flags"]
     curves: dict[str, dict[int, dict[int, float]]] = {}
-    for budget in sorted(cells_by_budget):
-        cells = cells_by_budget[budget]
-        scratch = cells.get(derived.SCRATCH)
-        for method in sorted(cells, key=_rank):
-            c = cells[method]
-            flags, g = cell_flags(store, c, spec, base, scratch)
-            gain = ""
-            if g is not None:
-                gain = g.describe() + (" (not enough seeds)" if g.verdict == NOT_ENOUGH_SEEDS else "")
-            lines.append(
-                f"  {method:12s} {_budget(budget):>6s}  {c.primary.describe():34s} {c.primary.n:>5d}  "
-                f"{gain:30s} {', '.join(flags)}".rstrip()
-            )
-            for r in c.records:
-                eff = derived.effective_budget(r)
-                if eff is not None:
-                    curves.setdefault(method, {}).setdefault(r.seed, {})[eff] = r.test_metric(spec.primary_metric)
-    areas = {m: derived.sample_efficiency_auc(cv) for m, cv in curves.items()}
+    by_budget: dict[int, dict[str, cl.MethodCell]] = {}
+    for row in sorted(rows, key=lambda r: (r.budget, method_rank(r.method))):
+        c = row.cell
+        by_budget.setdefault(row.budget, {})[row.method] = c
+        gain = ""
+        if row.gain is not None:
+            gain = row.gain.describe() + (" (not enough seeds)" if row.gain.verdict == NOT_ENOUGH_SEEDS else "")
+        lines.append(
+            f"  {row.method:12s} {_budget(row.budget):>6s}  {c.primary.describe():34s} {c.primary.n:>5d}  "
+            f"{gain:30s} {', '.join(row.flags)}".rstrip()
+        )
+        for r in c.records:
+            eff = cl.effective_budget(r)
+            if eff is not None:
+                curves.setdefault(row.method, {}).setdefault(r.seed, {})[eff] = r.test_metric(spec.primary_metric)
+    areas = {m: cl.sample_efficiency_auc(cv) for m, cv in curves.items()}
     areas = {m: a for m, a in areas.items() if a.n > 0}
     if areas:
         lines.append(
             "  sample-efficiency area (mean height over log budget): "
-            + "; ".join(f"{m} {areas[m].describe()}" for m in sorted(areas, key=_rank))
+            + "; ".join(f"{m} {areas[m].describe()}" for m in sorted(areas, key=method_rank))
         )
-    for budget in sorted(cells_by_budget):
-        fronts = derived.pareto_fronts(cells_by_budget[budget], spec.higher_is_better)
-        parts = [f"vs {axis}: {', '.join(sorted(ms, key=_rank)) or '–'}" for axis, ms in fronts.items()]
+    for budget in sorted(by_budget):
+        fronts = cl.pareto_fronts(by_budget[budget], spec.higher_is_better)
+        parts = [f"vs {axis}: {', '.join(sorted(ms, key=method_rank)) or '–'}" for axis, ms in fronts.items()]
         lines.append(f"  Pareto front at budget {_budget(budget)} ({spec.primary_metric} vs cost): " + "; ".join(parts))
     return lines
 
@@ -160,10 +118,9 @@ def summary_text(
     """The whole summary of one suite's records."""
     store = CachedPredictions(store)
     ok = [r for r in records if r.ok]
-    registered = _tasks()
-    known = [r for r in ok if r.task in registered]
+    known = [r for r in ok if r.task in TASKS]
     unknown = sorted({r.task for r in ok} - {r.task for r in known})
-    cells = derived.method_cells(known)
+    cells = cl.method_cells(known)
     cap = f", methods over {memory_cap_bytes / 2**30:g} GiB peak memory left out" if memory_cap_bytes else ""
     lines = [
         f"suite {suite}: {len(ok)} ok records of {len({r.task for r in ok})} tasks ({len(records) - len(ok)} not ok)"
@@ -172,36 +129,87 @@ def summary_text(
     ]
     if unknown:
         lines.append(f"tasks not in the registry (left out): {', '.join(unknown)}")
-    decisions = [decision(store, c, derived.registry_spec(task), memory_cap_bytes) for (task, _b), c in cells.items()]
+    decisions = [decision(store, c, catalog.spec(task), memory_cap_bytes) for (task, _b), c in cells.items()]
     lines += ["", "Decision map (best by mean primary test metric, then a paired test against it):"]
     lines += decision_lines(decisions)
     sweeps = sweep_rows(known)
     if sweeps:
         lines += ["", "Hyperparameter sweeps (chosen on validation at one budget, reused for every budget and seed):"]
         lines += [f"  {row.describe()}" for row in sweeps]
-    by_task: dict[str, dict[int, dict[str, derived.MethodCell]]] = {}
-    for (task, budget), c in cells.items():
-        by_task.setdefault(task, {})[budget] = c
-    for task, cells_by_budget in by_task.items():
-        spec = derived.registry_spec(task)
-        task_records = [r for r in known if r.task == task]
-        labels = derived.stored_test_labels(store, task_records)
-        if labels is None and labels_from_data:
-            labels = derived.data_test_labels(task_records[0])
-        lines += ["", *task_lines(store, task, cells_by_budget, spec, labels)]
-    lines += [
-        "",
-        "flags: did-not-learn = the interval reaches the majority-class baseline (one seed: the paired bootstrap "
-        "against the majority predictor); degenerate = a seed predicted one class for every item; few-seeds = "
-        "fewer seeds than a ranking needs; negative-transfer = significantly below scratch; still-improving k/n = "
-        "in k of n seeds the best validation pass was the run's last (it ended by its step cap or schedule, not by "
-        "patience): a longer run may score higher.",
-    ]
+    rows = tables(store, known, labels_from_data, registered_only=True)
+    for task in sorted(rows):
+        lines += ["", *task_lines(task, rows[task], rows[task][0].base)]
+    lines += ["", f"flags: {legend(SUMMARY_FLAGS)}."]
     return "\n".join(lines)
 
 
-def _tasks() -> set[str]:
-    from bench.core.registry import TASKS, load_all
+# ------------------------------------------------------------------------------------------------ records
+STATUS_HELP = {
+    "killed": "the cell's process was ended by a signal",
+    "oom": "out of memory (an allocation failed), after one retry with half the micro-batch",
+    "diverged": "the training loss became NaN or infinite",
+    "timeout": "the cell ran past the suite's timeout_s",
+}
 
-    load_all()
-    return set(TASKS.names())
+
+def format_record(r: Record) -> str:
+    lines = [
+        f"{r.task} x {r.method} @ budget {r.budget or 'all'}, seed {r.seed}: {r.status.upper()}",
+        f"  key      {r.key}  (suite {r.suite}, backbone {r.backbone})",
+    ]
+    if r.retry:
+        lines.append(
+            f"  retry    after {r.retry.reason}: micro-batch {r.retry.micro_batch} x {r.retry.grad_accum} "
+            "accumulation (same effective batch)"
+        )
+    if not r.ok:
+        if r.status in STATUS_HELP:
+            lines.append(f"  status   {r.status}: {STATUS_HELP[r.status]}")
+        lines.append("  error    " + (r.error or "").strip().replace("\n", "\n           ")[-1500:])
+        return "\n".join(lines)
+    for flag in r.flags:
+        lines.append(f"  FLAG     {flag}: {r.flag_notes.get(flag, '')}")
+    c, p, f = r.cost, r.params, r.forgetting
+    lines.append("  metrics  " + "  ".join(f"{k}={v:.4f}" for k, v in sorted(r.metrics.items())))
+    lines.append(
+        f"  params   trainable {p.trainable:,} of {p.total:,} ({100 * p.trainable_share:.2f}%), without head "
+        f"{p.trainable_no_head:,}, saved {p.adapter_bytes / 2**20:.2f} MiB"
+    )
+    if f.after is not None:
+        lines.append(f"  forget   {f.probe}: {f.before:.4f} -> {f.after:.4f} (drop {f.drop:+.4f})")
+    else:
+        lines.append(f"  forget   {f.probe}: {f.note or 'n/a'}")
+    for extra in r.forgetting_extra.values():
+        if extra.after is not None:
+            lines.append(f"           {extra.probe}: {extra.before:.4f} -> {extra.after:.4f} (drop {extra.drop:+.4f})")
+    rate = c.train_samples_per_s
+    lines.append(
+        f"  cost     {c.device} peak mem {c.peak_mem_bytes / 2**20:.0f} MiB "
+        f"(+{c.peak_mem_delta_bytes / 2**20:.0f} MiB in cell), train "
+        f"{'n/a' if rate is None else f'{rate:.1f}'} ex/s, eval {c.eval_samples_per_s:.1f} ex/s"
+    )
+    lines.append(
+        f"  time     train {c.train_time_s:.1f} s ({c.steps} steps, {c.epochs:.1f} epochs), "
+        f"cell {c.wall_time_s:.1f} s; threads {r.env.threads}"
+    )
+    if c.feature_cache is not None:
+        rate = f"{c.feature_samples_per_s:.1f} ex/s" if c.feature_samples_per_s else "all cached"
+        head = f", head {c.head_train_time_s:.1f} s" if c.head_train_time_s is not None else ""
+        lines.append(
+            f"  features backbone pass {c.feature_time_s or 0.0:.1f} s ({rate}){head}; cache "
+            f"{c.feature_cache['hits']} hits, {c.feature_cache['computed']} computed"
+        )
+    if c.fwd_flops_per_example:
+        lines.append(f"  flops    {c.fwd_flops_per_example / 1e9:.3f} GFLOPs per example (forward)")
+    sel = r.selection
+    how = [f"validation {sel.validation}"] if sel.validation else []
+    if sel.stopped_by:
+        how.append(f"stopped by {sel.stopped_by} at step {sel.stopped_at}")
+    if sel.refit:
+        how.append(f"refit on {sel.refit['train']} examples for {sel.refit['steps']} steps")
+    if r.tuned_from and "selected" in r.tuned_from:
+        chosen = ", ".join(f"{k}={v}" for k, v in r.tuned_from["selected"].items())
+        how.append(f"{chosen} chosen by the sweep of {r.tuned_from['sweep']}")
+    detail = f" ({'; '.join(how)})" if how else ""
+    lines.append(f"  select   best {sel.on} at step {sel.best_step} of {c.steps}{detail}")
+    return "\n".join(lines)

@@ -16,9 +16,13 @@ import time
 from typing import Any
 
 from bench.core.api import Resolved
+from bench.core.backbone import get_backbone
 from bench.core.cache import FeatureCache
 from bench.core.data import DataRoot
-from bench.core.record import Cost, Env, Forgetting, Params, Record, Selection, SplitSizes, new_record
+from bench.core.model import count_params, fingerprint, make_head, quantized_share, tensor_digests
+from bench.core.record import Cost, Env, Params, Record, Selection, SplitSizes, new_record
+from bench.run import forgetting as fg
+from bench.run.meters import PeakMemory, environment, pick_device
 
 
 def seed_everything(seed: int, threads: int) -> None:
@@ -40,16 +44,14 @@ def _changed_bytes(before: dict[str, str], after: dict[str, str], module) -> int
     return sum(state[n].numel() * state[n].element_size() for n in after if before.get(n) != after[n])
 
 
-def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Record:
-    """Run a resolved cell in this process and return its record (status ok, or an exception propagates)."""
+def execute(res: Resolved, data: DataRoot, device_request: str = "auto", grad_accum: int = 1) -> Record:
+    """Run a resolved cell in this process and return its record (status ok, or an exception propagates).
+    ``grad_accum``: micro-batches per optimizer step (the harness's retry after running out of memory)."""
     import numpy as np
 
-    from bench.backbones import get_backbone
-    from bench.core.model import AdaptModel, count_params, fingerprint, make_head, quantized_share, tensor_digests
-    from bench.probes import run_probe
     from bench.run.flops import cell_flops
     from bench.run.loop import Runner
-    from bench.run.meters import PeakMemory, environment, pick_device
+    from bench.run.model import AdaptModel
 
     wall_start = time.perf_counter()
     cell, spec, method, cfg = res.cell, res.task.spec, res.method, res.train
@@ -61,7 +63,7 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
     validation, whole_budget = (cfg.validation if method.trains else "none"), None
     if validation == "budget":
         splits, whole_budget = splits.hold_out(cfg.val_fraction, cell.seed, stratify)
-    sizes = {"image_size": getattr(res.task, "image_size", 224), "max_len": getattr(res.task, "max_len", 128)}
+    sizes = res.task.input_size  # the other size keeps the loader's default: a vision batcher has no max_len
 
     backbone = get_backbone(res.backbone)
     loaded = backbone.load(pretrained=True, **sizes)
@@ -71,7 +73,7 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
         probes = probes[:1]
     base_fingerprint = fingerprint(loaded.encoder)  # the untouched weights' sha256: names every cache entry
     before = {
-        p: run_probe(p, loaded, data, device, cfg.probe_limit, fingerprint=base_fingerprint, subset=cfg.probe_subset)
+        p: fg.run_probe(p, loaded, data, device, cfg.probe_limit, fingerprint=base_fingerprint, subset=cfg.probe_subset)
         for p in probes
     }
     if not method.pretrained or method.quantize:
@@ -87,7 +89,7 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
     params.update(quantized_share(model.encoder))
     digests = tensor_digests(model.encoder)
 
-    runner = Runner(model, loaded.batcher, res.task, cfg, device)
+    runner = Runner(model, loaded.batcher, res.task, cfg, device, grad_accum=grad_accum)
     if method.cache_features or not method.trains:  # their backbone is the untouched one: share its features
         runner.feature_cache = FeatureCache(
             {
@@ -122,7 +124,8 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
         runner.model, sample, method=method, fit=fit, device=device, precision=cfg.precision, threads=cfg.threads
     )
     forgetting = {
-        p: _forgetting(p, *before[p], method.pretrained, loaded, data, device, cfg, adapted, cell.task) for p in probes
+        p: fg.probe_forgetting(p, *before[p], method.pretrained, loaded, data, device, cfg, adapted, cell.task)
+        for p in probes
     }
     merge_cost = _merged_throughput(method, runner, splits.test, cached)
 
@@ -188,40 +191,6 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto") -> Reco
         if split is not None and split.name in runner.outputs
     }
     return record
-
-
-def _forgetting(probe, before, before_cached, pretrained, loaded, data, device, cfg, digests, task) -> Forgetting:
-    """The probe on the adapted backbone beside its value on the untouched pretrained one; a probe that reads the
-    task's own data is marked not held out (it then measures learning the task, not forgetting)."""
-    from bench.probes import PROBES, run_probe
-
-    spec, limit = PROBES[probe], cfg.probe_limit
-    subset = spec.effective_subset(limit, cfg.probe_subset)
-    subset = None if subset == "first" else subset  # recorded only when the examples were not the first ones
-    if not pretrained:
-        return Forgetting(
-            probe,
-            before,
-            before_from_cache=before_cached,
-            note="not applicable: scratch never had the pretrained weights",
-            subset=subset,
-        )
-    after, after_cached = run_probe(probe, loaded, data, device, limit, digests=digests, subset=cfg.probe_subset)
-    shared = task in spec.shares_data_with
-    return Forgetting(
-        probe,
-        before,
-        after,
-        # positive = forgot, whichever way the probe's metric points
-        drop=(before - after) if spec.higher_is_better else (after - before),
-        higher_is_better=spec.higher_is_better,
-        after_from_identical_weights=after_cached,
-        before_from_cache=before_cached,
-        limit=spec.effective_limit(limit),
-        subset=subset,
-        held_out=False if shared else None,
-        note=f"not held out: {probe} reads {task}'s own data; left out of forgetting summaries" if shared else None,
-    )
 
 
 def _merged_throughput(method, runner, test, cached: bool, n: int = 256) -> dict[str, float]:

@@ -16,8 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from bench.run import harness
+from bench.run.ray_executor import DEFAULT_CELL_MEMORY_GIB, RayExecutor
+
 if TYPE_CHECKING:
-    from bench.core.api import Cell
+    from bench.core.api import Resolved
     from bench.core.record import Record
     from bench.core.store import Store
 
@@ -31,7 +34,7 @@ class Executor(Protocol):
 
     def run(
         self,
-        cell: Cell,
+        res: Resolved,
         store: Store,
         *,
         data_root: str | None,
@@ -53,12 +56,10 @@ class LocalExecutor:
     def describe(self) -> str:
         return f"local, {self.slots} cells at once" if self.slots > 1 else "local"
 
-    def run(self, cell, store, *, data_root, device, timeout_s, on_line):
-        from bench.run.harness import run_cell  # looked up now: tests replace it
-
+    def run(self, res, store, *, data_root, device, timeout_s, on_line):
         follow = {} if on_line is None else {"on_line": on_line}
-        return run_cell(
-            cell,
+        return harness.run_cell(
+            res,
             store=store,
             data_root=data_root,
             device=device,
@@ -87,8 +88,6 @@ def make_executor(
             raise ValueError(f"{' and '.join(given)}: only with --executor ray")
         return LocalExecutor(jobs or 1)
     if name == "ray":
-        from bench.run.ray_executor import DEFAULT_CELL_MEMORY_GIB, RayExecutor
-
         memory = DEFAULT_CELL_MEMORY_GIB if cell_memory_gib is None else cell_memory_gib
         return RayExecutor(address=address, jobs=jobs, cell_memory_gib=memory, device=device)
     raise ValueError(f"unknown executor {name!r}; use one of: {', '.join(EXECUTORS)}")

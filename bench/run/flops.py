@@ -50,6 +50,9 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from bench.core.api import Method
+from bench.run.machine import peak_for
+
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _MATMULS = {torch.matmul, torch.bmm, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.Tensor.bmm}
 _BADDBMM = {torch.baddbmm, torch.Tensor.baddbmm}
@@ -248,9 +251,6 @@ def cell_flops(
 ) -> FlopsCost:
     """The FLOP fields of a cell's record: counted on ``batch`` (the model in eval mode), training FLOPs by the
     rule above, achieved FLOP/s from the measured training throughput, and MFU against this machine's peak."""
-    from bench.core.api import Method
-    from bench.run.machine import peak_for
-
     out = FlopsCost(flops_method="analytic-hooks")
     try:
         c = count(model, batch)

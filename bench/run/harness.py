@@ -26,7 +26,6 @@ of ``adaptbench run``), or /dev/null with ``quiet``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import json
 import math
@@ -41,8 +40,9 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.core.api import Cell, Resolved, resolve_hparams
-from bench.core.data import DataRoot
+from bench.catalog import probe_files, resolve
+from bench.core.api import Cell, Resolved
+from bench.core.data import DataError, DataRoot
 from bench.core.record import Cost, Divergence, Record, Retry, new_record
 from bench.core.store import Store
 from bench.run.cell import execute
@@ -89,11 +89,7 @@ def check_inputs(res: Resolved, data: DataRoot, pool_sizes: dict[str, int] | Non
     task's and its backbone's probes') must be present and verified, or be downloadable now (``DataError``), and
     its budget must fit the training pool (``ValueError``). A task's declared budgets are known to fit; any other
     budget costs one load of the pool (cached in ``pool_sizes`` by task settings)."""
-    from bench.backbones import get_backbone
-    from bench.probes import PROBES
-
-    probes = get_backbone(res.backbone).probes
-    for rel in dict.fromkeys([*res.task.files(), *(f for p in probes for f in PROBES[p].files)]):
+    for rel in dict.fromkeys([*res.task.files(), *probe_files(res.backbone)]):
         data.file(rel)  # fetches a missing file when online, then verifies its checksum; else DataError
     budget = res.cell.budget
     if budget < 0:
@@ -112,7 +108,7 @@ def check_inputs(res: Resolved, data: DataRoot, pool_sizes: dict[str, int] | Non
 
 
 def run_cell(
-    cell: Cell,
+    cell: Cell | Resolved,
     store: Store | None = None,
     data_root: str | Path | None = None,
     device: str = "auto",
@@ -126,7 +122,9 @@ def run_cell(
     ``checked`` says the caller (the grid) has already checked the inputs. ``on_line`` gets each line the cell
     prints on stdout while it runs (see the module docstring); ``quiet`` without it discards them."""
     store = store or Store()
-    res = resolve_hparams(cell)  # bad names and settings fail here, before any process starts
+    # a Cell is resolved here (bad names and settings fail before any process starts); a Resolved (from the grid)
+    # is used as it is, and travels to the cell's process
+    res = cell if isinstance(cell, Resolved) else resolve(cell)
     reason = res.unsupported_reason()
     if reason:
         record = new_record(res, "unsupported", reason)
@@ -141,7 +139,7 @@ def run_cell(
         if stdout_path:
             stdout_path.touch()  # the parent reads it from the start, while the child appends
         args = (
-            dataclasses.asdict(cell),
+            res,
             str(done_file),
             device,
             str(store.root),
@@ -233,7 +231,7 @@ def exit_status(code: int | None, stderr_tail: str, timeout_s: float) -> tuple[s
 
 # -------------------------------------------------------------------------------------------- child
 def _child_entry(
-    cell: dict,
+    res: Resolved,
     done_file: str,
     device: str,
     results: str,
@@ -259,7 +257,7 @@ def _child_entry(
         sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
     elif quiet:
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-    sys.exit(child_main(Cell(**cell), done_file, device, results, data_root))
+    sys.exit(child_main(res, done_file, device, results, data_root))
 
 
 def _exit_with(parent: int, every_s: float = 1.0) -> None:
@@ -271,12 +269,12 @@ def _exit_with(parent: int, every_s: float = 1.0) -> None:
             os._exit(143)
 
 
-def child_main(cell: Cell, done_file: str, device: str, results: str | None, data_root: str | None) -> int:
+def child_main(res: Resolved, done_file: str, device: str, results: str | None, data_root: str | None) -> int:
     """Body of the per-cell process: always writes a record, whatever happens. A cell that runs out of memory is
     retried once with half the micro-batch and twice the gradient accumulation (same effective batch, same
     number of optimizer steps, so the same cell and key); ``record.retry`` says so."""
+    res = resolve(res)  # a Resolved stays as it is; a Cell (a caller of this body in-process) is resolved once
     store = Store(results)
-    res = resolve_hparams(cell)
     data = DataRoot.resolve(data_root)
     record = _attempt(res, data, device, grad_accum=1)
     if record.status == "oom" and res.train.batch_size >= 2:
@@ -300,12 +298,10 @@ def child_main(cell: Cell, done_file: str, device: str, results: str | None, dat
 
 def _attempt(res: Resolved, data: DataRoot, device: str, grad_accum: int) -> Record:
     """One run of the cell; any exception becomes a record with a status that says what happened."""
-    from bench.core.data import DataError
-    from bench.run.loop import DivergedError, grad_accumulation
+    from bench.run.loop import DivergedError
 
     try:
-        with grad_accumulation(grad_accum):
-            return execute(res, data, device)
+        return execute(res, data, device, grad_accum=grad_accum)
     except Exception as e:  # every failure becomes a record
         text = "".join(traceback.format_exception(e))
         if isinstance(e, DataError) and not os.environ.get("ADAPTBENCH_DEBUG"):

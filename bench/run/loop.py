@@ -15,8 +15,8 @@ phrases almost always holds one long sentence). ``group_by_length=false`` gives 
 characters by default (the behaviour every earlier record has) or, with ``length_unit=tokens``, the batcher's exact
 token counts, which pad ~17% less on SST-2.
 
-Gradient accumulation (``grad_accum``, set by the harness when a cell ran out of memory and is retried) splits
-each batch into that many micro-batches, each loss weighted by its share of the batch, and steps the optimizer
+Gradient accumulation (``Runner(grad_accum=...)``, set by the harness when a cell ran out of memory and is retried)
+splits each batch into that many micro-batches, each loss weighted by its share of the batch, and steps the optimizer
 once: the effective batch, the number of optimizer steps and (up to float rounding and batch-norm statistics,
 which see smaller batches) the result are unchanged. Evaluation batches shrink by the same factor.
 
@@ -62,7 +62,6 @@ from bench.core.api import CLASSIFICATION, FitContext, Method, Predictor, Split,
 from bench.run.meters import Clock
 
 TIMING_WARMUP_STEPS = 2  # steps excluded from throughput (allocator, lazy init, first-batch effects)
-_grad_accum = 1  # micro-batches per optimizer step for Runners built now (see ``grad_accumulation``)
 
 
 class DivergedError(FloatingPointError):
@@ -71,20 +70,6 @@ class DivergedError(FloatingPointError):
     def __init__(self, step: int, loss: float) -> None:
         super().__init__(f"training diverged: loss is {loss} at step {step}; lower the learning rate")
         self.step, self.loss = step, loss
-
-
-@contextlib.contextmanager
-def grad_accumulation(n: int):
-    """Runners built inside this block split each batch into ``n`` micro-batches (and evaluate ``n`` times
-    smaller batches): the harness's retry after running out of memory."""
-    global _grad_accum
-    if n < 1:
-        raise ValueError(f"Invalid grad_accum: {n} (must be >= 1)")
-    previous, _grad_accum = _grad_accum, n
-    try:
-        yield
-    finally:
-        _grad_accum = previous
 
 
 @dataclass
@@ -107,7 +92,11 @@ class FitResult:
 class Runner:
     """Holds what a cell's loop needs: model, batcher, device, precision. Built by the harness."""
 
-    def __init__(self, model: nn.Module, batcher, task: Task, cfg: TrainConfig, device: str) -> None:
+    def __init__(
+        self, model: nn.Module, batcher, task: Task, cfg: TrainConfig, device: str, grad_accum: int = 1
+    ) -> None:
+        if grad_accum < 1:
+            raise ValueError(f"Invalid grad_accum: {grad_accum} (must be >= 1)")
         self.model = model
         self.batcher = batcher
         self.notes: dict[str, Any] = {}  # what a method wants recorded about how it ran
@@ -121,7 +110,7 @@ class Runner:
         self.feature_cache = None  # a bench.core.cache.FeatureCache: features shared across cells
         self.encode_time_s = 0.0  # time spent computing (or loading) backbone features
         self.outputs: dict[str, np.ndarray] = {}  # split name -> outputs of its last evaluation
-        self.grad_accum = _grad_accum
+        self.grad_accum = grad_accum  # micro-batches per optimizer step (the harness's retry after an OOM)
         self.progress: Callable[[str], None] | None = _print_line  # one line per validation pass; None: silent
         self.eval_batch_size = max(1, cfg.eval_batch_size // self.grad_accum)
         if device == "cuda":  # TF32 tensor cores for fp32 matmuls and convolutions where the GPU has them
@@ -294,7 +283,7 @@ class Runner:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _warmup_linear(warmup, total))
         eval_at = eval_steps(total, steps_per_epoch, cfg.max_evals, cfg.eval_every) if val is not None else set()
         primary = self.task.spec.primary_metric
-        sign = 1.0 if self.task.spec.higher_is_better else -1.0
+        sign = self.task.spec.sign
         best_score, best_state, stale = -math.inf, None, 0
         rng = np.random.default_rng(seed)
         labels = torch.as_tensor(train.labels)
@@ -386,7 +375,7 @@ class Runner:
         from bench.run.linear_probe import fit_linear_probe
 
         primary = self.task.spec.primary_metric
-        sign = 1.0 if self.task.spec.higher_is_better else -1.0
+        sign = self.task.spec.sign
 
         def validate() -> tuple[float, dict[str, float]]:
             if val is None:

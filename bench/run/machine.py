@@ -18,6 +18,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.core.cache import cache_dir
+from bench.core.store import atomic_write_text
+from bench.run.meters import sync
+
 # dense (no sparsity) bf16 tensor-core peaks in FLOP/s, from the vendors' data sheets; matched on the name torch
 # reports, most specific first
 NOMINAL_BF16_PEAK: tuple[tuple[str, float], ...] = (
@@ -59,8 +63,6 @@ def gemm_flops_per_s(device: str, dtype, size: int = 2048, runs: int = 3, reps: 
     """Best of ``runs`` timings of ``reps`` ``size x size`` matmuls, after one warm-up run."""
     import torch
 
-    from bench.run.meters import sync
-
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     best = float("inf")
@@ -101,9 +103,6 @@ def machine_key(device: str, threads: int) -> dict[str, str | int]:
 
 def measured_peaks(device: str, threads: int, cache: Path | None = None) -> dict[str, float]:
     """{dtype: FLOP/s} of the GEMM probe for this machine, from the cache when a valid entry exists."""
-    from bench.core.store import atomic_write_text
-    from bench.probes import cache_dir
-
     key = machine_key(device, threads)
     slug = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     path = (cache or cache_dir()) / "machine" / f"peak-{device}-{slug}.json"

@@ -33,14 +33,17 @@ What can go wrong, and the record it gives (never a silent gap):
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from typing import Any
 
-from bench.core.api import Cell, TrainConfig, resolve_hparams
+import bench
+from bench.core.api import Resolved, TrainConfig
+from bench.core.data import DataRoot
 from bench.core.record import Cost, Record, new_record
 from bench.core.store import Store
+from bench.run import harness
+from bench.run.harness import check_inputs
 
 ATTEMPTS = 3  # submissions of a cell whose task is lost before it is recorded as failed
 DEFAULT_CELL_MEMORY_GIB = 4.0
@@ -114,9 +117,8 @@ class RayExecutor:
             f"{self.num_gpus} GPU and {self.memory / 2**30:g} GiB; {self.slots} cells at once"
         )
 
-    def options(self, cell: Cell) -> dict[str, Any]:
-        """The resources Ray reserves for ``cell`` (see the module docstring)."""
-        res = resolve_hparams(cell)
+    def options(self, res: Resolved) -> dict[str, Any]:
+        """The resources Ray reserves for the cell (see the module docstring)."""
         return {
             "num_cpus": res.train.threads,
             "num_gpus": self.num_gpus,
@@ -126,21 +128,22 @@ class RayExecutor:
             "name": f"adaptbench:{res.key}",
         }
 
-    def run(self, cell, store, *, data_root, device, timeout_s, on_line=None) -> Record:
-        """Run ``cell`` on the cluster and return its record, written to ``store``. ``device`` is decided once for
-        the cluster (see ``__init__``); the cell's validation lines are not followed (``on_line`` is unused)."""
+    def run(self, res, store, *, data_root, device, timeout_s, on_line=None) -> Record:
+        """Run the resolved cell ``res`` on the cluster and return its record, written to ``store``. ``device`` is
+        decided once for the cluster (see ``__init__``); the cell's validation lines are not followed (``on_line`` is
+        unused)."""
         import ray
         from ray import exceptions as rx
 
-        options, started, lost, oom = self.options(cell), time.perf_counter(), [], 0
+        options, started, lost, oom = self.options(res), time.perf_counter(), [], 0
         for _ in range(self.attempts):
-            ref = self._task.options(**options).remote(dataclasses.asdict(cell), data_root, self.device, timeout_s)
+            ref = self._task.options(**options).remote(res, data_root, self.device, timeout_s)
             try:
                 record = ray.get(ref)
             except rx.RayTaskError as e:  # our code raised on the worker: submitting again would raise again
                 cause = e.cause if isinstance(e.cause, BaseException) else e
                 error = f"the cell's Ray task raised on its worker: {type(cause).__name__}: {cause}"
-                return self._write_lost(store, cell, "failed", error, started, lost)
+                return self._write_lost(store, res, "failed", error, started, lost)
             except (rx.WorkerCrashedError, rx.NodeDiedError, rx.LocalRayletDiedError, rx.ObjectLostError) as e:
                 lost.append(f"{type(e).__name__}: {_first_line(e)}")
                 continue
@@ -150,7 +153,7 @@ class RayExecutor:
                 continue
             except rx.RayError as e:  # cancelled, unschedulable, runtime env failed, ...: not a lost worker
                 error = f"ray could not run the cell: {type(e).__name__}: {_first_line(e)}"
-                return self._write_lost(store, cell, "failed", error, started, lost)
+                return self._write_lost(store, res, "failed", error, started, lost)
             if lost:
                 record.executor = {**(record.executor or {}), "lost": lost}
             store.write(record)
@@ -159,10 +162,10 @@ class RayExecutor:
         error = f"ray worker died: each of the {len(lost)} attempts at this cell was lost: " + "; ".join(
             f"attempt {i + 1}: {why}" for i, why in enumerate(lost)
         )
-        return self._write_lost(store, cell, status, error, started, lost)
+        return self._write_lost(store, res, status, error, started, lost)
 
-    def _write_lost(self, store: Store, cell: Cell, status: str, error: str, started: float, lost: list[str]):
-        record = new_record(resolve_hparams(cell), status, error)
+    def _write_lost(self, store: Store, res: Resolved, status: str, error: str, started: float, lost: list[str]):
+        record = new_record(res, status, error)
         record.cost = Cost(wall_time_s=time.perf_counter() - started)
         record.executor = {"kind": "ray", "lost": lost} if lost else {"kind": "ray"}
         store.write(record)
@@ -185,7 +188,7 @@ def _first_line(e: BaseException) -> str:
 _POOL_SIZES: dict[str, int] = {}  # a Ray worker process checks a task's training pool once
 
 
-def run_on_worker(cell: dict, data_root: str | None, device: str, timeout_s: float) -> Record:
+def run_on_worker(res: Resolved, data_root: str | None, device: str, timeout_s: float) -> Record:
     """The Ray task: check the cell's data on this node, run it in its own process (``bench.run.harness.run_cell``)
     with a temporary results folder, and return its record with the per-example predictions in ``arrays`` for the
     driver to write."""
@@ -194,16 +197,11 @@ def run_on_worker(cell: dict, data_root: str | None, device: str, timeout_s: flo
 
     import ray
 
-    import bench
-    from bench.core.data import DataRoot
-    from bench.run.harness import check_inputs, run_cell
-
-    cell_obj = Cell(**cell)
-    check_inputs(resolve_hparams(cell_obj), DataRoot.resolve(data_root), _POOL_SIZES)
+    check_inputs(res, DataRoot.resolve(data_root), _POOL_SIZES)
     with tempfile.TemporaryDirectory(prefix="adaptbench-ray-") as tmp:
         store = Store(tmp)
-        record = run_cell(
-            cell_obj, store=store, data_root=data_root, device=device, timeout_s=timeout_s, quiet=True, checked=True
+        record = harness.run_cell(
+            res, store=store, data_root=data_root, device=device, timeout_s=timeout_s, quiet=True, checked=True
         )
         if record.predictions:
             record.arrays, record.predictions = store.predictions(record), None

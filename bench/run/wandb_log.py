@@ -30,10 +30,11 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.core.record import Record, result_line
+from bench.run.meters import git_info
+
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from bench.core.record import Record
 
 PROJECT = "adaptbench"
 SKIPPED = ("unsupported",)
@@ -60,8 +61,6 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def run_config(record: Record) -> dict[str, Any]:
     """The cell's identity and hyperparameters (flattened: ``method.lr``)."""
-    from bench.run.meters import git_info
-
     # a record of a process that died carries no env: the parent's checkout is the code it ran
     sha, dirty = (record.env.git_sha, record.env.dirty) if record.env else git_info()
     config = {
@@ -82,7 +81,6 @@ def run_config(record: Record) -> dict[str, Any]:
 
 def run_summary(record: Record) -> dict[str, Any]:
     """Metrics, forgetting, cost, parameters, selection, status and flags; the error's last line when not ok."""
-    from bench.suite import summary_line
 
     out: dict[str, Any] = {"status": record.status, **record.metrics}
     probes = {"": record.forgetting} if record.forgetting else {}
@@ -104,7 +102,7 @@ def run_summary(record: Record) -> dict[str, Any]:
     if record.retry is not None:
         out["retry"] = record.retry.reason
     if not record.ok:
-        out["error"] = summary_line(record).split(": ", 1)[-1]
+        out["error"] = result_line(record).split(": ", 1)[-1]
     return {k: v for k, v in out.items() if v is not None}
 
 

@@ -56,12 +56,13 @@ def child_profile(cell: dict, results: str, data_root: str | None, out: str, env
     import bench.core.data
     import bench.core.model
     import bench.core.store
-    import bench.probes
     import bench.run.cell
     import bench.run.flops
+    import bench.run.forgetting
     import bench.run.loop
     import bench.run.meters
-    from bench.core.api import Cell, resolve_hparams
+    from bench.catalog import resolve
+    from bench.core.api import Cell
     from bench.core.data import DataRoot
     from bench.core.store import Store
 
@@ -72,7 +73,7 @@ def child_profile(cell: dict, results: str, data_root: str | None, out: str, env
         (bench.core.data, "sha256", "  of which: sha256 of data files"),
         (bench.backbones.text.HFEncoder, "load", "backbone load"),
         (bench.backbones.vision.TimmBackbone, "load", "backbone load"),
-        (bench.probes, "run_probe", "probes (cached: fingerprint + read)"),
+        (bench.run.forgetting, "run_probe", "probes (cached: fingerprint + read)"),
         (bench.core.model, "tensor_digests", "hash of every weight (tensor_digests)"),
         (bench.run.loop.Runner, "fit", "cell's own work: Runner.fit"),
         (bench.run.loop.Runner, "evaluate", "  evaluate (val in fit, test)"),
@@ -85,7 +86,7 @@ def child_profile(cell: dict, results: str, data_root: str | None, out: str, env
 
     t0 = time.perf_counter()
     store = Store(results)
-    res = resolve_hparams(Cell(**cell))
+    res = resolve(Cell(**cell))
     data = DataRoot.resolve(data_root)
     resolve_s = time.perf_counter() - t0
     t0 = time.perf_counter()

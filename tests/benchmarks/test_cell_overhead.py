@@ -3,7 +3,7 @@ cell (budget 64, 10 head steps, one validation pass, val/test cut to 32 examples
 through ``harness.run_cell`` (a process forked from the preloaded fork server) after an untimed warm-up cell has
 filled the probe cache, and its time is broken down:
 
-- parent, before the process: ``resolve_hparams`` + ``check_inputs`` (timed again in the parent);
+- parent, before the process: ``resolve`` + ``check_inputs`` (timed again in the parent);
 - process: start and end of an empty process forked from the same fork server (``time.sleep(0)``); the fork
   server's own start (preload imports) is paid once per grid and reported apart;
 - the cell's ``execute`` wall time (``record.cost.wall_time_s``) against the parent's clock; the rest is the
@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 from _speed import THREADS, fix_threads, load_average, rounds
 
-from bench.core.api import Cell, resolve_hparams
+from bench.catalog import resolve
+from bench.core.api import Cell
 
 TRIVIAL = {"eval_limit": 32, "probe_limit": 32, "min_steps": 10, "epochs": 1, "max_evals": 1}
 
@@ -58,7 +59,7 @@ def test_trivial_cell_overhead(benchmark, data, task, tmp_path):
 
     def one_cell() -> dict:
         t0 = time.perf_counter()
-        res = resolve_hparams(cell)
+        res = resolve(cell)
         res.unsupported_reason()
         check_inputs(res, data)
         pre_s = time.perf_counter() - t0

@@ -10,9 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.core.api import Cell, resolve_hparams
-from bench.core.model import AdaptModel, make_head
+from bench.catalog import resolve
+from bench.core.api import Cell
+from bench.core.model import make_head
 from bench.run.loop import Runner
+from bench.run.model import AdaptModel
 
 N_EXAMPLES = 32
 timings: dict[bool, float] = {}
@@ -24,7 +26,7 @@ def test_fewshot_k8_sst2(benchmark, reuse_cache, smollm2, data):
 
     torch.set_num_threads(2)
     settings = {"k": 8, "reuse_cache": reuse_cache, "eval_batch_size": 8}
-    res = resolve_hparams(Cell("glue-sst2", "fewshot", 64, 0, settings))
+    res = resolve(Cell("glue-sst2", "fewshot", 64, 0, settings))
     splits = res.task.splits(64, 0, data)
     model = res.method.prepare(AdaptModel(smollm2.encoder, make_head(576, 2)), smollm2.spec, res.task)
     runner = Runner(model, smollm2.batcher, res.task, res.train, "cpu")

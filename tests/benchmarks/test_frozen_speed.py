@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 from _speed import THREADS, alternate, budget, fix_threads, load_average, median_ratio, rounds
 
-from bench.core.api import Cell, resolve_hparams
+from bench.catalog import resolve
+from bench.core.api import Cell
 
 
 def _features(loaded, split, batch_size: int = 128):
@@ -44,7 +45,7 @@ def sklearn_baseline(res, data) -> dict:
     """Load, extract features once per split, logistic regression, predict test."""
     from sklearn.linear_model import LogisticRegression
 
-    from bench.backbones import get_backbone
+    from bench.core.backbone import get_backbone
 
     splits = res.task.splits(res.cell.budget, res.cell.seed, data)
     sizes = {"image_size": getattr(res.task, "image_size", 224), "max_len": getattr(res.task, "max_len", 128)}
@@ -84,7 +85,7 @@ def frozen_cell(res, data, features_cached: bool = False) -> dict:
 @pytest.mark.parametrize("task", ["pneumonia-mnist", "glue-sst2"])
 def test_frozen_cell_vs_sklearn(benchmark, data, task):
     threads = fix_threads()
-    res = resolve_hparams(Cell(task, "frozen", budget(), 0))
+    res = resolve(Cell(task, "frozen", budget(), 0))
     frozen_cell(res, data)  # warm-up, untimed: fills the probe cache the way a suite's first cell does
     contenders = {
         "frozen-cell": lambda: frozen_cell(res, data),

@@ -38,9 +38,11 @@ import numpy as np
 import pytest
 from _speed import THREADS, alternate, budget, env_int, fix_threads, load_average, median_ratio, rounds
 
-from bench.core.api import Cell, resolve_hparams
-from bench.core.model import AdaptModel, make_head
+from bench.catalog import resolve
+from bench.core.api import Cell
+from bench.core.model import make_head
 from bench.run.loop import Runner, _warmup_linear, epoch_batches, token_lengths
+from bench.run.model import AdaptModel
 
 CONTENDERS = ("adaptbench", "hf-trainer-grouped", "hf-trainer-random", "bare-grouped", "bare-random")
 
@@ -120,12 +122,12 @@ class Workload:
     """The cell, its splits, the pristine model and one runner per contender."""
 
     def __init__(self, data) -> None:
-        from bench.backbones import get_backbone
+        from bench.core.backbone import get_backbone
 
         steps = env_int("ADAPTBENCH_BENCH_STEPS", 0)
         overrides = {"min_steps": steps, "epochs": 1} if steps else {}
         overrides["length_unit"] = "tokens"  # as the shipped suites run text cells
-        self.res = resolve_hparams(Cell("glue-sst2", "full", budget(), 0, overrides))
+        self.res = resolve(Cell("glue-sst2", "full", budget(), 0, overrides))
         self.cfg, self.method = self.res.train, self.res.method
         self.splits = self.res.task.splits(budget(), 0, data)
         self.train = self.splits.train

@@ -1,10 +1,10 @@
 """The report's scatter and dot charts (styles, encoding and baselines from ``bench.report.plots.efficiency``):
 
 - trade-offs of one task: the primary test metric against forgetting (only held-out probes, ``bench.probes.held_out``,
-  as ``bench.analysis.derived.method_cells`` counts them, and only the probe most methods share: fewshot's causal LM
+  as ``bench.analysis.cells.method_cells`` counts them, and only the probe most methods share: fewshot's causal LM
   reads WikiText perplexity, another scale), trainable parameters, peak memory and training time (log axes), one row per
   budget with at least ``MIN_METHODS`` methods, the Pareto front of each panel ringed
-  (``bench.analysis.derived.pareto_front`` on the panel's points, as ``pareto_fronts`` does: higher metric, lower cost);
+  (``bench.analysis.cells.pareto_front`` on the panel's points, as ``pareto_fronts`` does: higher metric, lower cost);
 - the tasks whose trained methods have one budget, as one dot chart: task on the y axis, its primary test metric on
   the x axis, one marker per method with its interval, the task's majority and chance as short segments;
 - in-domain vs out-of-domain test metric of the shift tasks, one panel per task, with the y = x line.
@@ -19,18 +19,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bench.analysis import derived
-from bench.core.metrics import METRIC_RANGE
-from bench.report.plots.efficiency import (
-    BUDGET_FREE,
+from bench import catalog
+from bench.analysis import cells as cl
+from bench.core.metrics import metric_range
+from bench.report.plots.efficiency import Series, efficiency_series, trained_budgets
+from bench.report.plots.style import (
     MIN_SPAN,
     Plot,
-    Series,
     baseline_values,
     budget_labels,
     draw_baselines,
     draw_point,
-    efficiency_series,
     interval_ends,
     legend_outside,
     method_rank,
@@ -38,7 +37,6 @@ from bench.report.plots.efficiency import (
     png_base64,
     spec_of,
     task_baselines,
-    trained_budgets,
     value_limits,
     yerr,
 )
@@ -47,7 +45,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from bench.analysis.derived import Baselines, MethodCell
+    from bench.analysis.baselines import Baselines
+    from bench.analysis.cells import MethodCell
     from bench.core.record import Record
     from bench.core.store import Store
 
@@ -55,7 +54,7 @@ NARROW_PER_ROW = (
     2  # the trade-off figure for windows under bench.report.plots.efficiency.NARROW_PX: 770 px wide instead of 1350
 )
 MIN_METHODS = 3  # a front of two points says no more than the table: fewer methods at a budget, no trade-off row
-COST_AXES = {  # bench.analysis.derived.PARETO_AXES name -> (x label, factor to display units, log axis)
+COST_AXES = {  # bench.analysis.cells.PARETO_AXES name -> (x label, factor to display units, log axis)
     "forgetting": ("forgetting drop on {probe} (> 0: forgot)", 1.0, False),
     "trainable params": ("trainable parameters", 1.0, True),
     "peak memory": ("peak memory (MiB)", 2.0**-20, True),
@@ -67,15 +66,15 @@ COST_AXES = {  # bench.analysis.derived.PARETO_AXES name -> (x label, factor to 
 def tradeoff_cells(records: Sequence[Record]) -> dict[int, dict[str, MethodCell]]:
     """Budget -> method -> MethodCell for the budgets with at least ``MIN_METHODS`` methods; a method that reads no
     training example (zeroshot) joins every budget, as it would give the same cell there."""
-    cells = derived.method_cells(records, spec_of)
+    cells = cl.method_cells(records, spec_of)
     free: dict[str, MethodCell] = {}
     for group in cells.values():
         for m, c in group.items():
-            if m in BUDGET_FREE and len(c.records) > len(free[m].records if m in free else []):
+            if _budget_free(m) and len(c.records) > len(free[m].records if m in free else []):
                 free[m] = c
     out = {}
     for (_, budget), group in cells.items():
-        trained = {m: c for m, c in group.items() if m not in BUDGET_FREE}
+        trained = {m: c for m, c in group.items() if not _budget_free(m)}
         if len(trained) + len(free) >= MIN_METHODS and trained:
             out[budget] = {**trained, **free}
     return dict(sorted(out.items(), key=lambda kv: (kv[0] == 0, kv[0])))  # "all" (0) last
@@ -94,7 +93,7 @@ def _probe(cell: MethodCell) -> str | None:
 
 def cost_points(group: dict[str, MethodCell], name: str, probe: str | None) -> tuple[dict[str, float], dict[str, str]]:
     """One panel's x values in display units (method -> x), and why the others have no point."""
-    attr, factor = derived.PARETO_AXES[name][0], COST_AXES[name][1]
+    attr, factor = cl.PARETO_AXES[name][0], COST_AXES[name][1]
     xs, missing = {}, {}
     for m, c in sorted(group.items(), key=lambda kv: method_rank(kv[0])):
         x = getattr(c, attr) * factor
@@ -163,9 +162,7 @@ def tradeoff_figure(
             ax = grid[b * wraps + k // per_row][k % per_row]
             values, missing = cost_points(group, name, probe)
             xs = log_axis(ax, values) if log else values
-            front = derived.pareto_front(
-                {m: (group[m].primary.mean, values[m]) for m in values}, (higher_is_better, False)
-            )
+            front = cl.pareto_front({m: (group[m].primary.mean, values[m]) for m in values}, (higher_is_better, False))
             for m, x in xs.items():
                 i = group[m].primary
                 draw_point(ax, [x], [i.mean], m, f"point:{budget}:{name}:{m}", yerr=yerr([i]))
@@ -203,8 +200,8 @@ def tradeoff_figure(
 
 def _effective(group: dict[str, MethodCell]) -> int | None:
     for c in group.values():
-        if c.method not in BUDGET_FREE:
-            return derived.effective_budget(c.records[0])
+        if not _budget_free(c.method):
+            return cl.effective_budget(c.records[0])
     return None
 
 
@@ -229,7 +226,7 @@ def tradeoff_plot(task: str, records: Sequence[Record], base: Baselines | None, 
         f"of each panel (higher {metric}, lower cost); the y range is the methods' own (at least {MIN_SPAN}), so a "
         "baseline line shows only where it falls inside. Bars: 95% t-interval over seeds (none with one seed)."
     )
-    free = sorted({m for g in cells.values() for m in g if m in BUDGET_FREE})
+    free = sorted({m for g in cells.values() for m in g if _budget_free(m)})
     if free:
         caption += f" {', '.join(free)} reads no training example: the same cell in every row."
     alt = f"{task}: test {metric} against forgetting, trainable parameters, peak memory and training time"
@@ -275,7 +272,7 @@ def dot_chart_figure(rows: Sequence[DotRow]) -> Figure:
         shown += baseline_values(row.base)
         if r:
             ax.axhline(centre + 0.5, color="#dddddd", linewidth=0.8, zorder=0)
-    signed = any(METRIC_RANGE.get(row.metric, (0.0, 1.0))[0] < 0 for row in rows)
+    signed = any((metric_range(row.metric) or (0.0, 1.0))[0] < 0 for row in rows)
     ax.set_xlim(*value_limits(shown, "mcc" if signed else "accuracy"))
     ax.set_ylim(-len(rows) + 0.5, 0.5)
     ax.set_yticks(
@@ -368,3 +365,8 @@ def shift_plot(records: Sequence[Record]) -> Plot | None:
     )
     alt = "in-domain vs out-of-domain test metric per method for " + ", ".join(tasks)
     return Plot(alt, caption, png_base64(shift_figure(tasks)))
+
+
+def _budget_free(method: str) -> bool:
+    """A method that reads no training example (zeroshot): the same cell at every budget."""
+    return catalog.method_class(method).budget_free

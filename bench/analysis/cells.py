@@ -1,0 +1,193 @@
+"""A method at one task and budget, over its seeds (``MethodCell``), and what is measured across such cells: the gain
+over scratch at the same budget, the Pareto fronts of metric against each cost, and the sample-efficiency area.
+Every comparison between methods goes through ``bench.analysis.pairing`` (the paired bootstrap on per-example
+predictions) and the seed rule of ``bench.analysis.stats``, so the summary and the report say the same thing.
+
+The sample-efficiency area is the trapezoid area under metric vs log(budget) divided by the log-range of the budgets:
+the mean height of the curve on a log axis, in the metric's units. Budget 0 (the whole pool) counts as its
+training-set size. Its interval is over seeds whose curve has every budget.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from bench import catalog
+from bench.analysis.pairing import compare_records
+from bench.analysis.stats import LOSES, NOT_ENOUGH_SEEDS, Interval, seed_summary, verdict
+from bench.catalog import held_out
+
+if TYPE_CHECKING:
+    from bench.core.api import TaskSpec
+    from bench.core.record import Record
+    from bench.core.store import Store
+
+SCRATCH = "scratch"  # the method every other is held against for the gain over scratch (negative transfer)
+SpecOf = Callable[[str], "TaskSpec"]
+
+
+@dataclass
+class MethodCell:
+    """One method at one task and budget: its ok records over seeds and their means."""
+
+    task: str
+    method: str
+    budget: int
+    records: list[Record]
+    primary: Interval
+    forgetting: float  # mean drop (NaN: no forgetting measured, e.g. scratch)
+    trainable: float
+    peak_mem_bytes: float
+    train_time_s: float
+    has_predictions: bool
+    flags: list[str] = field(default_factory=list)
+
+
+def method_cells(
+    records: Sequence[Record], spec_of: SpecOf = catalog.spec
+) -> dict[tuple[str, int], dict[str, MethodCell]]:
+    """(task, budget) -> method -> MethodCell, from ok records; ``spec_of(task)`` gives the TaskSpec."""
+    groups: dict[tuple[str, int, str], list[Record]] = {}
+    for r in records:
+        if r.ok:
+            groups.setdefault((r.task, r.budget, r.method), []).append(r)
+    out: dict[tuple[str, int], dict[str, MethodCell]] = {}
+    for (task, budget, method), rs in sorted(groups.items()):
+        primary = spec_of(task).primary_metric
+        out.setdefault((task, budget), {})[method] = MethodCell(
+            task=task,
+            method=method,
+            budget=budget,
+            records=sorted(rs, key=lambda r: r.seed),
+            primary=seed_summary([r.test_metric(primary) for r in rs], primary),
+            forgetting=_mean(
+                r.forgetting.drop if r.forgetting and held_out(r.forgetting.probe, r.task) else None for r in rs
+            ),  # a probe on the task's own data is not forgetting (bench.probes.held_out)
+            trainable=_mean(r.params.trainable if r.params else None for r in rs),
+            peak_mem_bytes=_mean(r.cost.peak_mem_bytes if r.cost else None for r in rs),
+            train_time_s=_mean(r.cost.train_time_s if r.cost else None for r in rs),
+            has_predictions=all(r.predictions for r in rs),
+            flags=sorted({f for r in rs for f in r.flags}),
+        )
+    return out
+
+
+def _mean(values) -> float:
+    vals = [float(v) for v in values if v is not None]
+    return float(np.mean(vals)) if vals else math.nan
+
+
+def effective_budget(record: Record) -> int | None:
+    """Labelled examples the cell trained on: its budget, or for budget 0 (all) its training-set size."""
+    if record.budget:
+        return record.budget
+    return record.splits.train if record.splits else None
+
+
+def normalised_auc(budgets: Sequence[float], values: Sequence[float]) -> float:
+    """Trapezoid area under ``values`` over log(budget), divided by the log-range: the curve's mean height."""
+    b, v = np.asarray(budgets, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    if len(b) != len(v) or len(np.unique(b)) < 2 or (b <= 0).any():
+        raise ValueError(f"need two or more distinct positive budgets with one value each, got {list(b)}")
+    order = np.argsort(b)
+    x = np.log(b[order])
+    return float(np.trapezoid(v[order], x) / (x[-1] - x[0]))
+
+
+def sample_efficiency_auc(curves: Mapping[int, Mapping[int, float]]) -> Interval:
+    """Normalised area per seed (``seed -> {budget: value}``), summarised over the seeds whose curve has every
+    budget any seed has; an empty interval (n=0) with fewer than two budgets or no complete seed."""
+    budgets = sorted({b for curve in curves.values() for b in curve})
+    if len(budgets) < 2:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    areas = [
+        normalised_auc(budgets, [curve[b] for b in budgets])
+        for curve in curves.values()
+        if all(b in curve and not math.isnan(curve[b]) for b in budgets)
+    ]
+    return seed_summary(areas)
+
+
+@dataclass(frozen=True)
+class Gain:
+    """metric(method) - metric(scratch) at one budget: paired bootstrap when both have predictions for common
+    seeds, else the difference of seed means with Welch's t-interval."""
+
+    method: str
+    budget: int
+    diff: float
+    low: float
+    high: float
+    n_seeds: int
+    paired: bool
+    verdict: str  # bench.analysis.stats verdict of method vs scratch
+
+    @property
+    def negative_transfer(self) -> bool:
+        """Pretrained worse than scratch: the interval entirely on the wrong side of 0, with enough seeds."""
+        return self.verdict == LOSES
+
+    def describe(self) -> str:
+        interval = "" if math.isnan(self.low) else f" [{self.low:+.3f}, {self.high:+.3f}]"
+        return f"{self.diff:+.3f}{interval}{'' if self.paired else ' (unpaired)'}"
+
+
+def gain_over_scratch(store: Store, cell: MethodCell, scratch: MethodCell, spec: TaskSpec) -> Gain:
+    metric = spec.primary_metric
+    if cell.has_predictions and scratch.has_predictions:
+        try:
+            d = compare_records(store, cell.records, scratch.records, metric)
+        except ValueError:
+            d = None
+        if d is not None:
+            v = d.verdict(cell.method, SCRATCH, spec.higher_is_better)
+            return Gain(cell.method, cell.budget, d.diff, d.low, d.high, d.n_seeds, True, v)
+    a = [v for v in (r.test_metric(metric) for r in cell.records) if not math.isnan(v)]
+    b = [v for v in (r.test_metric(metric) for r in scratch.records) if not math.isnan(v)]
+    diff = float(np.mean(a) - np.mean(b)) if a and b else math.nan
+    low = high = math.nan
+    if len(a) >= 2 and len(b) >= 2 and (np.std(a) > 0 or np.std(b) > 0):
+        from scipy.stats import ttest_ind
+
+        ci = ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+        low, high = float(ci.low), float(ci.high)
+    n = min(len(a), len(b))
+    v = verdict(cell.method, SCRATCH, low, high, n, spec.higher_is_better) if not math.isnan(low) else NOT_ENOUGH_SEEDS
+    return Gain(cell.method, cell.budget, diff, low, high, n, False, v)
+
+
+def pareto_front(points: Mapping[str, Sequence[float]], maximise: Sequence[bool]) -> list[str]:
+    """Names of the non-dominated points: no other point is at least as good on every axis and better on one.
+    ``maximise[i]`` says which way axis i points; points with a NaN coordinate are left out."""
+    names = [n for n, p in points.items() if len(p) == len(maximise) and not any(math.isnan(v) for v in p)]
+    if not names:
+        return []
+    sign = np.where(np.asarray(maximise), 1.0, -1.0)
+    x = np.array([points[n] for n in names], dtype=np.float64) * sign  # every axis: larger is better
+    at_least = (x[:, None, :] >= x[None, :, :]).all(axis=2)  # [i, j]: i at least as good as j everywhere
+    better = (x[:, None, :] > x[None, :, :]).any(axis=2)
+    dominated = (at_least & better).any(axis=0)
+    return [n for n, d in zip(names, dominated, strict=True) if not d]
+
+
+PARETO_AXES = {  # name -> (MethodCell attribute, larger is better)
+    "forgetting": ("forgetting", False),
+    "trainable params": ("trainable", False),
+    "peak memory": ("peak_mem_bytes", False),
+    "train time": ("train_time_s", False),
+}
+
+
+def pareto_fronts(cells: Mapping[str, MethodCell], higher_is_better: bool = True) -> dict[str, list[str]]:
+    """For each cost axis, the methods on the front of mean primary metric vs that cost."""
+    return {
+        axis: pareto_front(
+            {m: (c.primary.mean, getattr(c, attr)) for m, c in cells.items()}, (higher_is_better, larger_better)
+        )
+        for axis, (attr, larger_better) in PARETO_AXES.items()
+    }

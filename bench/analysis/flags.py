@@ -1,0 +1,88 @@
+"""The flags of a method at one task and budget, computed once (``cell_flags``) and explained once (``FLAGS``): the
+summary, the page's leaderboards and summary.md all take both from here.
+
+- did-not-learn: the interval of the primary metric over seeds reaches the majority-class baseline (one seed: the
+  paired bootstrap against the majority predictor; ``bench.analysis.baselines``);
+- degenerate: a seed predicted one class (or a constant score) for every test item (the record's own flag);
+- few-seeds: fewer seeds than a ranking needs (``bench.analysis.stats.min_seeds``);
+- still-improving k/n: in k of n seeds the best validation pass was the run's last (``still_improving``);
+- negative-transfer: significantly below scratch at the same budget (``bench.analysis.cells.gain_over_scratch``);
+- probe not held out: the forgetting probe reads this task's own data (``bench.catalog.held_out``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from bench.analysis import baselines as bl
+from bench.analysis.cells import SCRATCH, Gain, MethodCell, gain_over_scratch
+from bench.analysis.stats import enough_seeds
+
+if TYPE_CHECKING:
+    from bench.core.api import TaskSpec
+    from bench.core.record import Record
+    from bench.core.store import Store
+
+NOT_HELD_OUT = "probe not held out"
+# flag (as its legend names it) -> what it means; the order is the legends' order
+FLAGS = {
+    "did-not-learn": "the interval reaches the majority-class baseline (one seed: the paired bootstrap against the "
+    "majority predictor)",
+    "degenerate": "a seed predicted one class for every item",
+    "few-seeds": "fewer seeds than a ranking needs",
+    "negative-transfer": "significantly below scratch",
+    "still-improving k/n": "in k of n seeds the best validation pass was the run's last (it ended by its step cap "
+    "or schedule, not by patience): a longer run may score higher",
+    NOT_HELD_OUT: "the forgetting probe reads this task's own data, so its drop is left out",
+}
+DEGENERATE_ROWS = (
+    "[degenerate: k of n]: in k of the row's n seeds every test prediction was the same class (or a constant "
+    "score): training collapsed, and those numbers measure a constant predictor, not the method."
+)
+
+
+def legend(names: Sequence[str] = tuple(FLAGS)) -> str:
+    """``name = meaning; ...`` for the given flags (by default all of them), in ``FLAGS``' order."""
+    return "; ".join(f"{name} = {meaning}" for name, meaning in FLAGS.items() if name in names)
+
+
+def still_improving(record: Record) -> bool:
+    """The run ended by its length (step cap or fixed schedule), not by patience, and its best validation pass was
+    its last: it was still improving when stopped, so a longer run may score higher."""
+    sel = record.selection
+    if sel is None or sel.best_step is None or sel.stopped_by not in ("cap", "schedule end") or len(sel.history) < 2:
+        return False
+    last = sel.stopped_at if sel.stopped_at is not None else sel.history[-1].get("step")
+    return sel.best_step == last
+
+
+def cell_flags(
+    store: Store,
+    cell: MethodCell,
+    spec: TaskSpec,
+    base: bl.Baselines | None,
+    scratch: MethodCell | None,
+) -> tuple[list[str], Gain | None]:
+    """The flags of one method at one budget (did-not-learn against ``base``, degenerate, few-seeds, still-improving,
+    negative-transfer against ``scratch``) and its gain over scratch (None: no scratch, or it is scratch)."""
+    flags = []
+    if base is not None:
+        noise = (
+            bl.noise_vs_majority(store, cell.records[0], spec) if cell.primary.n == 1 and cell.has_predictions else None
+        )
+        if bl.did_not_learn(spec, base.reference, cell.primary, noise):
+            flags.append("did-not-learn")
+    if "degenerate" in cell.flags:
+        flags.append("degenerate")
+    if not enough_seeds(cell.method, cell.primary.n):
+        flags.append("few-seeds")
+    improving = sum(still_improving(r) for r in cell.records)
+    if improving:
+        flags.append(f"still-improving {improving}/{len(cell.records)}")
+    gain = None
+    if scratch is not None and cell.method != SCRATCH:
+        gain = gain_over_scratch(store, cell, scratch, spec)
+        if gain.negative_transfer:
+            flags.append("negative-transfer")
+    return flags, gain

@@ -1,0 +1,169 @@
+"""The per-task tables, built once: a ``Row`` per (method, budget) with every test metric's mean and 95% interval over
+seeds (clipped to the metric's range, ``bench.analysis.stats.seed_summary``), the backbones, the gain over scratch,
+forgetting, costs and flags. The page's leaderboards, summary.md's tables and ``adaptbench summary`` render these
+rows; none of them builds its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench.analysis import baselines as bl
+from bench.analysis.cells import SCRATCH, Gain, MethodCell, method_cells
+from bench.analysis.flags import cell_flags
+from bench.analysis.overview import method_rank, task_rank
+from bench.analysis.stats import Interval, seed_summary
+from bench.catalog import TASKS, held_out
+from bench.core.api import TaskSpec
+from bench.core.record import Record
+from bench.core.store import Store
+
+SHOWN = ("test/", "test_ood/", "gap/")  # the metric keys a table shows
+COSTS = (  # Cost fields averaged over seeds
+    "peak_mem_bytes",
+    "peak_mem_delta_bytes",
+    "train_samples_per_s",
+    "eval_samples_per_s",
+    "train_time_s",
+    "wall_time_s",
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One method at one budget of one task, over its seeds."""
+
+    cell: MethodCell
+    backbones: tuple[str, ...]
+    metrics: dict[str, Interval]  # every test, test_ood and gap metric over seeds; the primary first
+    gain: Gain | None  # over scratch at the same budget (None: no scratch, scratch itself, or an unregistered task)
+    forgetting: Interval | None  # the primary probe's drop over seeds (None: not measured, or not held out)
+    forgetting_extra: dict[str, Interval]  # further held-out probes every seed measured
+    probe: str | None
+    probe_before: float | None  # the probe on the untouched backbone (the first seed's record)
+    probe_held_out: bool
+    flags: tuple[str, ...]  # ``bench.analysis.flags.cell_flags`` (none for a task this checkout does not register)
+    n_degenerate: int  # seeds flagged degenerate
+    costs: dict[str, float]  # mean over seeds of each of ``COSTS`` (NaN: not measured)
+    trainable: float  # mean trainable parameters
+    trainable_share: float  # of all parameters
+    saved_bytes: float  # mean adapter bytes (what must be saved beside the base model)
+    device: str | None
+    base: bl.Baselines | None = None  # the task's majority-class and chance scores (None: test labels unknown)
+
+    @property
+    def method(self) -> str:
+        return self.cell.method
+
+    @property
+    def budget(self) -> int:
+        return self.cell.budget
+
+    @property
+    def records(self) -> list[Record]:
+        return self.cell.records
+
+    @property
+    def n(self) -> int:
+        return len(self.cell.records)
+
+
+@dataclass(frozen=True)
+class _Unregistered:  # a task this checkout does not register: what a table needs, by default
+    primary_metric: str = "accuracy"
+
+
+def spec_or_none(task: str) -> TaskSpec | None:
+    return TASKS.get(task).spec if task in TASKS else None
+
+
+def task_rows(
+    store: Store,
+    cells_by_budget: Mapping[int, Mapping[str, MethodCell]],
+    spec: TaskSpec | None,
+    labels: np.ndarray | None,
+) -> list[Row]:
+    """Rows in budget order (the whole pool last), then the usual method order. ``labels`` (the test labels) give
+    the did-not-learn baseline (None: unknown, no did-not-learn flag); ``spec`` None (an unregistered task): no flags
+    and no gain."""
+    base = bl.of_labels(spec, labels) if labels is not None and spec is not None else None
+    primary = f"test/{(spec or _Unregistered()).primary_metric}"
+    rows = []
+    for budget in sorted(cells_by_budget, key=lambda b: (b == 0, b)):
+        cells = cells_by_budget[budget]
+        for method in sorted(cells, key=method_rank):
+            c = cells[method]
+            flags, gain = cell_flags(store, c, spec, base, cells.get(SCRATCH)) if spec else ([], None)
+            names = sorted({k for r in c.records for k in r.metrics if k.startswith(SHOWN)})
+            names.sort(key=lambda k: (k != primary, k))
+            first = c.records[0].forgetting
+            probes_held_out = all(held_out(r.forgetting.probe, r.task) for r in c.records if r.forgetting)
+            drops = [r.forgetting.drop for r in c.records if r.forgetting and r.forgetting.drop is not None]
+            rows.append(
+                Row(
+                    cell=c,
+                    backbones=tuple(sorted({r.backbone for r in c.records})),
+                    metrics={k: seed_summary([r.metrics.get(k) for r in c.records], k) for k in names},
+                    gain=gain,
+                    forgetting=seed_summary(drops) if drops and probes_held_out else None,
+                    forgetting_extra=_extra_drops(c.records),
+                    probe=first.probe if first else None,
+                    probe_before=first.before if first else None,
+                    probe_held_out=probes_held_out,
+                    flags=tuple(flags),
+                    n_degenerate=sum("degenerate" in r.flags for r in c.records),
+                    costs={k: _mean([getattr(r.cost, k) for r in c.records if r.cost]) for k in COSTS},
+                    trainable=_mean([r.params.trainable for r in c.records if r.params]),
+                    trainable_share=_mean([r.params.trainable_share for r in c.records if r.params]),
+                    saved_bytes=_mean([r.params.adapter_bytes for r in c.records if r.params]),
+                    device=c.records[0].cost.device if c.records[0].cost else None,
+                    base=base,
+                )
+            )
+    return rows
+
+
+def _extra_drops(records: Sequence[Record]) -> dict[str, Interval]:
+    """The further probes' drops, for the probes every seed measured and that are held out from the task."""
+    out = {}
+    for name in records[0].forgetting_extra:
+        drops = [r.forgetting_extra[name].drop if name in r.forgetting_extra else None for r in records]
+        if all(d is not None for d in drops) and held_out(name, records[0].task):
+            out[name] = seed_summary(drops)
+    return out
+
+
+def test_labels(store: Store, records: Sequence[Record], from_data: bool = True) -> np.ndarray | None:
+    """A task's test labels: stored with the predictions, else (``from_data``) read from the data root."""
+    labels = bl.stored_test_labels(store, records)
+    if labels is None and from_data and records:
+        labels = bl.data_test_labels(records[0])
+    return labels
+
+
+def tables(
+    store: Store, records: Sequence[Record], labels_from_data: bool = True, registered_only: bool = False
+) -> dict[str, list[Row]]:
+    """task -> its rows, for every task with ok records (tasks in the usual order). ``registered_only``: leave out
+    tasks this checkout does not register (they have no spec: no flags, no baselines)."""
+    ok = [r for r in records if r.ok and (r.task in TASKS or not registered_only)]
+    spec_of = {t: spec_or_none(t) for t in {r.task for r in ok}}
+    cells = method_cells(ok, lambda t: spec_of[t] or _Unregistered())
+    by_task: dict[str, dict[int, dict[str, MethodCell]]] = {}
+    for (task, budget), c in cells.items():
+        by_task.setdefault(task, {})[budget] = c
+    out = {}
+    for task in sorted(by_task, key=task_rank):
+        spec = spec_of[task]
+        labels = test_labels(store, [r for r in ok if r.task == task], labels_from_data) if spec else None
+        out[task] = task_rows(store, by_task[task], spec, labels)
+    return out
+
+
+def _mean(values: Sequence[float | None]) -> float:
+    vals = [float(v) for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(vals)) if vals else math.nan

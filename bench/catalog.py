@@ -1,0 +1,164 @@
+"""The catalog: the only module that imports the plugins (``tasks/``, ``methods/``, the backbone families in
+``bench.backbones`` and the forgetting probes in ``bench.probes``), so importing it fills the registries of
+``bench.core``. Whatever the rest of bench asks about plugins, it asks here: a task's spec, a cell resolved into a
+``Resolved`` (the one object that then travels, with its key), what a method declares about itself, a probe's facts,
+which files a task reads and what is supported. Importing it loads no heavy library: plugins keep theirs inside the
+functions that need them (``tests/test_layout.py`` holds them to it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import methods  # noqa: F401  (each method module registers itself)
+import tasks  # noqa: F401  (each task family registers its tasks)
+from bench import backbones, probes  # noqa: F401  (the backbone families and the forgetting probes)
+from bench.core.api import Cell, Method, Resolved, TaskSpec, TrainConfig
+from bench.core.backbone import BACKBONES
+from bench.core.registry import METHODS, TASKS, UnknownNameError, suggest
+from bench.probes import PROBE_VERSION, PROBES, ProbeSpec, held_out
+
+__all__ = [
+    "BACKBONES",
+    "METHODS",
+    "PROBES",
+    "TASKS",
+    "ProbeSpec",
+    "held_out",
+    "method_class",
+    "probe",
+    "resolve",
+    "spec",
+    "support_matrix",
+    "task_files",
+]
+
+
+def spec(task: str) -> TaskSpec:
+    """The TaskSpec of a registered task (UnknownNameError, with suggestions, for any other name)."""
+    return TASKS.get(task).spec
+
+
+def method_class(name: str) -> type[Method]:
+    """The class of a registered method, whose class attributes declare what it is (``trains``, ``pretrained``,
+    ``seedless``, ``budget_free``, ``min_seeds``, ...). Records can name a method this checkout no longer has: it is
+    then described by ``Method``'s defaults (trains, pretrained, seeded), never by a guess from its name."""
+    return METHODS.get(name) if name in METHODS else Method
+
+
+def probe(name: str) -> ProbeSpec | None:
+    """A forgetting probe's declaration (its metric, direction, scored examples and range); None for a name this
+    checkout does not register (a record of older code)."""
+    return PROBES.get(name)
+
+
+# ------------------------------------------------------------------------------------------- resolution
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    """Turn a CLI/suite value into the type of the field's default (a tuple of numbers: a list, or "a,b,c")."""
+    if isinstance(current, tuple):
+        items = value.split(",") if isinstance(value, str) else value
+        try:
+            if not isinstance(items, list | tuple) or not items:
+                raise ValueError
+            return tuple(float(v) for v in items)
+        except (TypeError, ValueError):
+            raise ValueError(f"Invalid value for {key}: {value!r} (expected numbers, e.g. 1e-3,1e-2)") from None
+    if not isinstance(value, str) or isinstance(current, str):
+        return value
+    try:
+        if isinstance(current, bool):
+            if value.lower() in ("1", "true", "yes"):
+                return True
+            if value.lower() in ("0", "false", "no"):
+                return False
+            raise ValueError
+        if isinstance(current, int):
+            return int(value)
+        if isinstance(current, float):
+            return float(value)
+    except ValueError:
+        raise ValueError(f"Invalid value for {key}: {value!r} (expected {type(current).__name__})") from None
+    return value
+
+
+def resolve(cell: Cell | Resolved) -> Resolved:
+    """Instantiate task, method and train config for a cell: the ``Resolved`` that then travels (harness, grid,
+    executors, records) instead of being resolved again.
+
+    Precedence, lowest first: dataclass defaults; the task's ``train_defaults``; the method's per-task
+    ``defaults_for``/``train_defaults``; the cell's overrides (suite ``set`` tables and ``--set key=value``).
+    An override key must name a field of exactly one of the three; anything else is an error with suggestions.
+    Overrides are typed here, once (``--set r=4`` is the integer 4, as ``r = 4`` in a suite), and the Resolved's
+    ``cell`` carries the typed values, so the record's ``overrides`` and the CI gate see one cell, however it was
+    asked for. A ``Resolved`` is returned as it is: a cell is never resolved twice.
+    """
+    if isinstance(cell, Resolved):
+        return cell
+    task_cls = TASKS.get(cell.task)
+    method_cls = METHODS.get(cell.method)
+    task_spec: TaskSpec = task_cls.spec
+    owners = {
+        "task": {f.name: f.default for f in dataclasses.fields(task_cls)},
+        "method": {f.name: f.default for f in dataclasses.fields(method_cls)},
+        "train": {f.name: f.default for f in dataclasses.fields(TrainConfig)},
+    }
+    values: dict[str, dict[str, Any]] = {
+        "task": {},
+        "method": dict(method_cls.defaults_for(task_spec)),
+        "train": {**task_cls.train_defaults, **method_cls.train_defaults(task_spec)},
+    }
+    backbone = method_cls.backbone_for(task_spec) or task_spec.backbone
+    typed: dict[str, Any] = {}
+    for key, value in cell.overrides.items():
+        if key == "backbone":
+            BACKBONES.get(str(value))  # an unknown name fails here, with suggestions
+            backbone = typed[key] = str(value)
+            continue
+        hits = [o for o, names in owners.items() if key in names]
+        if not hits:
+            every = sorted(set().union(*owners.values()))
+            raise ValueError(f"--set {key}: " + suggest(key, every, "setting").replace("unknown setting", "unknown"))
+        if len(hits) > 1:
+            raise ValueError(f"--set {key}: ambiguous, it is a field of {' and '.join(hits)}")
+        values[hits[0]][key] = typed[key] = _coerce(value, owners[hits[0]][key], key)
+
+    def build(cls, section: str):
+        defaults = owners[section]
+        return cls(**{k: _coerce(v, defaults.get(k), k) for k, v in values[section].items()})
+
+    return Resolved(
+        cell=dataclasses.replace(cell, overrides=typed) if typed != cell.overrides else cell,
+        task=build(task_cls, "task"),
+        method=build(method_cls, "method"),
+        train=build(TrainConfig, "train"),
+        backbone=backbone,
+    )
+
+
+# ------------------------------------------------------------------------------------------- questions
+def support_matrix(budget: int = 64) -> list[tuple[str, str, str, str | None]]:
+    """(task, method, backbone, unsupported reason or None) for every registered pair, exactly as ``run`` and
+    ``grid`` decide it (the same resolution and ``Resolved.unsupported_reason``)."""
+    rows = []
+    for t in TASKS:
+        for m in METHODS:
+            res = resolve(Cell(t, m, budget, 0))
+            rows.append((t, m, res.backbone, res.unsupported_reason()))
+    return rows
+
+
+def task_files(names: list[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """name -> data files, for the given tasks (default: every task, then every forgetting probe's files)."""
+    out = {name: TASKS.get(name)().files() for name in (names or TASKS.names())}
+    if not names:
+        out.update({f"probe {name}": p.files for name, p in PROBES.items()})
+    return out
+
+
+def probe_files(backbone: str) -> tuple[str, ...]:
+    """The data files the forgetting probes of a backbone read."""
+    return tuple(f for p in BACKBONES.get(backbone).probes for f in PROBES[p].files)
+
+
+__all__ += ["PROBE_VERSION", "UnknownNameError", "probe_files"]

@@ -1,0 +1,214 @@
+"""The report's sections, each declared once: its entries in the table of contents, its HTML and, when summary.md
+carries it, its Markdown. The page (``bench.report.page``) renders the contents and the body from ``SECTIONS`` and
+summary.md from the same list, so a new section is one ``Section`` here and nothing else; a section with no entry
+(nothing to show) is left out of the contents and the body alike.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from bench.analysis.decision_map import Decision
+from bench.analysis.flags import DEGENERATE_ROWS, NOT_HELD_OUT, legend
+from bench.analysis.overview import method_rank, task_rank
+from bench.analysis.tables import spec_or_none
+from bench.report.data import METHODOLOGY, ReportData
+from bench.report.heatmap import LEGEND
+from bench.report.html import TD, anchor, table
+from bench.report.leaderboard import BOARD_FLAGS, leaderboard_html
+from bench.report.markdown import markdown_tables, task_table
+from bench.report.plots import NARROW_PX, Plot, task_figures
+from bench.report.text import rule_text
+
+esc = html.escape
+
+
+@dataclass(frozen=True)
+class Section:
+    """``entries(data)``: (anchor, title) pairs for the contents, one per part (empty: the section is absent);
+    ``html(data)``: the section's HTML, wrapped in its ``<section>`` elements; ``markdown(data)``: its summary.md
+    lines (None: the page only)."""
+
+    entries: Callable[[ReportData], list[tuple[str, str]]]
+    html: Callable[[ReportData], list[str]]
+    markdown: Callable[[ReportData], list[str]] | None = None
+
+
+def figure_html(plot: Plot) -> str:
+    """A figure as an inline PNG with its alt text and caption; with a narrow layout, that one in windows up to
+    ``NARROW_PX`` wide (where the wide one would shrink past reading)."""
+    img = f"<img alt='{esc(plot.alt)}' src='data:image/png;base64,{plot.png}'>"
+    if plot.narrow:
+        source = f"<source media='(max-width: {NARROW_PX}px)' srcset='data:image/png;base64,{plot.narrow}'>"
+        img = f"<picture>{source}{img}</picture>"
+    return f"<figure>{img}<figcaption class='meta'>{esc(plot.caption)}</figcaption></figure>"
+
+
+def _when(condition: Callable[[ReportData], object], anchor_id: str, title: str):
+    return lambda data: [(anchor_id, title)] if condition(data) else []
+
+
+# ---------------------------------------------------------------------------------------------- overview
+def overview_html(data: ReportData) -> list[str]:
+    ov = data.overview
+    return [
+        "<section id='overview'><h2>Overview</h2>",
+        "<div class='scroll'><table class='kv'>"
+        + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in ov.rows())
+        + "</table></div>",
+        f"<p class='meta'>{esc(METHODOLOGY)}</p>",
+        *(f"<p class='meta'>{esc(note)}</p>" for note in data.notes),
+        *(f"<p class='bad'>Warning: {esc(w)} (not in this report; the grid recomputes it)</p>" for w in data.warnings),
+        "</section>",
+    ]
+
+
+def overview_markdown(data: ReportData) -> list[str]:
+    lines = [*data.overview.markdown(), ""]
+    return lines + [f"- {note}" for note in data.notes] + [f"- warning: {w}" for w in data.warnings]
+
+
+# ------------------------------------------------------------------------------------------ decision map
+def decision_cells(d: Decision) -> list[str]:
+    """task, budget, best, not significantly worse, worse, left out (methods grouped by the reason)."""
+    best = (d.best or d.note) + (f" ({d.note})" if d.best and d.note else "")
+    reasons: dict[str, list[str]] = {}
+    for method, why in d.excluded.items():
+        reasons.setdefault(why, []).append(method)
+    left_out = "; ".join(
+        f"{', '.join(sorted(ms, key=method_rank))}: {why}" for why, ms in sorted(reasons.items(), key=lambda kv: kv[0])
+    )
+    return [d.task, str(d.budget or "all"), best, ", ".join(d.not_worse), ", ".join(d.worse), left_out]
+
+
+DECISION_HEADER = ["task", "budget", "best", "not significantly worse", "worse", "left out"]
+
+
+def decision_html(data: ReportData) -> list[str]:
+    """The decision map (``bench.analysis.decision_map``, the same as ``adaptbench summary``) as an HTML table."""
+    rows = [[TD(c, cls="l") for c in decision_cells(d)] for d in data.decisions]
+    return [
+        "<section id='decision-map'>",
+        "<h2>Decision map</h2>",
+        f"<p class='meta'>Best method by mean primary test metric, then a paired bootstrap of every other method "
+        f"against it. {esc(rule_text())}</p>",
+        table(DECISION_HEADER, rows),
+        "</section>",
+    ]
+
+
+def decision_markdown(data: ReportData) -> list[str]:
+    lines = ["## Decision map", "", "| " + " | ".join(DECISION_HEADER) + " |", "|---" * len(DECISION_HEADER) + "|"]
+    return lines + ["| " + " | ".join(c.replace("|", "/") for c in decision_cells(d)) + " |" for d in data.decisions]
+
+
+# ------------------------------------------------------------------------------------------- at a glance
+def glance_html(data: ReportData) -> list[str]:
+    return [
+        "<section id='at-a-glance'><h2>Primary test metric at a glance</h2>",
+        f"<p class='meta'>Mean over seeds; hover a cell for its interval and seeds. {esc(LEGEND)}</p>",
+        data.heatmap.html(),
+        "</section>",
+    ]
+
+
+def glance_markdown(data: ReportData) -> list[str]:
+    return ["## Primary test metric at a glance", "", LEGEND, "", *data.heatmap.markdown()]
+
+
+# ------------------------------------------------------------------------------------------------ sweeps
+def sweeps_html(data: ReportData) -> list[str]:
+    """The sweeps behind the tuned cells (``bench.analysis.sweeps``): values tried, validation scores, the choice."""
+    lines = []
+    for row in sorted(data.sweeps, key=lambda row: (task_rank(row.task), row.method)):
+        tried = "; ".join(  # each value with its score on one line ("lr=5e-05: 0.788" never breaks at the "-")
+            f"<span class='nw'>{esc(v)}: {'–' if s is None else f'{s:.3f}'}</span>" for v, s in row.tried
+        )
+        chosen = row.chosen + (" (at the grid's edge)" if row.at_edge else "")
+        cells = [row.task, row.method, str(row.budget), ",".join(map(str, row.seeds)), row.on]
+        lines.append([*(TD(c, cls="l") for c in cells), TD(tried, cls="l", raw=True), TD(chosen, cls="l")])
+    header = ["task", "method", "budget", "seeds", "validation metric", "tried (mean validation score)", "chosen"]
+    return [
+        "<section id='sweeps'>",
+        "<h2>Hyperparameter sweeps</h2>",
+        "<p class='meta'>Each tuned method's value was chosen once per task on validation (mean over the sweep's "
+        "seeds, at the sweep's budget) and reused for every budget and seed of its block. The sweep cells are "
+        "records of their own; they are not in the tables below. A choice at the grid's edge may have a better "
+        "value outside the grid.</p>",
+        table(header, lines),
+        "</section>",
+    ]
+
+
+# ------------------------------------------------------------------------------------------ across tasks
+def across_html(data: ReportData) -> list[str]:
+    figures = [figure_html(p) for p in data.cross_figures]
+    return ["<section id='across-tasks'><h2>Across tasks</h2>", *figures, "</section>"]
+
+
+# ------------------------------------------------------------------------------------------------ tasks
+def _tasks(data: ReportData) -> list[str]:
+    return sorted(data.tables, key=task_rank)
+
+
+def tasks_html(data: ReportData) -> list[str]:
+    out = []
+    for task in _tasks(data):
+        rows = data.tables[task]
+        spec = spec_or_none(task)
+        primary = spec.primary_metric if spec else "accuracy"
+        first = sorted(rows, key=lambda r: (method_rank(r.method), r.budget))[0]
+        before = "not measured" if first.probe_before is None else f"{first.probe_before:.3f}"
+        out.append(f"<section id='{anchor('task', task)}'>")
+        out.append(
+            f"<h2>{esc(task)}</h2><p class='meta'>{esc(spec.description if spec else '')}; primary metric test/"
+            f"{esc(primary)} ({spec.direction if spec else 'higher is better'}); default "
+            f"backbone {esc(spec.backbone if spec else '?')}; forgetting probe {esc(str(first.probe))} "
+            f"(base model: {before}).</p>"
+        )
+        out.extend(figure_html(plot) for plot in task_figures(task, data.ok, data.store))
+        if spec is not None:
+            out.append(leaderboard_html(task, rows, spec))
+            out.append(f"<p class='meta'>Flags: {esc(legend(BOARD_FLAGS))}. Click a column header to sort.</p>")
+        else:  # a task this checkout does not register: the plain table
+            header, body = task_table(rows, primary)
+            out.append(table(header, body))
+        if any(r.n_degenerate for r in rows):
+            out.append(f"<p class='bad'>{esc(DEGENERATE_ROWS)}</p>")
+        out.append("</section>")
+    return out
+
+
+def tasks_markdown(data: ReportData) -> list[str]:
+    return ["## Per task", "", markdown_tables(data.tables)]
+
+
+# ---------------------------------------------------------------------------------------------- not ok
+def not_ok_html(data: ReportData) -> list[str]:
+    lines = []
+    for r in sorted(data.not_ok, key=lambda r: (task_rank(r.task), r.method, r.budget, r.seed)):
+        reason = (r.error or "").strip().splitlines()
+        cell = f"{r.task} x {r.method} @ {r.budget} seed {r.seed}"
+        lines.append([cell, r.status, TD(reason[-1] if reason else "", cls="l")])
+    return [
+        "<section id='not-ok'><h2 class='bad'>Cells that did not produce results</h2>",
+        table(["cell", "status", "reason"], lines),
+        "</section>",
+    ]
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section(lambda data: [("overview", "Overview")], overview_html, overview_markdown),
+    Section(_when(lambda d: d.decisions, "decision-map", "Decision map"), decision_html, decision_markdown),
+    Section(
+        _when(lambda d: d.heatmap.rows, "at-a-glance", "Primary test metric at a glance"), glance_html, glance_markdown
+    ),
+    Section(_when(lambda d: d.sweeps, "sweeps", "Hyperparameter sweeps"), sweeps_html),
+    Section(_when(lambda d: d.cross_figures, "across-tasks", "Across tasks"), across_html),
+    Section(lambda data: [(anchor("task", t), t) for t in _tasks(data)], tasks_html, tasks_markdown),
+    Section(_when(lambda d: d.not_ok, "not-ok", "Cells that did not produce results"), not_ok_html),
+)
+
+__all__ = ["NOT_HELD_OUT", "SECTIONS", "Section"]

@@ -1,0 +1,249 @@
+"""The grid: run a suite's cells that have no ok record, first its sweep cells, then the fixed cells and the cells the
+sweeps tuned, each through an executor (``bench.run.executor``), with claims on a shared results folder
+(``bench.run.locks``), resume and progress (``bench.run.progress``). What the cells are is the suite's business
+(``bench.suite``); running them is this module's. ``plan`` is ``grid --dry-run``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.catalog import resolve
+from bench.core.api import Cell, Resolved
+from bench.core.data import DataError, DataRoot
+from bench.core.record import Record, result_line
+from bench.core.store import Store
+from bench.run.executor import LocalExecutor
+from bench.run.harness import check_inputs
+from bench.run.locks import Claims
+from bench.run.progress import GridProgress
+from bench.suite import Suite, Sweep, SweepOutcome, pending_records, select, select_sweep, values_text, wanted
+
+
+@dataclass
+class GridResult:
+    """What a grid did: the records of its cells (run now or earlier), the cells it left to another grid that
+    holds their claims, the tasks it could not run (their data is missing or corrupt, or a budget is too big), and
+    the sweeps whose block cells wait for sweep cells without a record (claimed by another grid)."""
+
+    records: list[Record] = field(default_factory=list)
+    claimed: dict[str, list[Cell]] = field(default_factory=dict)  # "pid P on host H" -> cells it holds
+    refused: dict[str, str] = field(default_factory=dict)  # task -> why its cells were not run
+    sweeps: list[SweepOutcome] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused and all(r.status in ("ok", "unsupported") for r in self.records)
+
+
+@dataclass
+class _Grid:
+    """What the phases of one grid share."""
+
+    suite: Suite
+    store: Store
+    result: GridResult
+    claims: Any  # bench.run.locks.Claims
+    data: Any  # bench.core.data.DataRoot
+    executor: Any  # bench.run.executor.Executor: how one cell runs (on this machine, or on a Ray cluster)
+    data_root: str | None
+    device: str
+    progress: GridProgress
+    pool_sizes: dict[str, int] = field(default_factory=dict)
+    on_record: Callable[[Record], None] | None = None
+
+
+def run_grid(
+    suite: Suite,
+    store: Store,
+    pattern: str | None = None,
+    jobs: int = 1,
+    data_root: str | None = None,
+    device: str = "auto",
+    log: Callable[[str], None] | None = None,
+    quiet: bool = False,
+    live: bool | None = None,
+    on_record: Callable[[Record], None] | None = None,
+    executor: Any = None,
+) -> GridResult:
+    """Run a suite's cells that have no ok record: first the sweep cells, then the fixed cells and the sweeps'
+    block cells with the values the sweeps chose. Progress (bench.run.progress) goes to ``log`` as lines (default:
+    stdout, with a live bar when it is a terminal, unless ``live`` says otherwise); ``quiet`` keeps only each
+    cell's result line, errors and the final summary. ``on_record`` is called with the record of each cell run now,
+    once it is written (from a worker thread when cells run at once), e.g. ``bench.run.wandb_log.WandbLogger``.
+    ``executor`` (``bench.run.executor``) runs each cell, ``executor.slots`` at once; default: this machine, ``jobs``
+    at once. The caller closes an executor it passes."""
+    executor = executor or LocalExecutor(jobs)
+    progress = GridProgress(log, quiet=quiet, live=live, jobs=executor.slots)
+    claims = Claims(store.suite_dir(suite.name), suite.timeout_s)
+    data = DataRoot.resolve(data_root)
+    g = _Grid(suite, store, GridResult(), claims, data, executor, data_root, device, progress, on_record=on_record)
+    if not isinstance(executor, LocalExecutor):
+        progress.info(f"executor {executor.describe()}")
+    try:
+        return _run_grid(g, pattern)
+    finally:
+        progress.close()
+
+
+def _run_grid(g: _Grid, pattern: str | None) -> GridResult:
+    suite, store, result, progress = g.suite, g.store, g.result, g.progress
+    start, ran = time.perf_counter(), 0
+    sweeps = [s for s in suite.sweeps if wanted(s, pattern)]
+    if sweeps:
+        cells = [c for s in sweeps for c in s.cells()]
+        progress.info(f"suite {suite.name}: {len(sweeps)} sweeps, {len(cells)} sweep cells")
+        ran += _run_cells(g, cells, "sweep ", later=_cells_after_sweeps(suite, store, sweeps, pattern))
+    tuned = []
+    for sweep in sweeps:
+        outcome = select_sweep(sweep, lambda key: store.get(suite.name, key))
+        result.sweeps.append(outcome)
+        block = select(sweep.dependents(), pattern)
+        if sweep.task in result.refused:
+            continue
+        if outcome.status == "selected":
+            progress.info(outcome.describe())
+            tuned += select(sweep.dependents(outcome.chosen, outcome.tuned_from), pattern)
+        elif outcome.status in ("failed", "unsupported"):
+            say = progress.error if outcome.status == "failed" else progress.info  # unsupported is an answer
+            say(outcome.describe())
+            for record in pending_records(outcome, block):
+                store.write(record)
+                result.records.append(record)
+            say(f"{len(block)} cells of {sweep.name}: {outcome.status}, not run ({outcome.reason})")
+        else:
+            progress.error(outcome.describe())
+            progress.error(f"{len(block)} cells of {sweep.name} not run: {outcome.reason}")
+    cells = [*select(suite.cells, pattern), *tuned]
+    ran += _run_cells(g, cells, "", later=0)
+    result.records = list({r.key: r for r in result.records}.values())  # a tuned cell may be a sweep cell too
+    progress.error(f"suite {suite.name}: ran {ran} cells in {time.perf_counter() - start:.0f} s")
+    for holder, held in result.claimed.items():
+        progress.error(
+            f"skipped {len(held)} cells claimed by {holder} (another grid on this results folder is running them)"
+        )
+    for task, why in result.refused.items():
+        progress.error(f"skipped task {task}: {why}")
+    return result
+
+
+def _cells_after_sweeps(suite: Suite, store: Store, sweeps: list[Sweep], pattern: str | None) -> int:
+    """How many cells the grid will run once its sweeps have run, as far as records tell before they do: the fixed
+    cells and the tuned cells without an ok record (a sweep that has not chosen yet: its block's cells, less those
+    at the sweep's budget and seeds, which will be its chosen sweep cells). The count the progress starts from."""
+    keys = {resolve(c).key for c in select(suite.cells, pattern)}
+    unchosen = 0
+    for sweep in sweeps:
+        outcome = select_sweep(sweep, lambda key: store.get(suite.name, key))
+        if outcome.status == "selected":
+            keys |= {resolve(c).key for c in select(sweep.dependents(outcome.chosen), pattern)}
+        else:
+            block = select(sweep.dependents(), pattern)
+            unchosen += sum(not (c.budget == sweep.budget and c.seed in sweep.seeds) for c in block)
+    return sum(not store.has_ok(suite.name, key) for key in keys) + unchosen
+
+
+def _reuse(store: Store, suite: str, key: str, cell: Cell) -> Record:
+    """An ok record found for a cell; a tuned cell that coincides with a sweep cell gets its ``tuned_from``."""
+    record = store.get(suite, key)
+    if cell.tuned_from is not None and record.tuned_from != cell.tuned_from:
+        record.tuned_from = cell.tuned_from
+        store.write(record)
+    return record
+
+
+def _run_cells(g: _Grid, cells: list[Cell], label: str, later: int) -> int:
+    """Run the cells without an ok record (each once, in order), adding every record to ``g.result``; returns how
+    many ran. ``later``: the estimate of the cells the grid runs after these, for the progress's total."""
+    suite, store, result, progress = g.suite, g.store, g.result, g.progress
+    todo, seen = [], set()
+    for cell in cells:
+        res = resolve(cell)  # once: the Resolved travels to the executor, the harness and the cell's process
+        if res.key in seen:
+            continue
+        seen.add(res.key)
+        if store.has_ok(suite.name, res.key):
+            result.records.append(_reuse(store, suite.name, res.key, cell))
+            continue
+        if store.path(suite.name, res.key) in store.unreadable:
+            progress.error(f"unreadable record {store.path(suite.name, res.key)}: will be recomputed")
+        if cell.task in result.refused:
+            continue
+        try:  # once per task and settings: files are verified once per process, pool sizes are cached
+            check_inputs(res, g.data, g.pool_sizes)
+        except (DataError, ValueError) as e:
+            result.refused[cell.task] = str(e)
+            progress.error(f"error: {cell.task}: its cells will not run: {e}")
+            continue
+        todo.append(res)
+    todo = [r for r in todo if r.cell.task not in result.refused]
+    progress.info(f"suite {suite.name}: {len(seen) - len(todo)} {label}cells already done, {len(todo)} to run")
+    progress.add(len(todo), later=later)
+
+    def one(res: Resolved) -> Record | None:
+        cell, key = res.cell, res.key
+        name = f"{label}{cell.describe()}"
+        holder = g.claims.acquire(key)
+        if holder is not None:
+            result.claimed.setdefault(holder.describe(), []).append(cell)
+            progress.skip(name, f"skipped, claimed by {holder.describe()}")
+            return None
+        try:
+            if store.has_ok(suite.name, key):  # another grid finished it between our look and our claim
+                progress.skip(name)
+                return _reuse(store, suite.name, key, cell)
+            token = progress.start(name, f"{cell.task}/{cell.method}/{cell.budget}/{cell.seed}")
+            # the cell's stdout (a line per validation pass) comes back line by line, unless quiet discards it
+            follow = None if progress.quiet else lambda line: progress.line(token, line)
+            record = g.executor.run(
+                res, store, data_root=g.data_root, device=g.device, timeout_s=suite.timeout_s, on_line=follow
+            )
+        finally:
+            g.claims.release(key)  # after the record is written
+        progress.finish(token, result_line(record))
+        if g.on_record is not None:
+            g.on_record(record)
+        return record
+
+    if g.executor.slots <= 1:
+        done = [one(res) for res in todo]
+    else:
+        pool = ThreadPoolExecutor(max_workers=g.executor.slots)
+        try:
+            done = list(pool.map(one, todo))
+        finally:
+            # on Ctrl-C or an error, start no new cell; running cells finish and keep their records
+            pool.shutdown(wait=True, cancel_futures=True)
+    result.records += [r for r in done if r is not None]
+    return sum(r is not None for r in done)
+
+
+def plan(suite: Suite, store: Store, pattern: str | None = None) -> list[str]:
+    """``grid --dry-run``: one line per cell the grid would consider and whether it has an ok record: the sweep
+    cells first, then the cells their sweeps tune (with the chosen values, once the sweep records allow a choice),
+    then the fixed cells."""
+
+    def line(kind: str, cell: Cell, swept: dict[str, Any] | None = None, note: str = "") -> str:
+        state = "done" if store.has_ok(suite.name, resolve(cell).key) else "to run"
+        values = f" {values_text(swept)}" if swept else ""
+        return f"  {kind:6s} {state:7s} {cell.task}/{cell.method}/{cell.budget}/{cell.seed}{values}{note}"
+
+    out = []
+    sweeps = [s for s in suite.sweeps if wanted(s, pattern)]
+    for sweep in sweeps:
+        out += [line("sweep", c, {f: c.overrides[f] for f in sweep.fields}, f"  ({sweep.name})") for c in sweep.cells()]
+    for sweep in sweeps:
+        outcome = select_sweep(sweep, lambda key: store.get(suite.name, key))
+        if outcome.status == "selected":
+            cells = select(sweep.dependents(outcome.chosen), pattern)
+            out += [line("tuned", c, outcome.chosen, f"  (chosen by the sweep of {sweep.name})") for c in cells]
+            continue
+        why = "waits for its sweep" if outcome.status == "waiting" else f"not run: {outcome.reason}"
+        for c in select(sweep.dependents(), pattern):
+            out.append(f"  {'tuned':6s} {'-':7s} {c.task}/{c.method}/{c.budget}/{c.seed}  ({sweep.name}: {why})")
+    out += [line("cell", c) for c in select(suite.cells, pattern)]
+    return out
