@@ -49,9 +49,12 @@ test: setup
 benchmark: setup
 	$(BIN)/python -m pytest -q tests/benchmarks --benchmark-only --benchmark-autosave -s
 
+# ruff, then the layout's import contracts (pyproject.toml [tool.importlinter]: no circles; core imports nothing
+# above it; only bench/catalog.py imports the plugins; analysis and report never import run)
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff format .

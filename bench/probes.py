@@ -108,6 +108,10 @@ class ProbeSpec:
     limited: bool = True  # probe_limit caps its examples; False = a fixed budget (WikiText-2: 2048 tokens)
     # tasks whose data the probe reads too: on them the probe is not held out (it measures the task, not forgetting)
     shares_data_with: tuple[str, ...] = ()
+    # a bounded score's facts, for the regression gate's noise floor: examples scored when the record's limit is 0
+    # (all), and the score's range (None: unbounded, as perplexity)
+    examples: int | None = None
+    range: tuple[float, float] | None = None
 
     def effective_limit(self, limit: int) -> int:
         return limit if self.limited else 0
@@ -277,9 +281,18 @@ def wikitext2_ppl(loaded, data: DataRoot, device: str, limit: int = 0, window: i
 
 PROBES: dict[str, ProbeSpec] = {
     "wikitext2-ppl": ProbeSpec("wikitext2-ppl", "perplexity", False, wikitext2_ppl, (WIKITEXT2_TEST,), limited=False),
-    "imagenet-top1": ProbeSpec("imagenet-top1", "top-1 accuracy", True, imagenet_top1, (IMAGENET_SAMPLE,)),
+    "imagenet-top1": ProbeSpec(
+        "imagenet-top1", "top-1 accuracy", True, imagenet_top1, (IMAGENET_SAMPLE,), examples=1000, range=(0.0, 1.0)
+    ),
     "stsb-spearman": ProbeSpec(
-        "stsb-spearman", "Spearman correlation", True, stsb_spearman, (STSB_DEV,), shares_data_with=("glue-stsb",)
+        "stsb-spearman",
+        "Spearman correlation",
+        True,
+        stsb_spearman,
+        (STSB_DEV,),
+        shares_data_with=("glue-stsb",),
+        examples=1500,
+        range=(-1.0, 1.0),
     ),
     "cifar10-linear": ProbeSpec(
         "cifar10-linear",
@@ -289,6 +302,8 @@ PROBES: dict[str, ProbeSpec] = {
         (CIFAR10_PROBE,),
         limited=False,
         shares_data_with=("shift-cifar10-to-cifar10c",),
+        examples=1000,  # CIFAR-10's 1000 scored test images (the other 1000 fit the probe)
+        range=(0.0, 1.0),
     ),
 }
 

@@ -36,7 +36,7 @@ from typing import Any
 
 from bench.catalog import METHODS, TASKS, resolve
 from bench.core.api import Cell
-from bench.core.record import Record, new_record
+from bench.core.record import VAL, Record, metric_key, new_record
 from bench.core.registry import suggest
 
 SUITES_DIR = Path(__file__).parent / "suites"
@@ -351,7 +351,7 @@ def select_sweep(sweep: Sweep, lookup: Callable[[str], Record | None]) -> SweepO
     sweep seeds of the validation primary metric, the first listed on a tie. Diverging on any seed, or a validation
     score that is not a number, rules a value out; a cell that failed in any other way fails the whole sweep."""
     spec = TASKS.get(sweep.task).spec
-    on = f"val/{spec.primary_metric}"
+    on = metric_key(VAL, spec.primary_metric)
     sign = spec.sign
     rows, failed, waiting, unsupported = [], [], [], []
     for values in sweep.candidates():

@@ -95,3 +95,43 @@ def test_every_registered_cell_survives_the_trip_to_its_own_process():
             res = resolve(Cell(task, method, 64, 0, {"lr": "0.001"} if method == "lora" else {}))
             back = pickle.loads(pickle.dumps(res))
             assert back == res and back.key == res.key, (task, method)
+
+
+def test_a_setting_typed_on_the_command_line_and_in_a_suite_is_one_cell_for_the_gate():
+    """`--set r=4` arrives as the string "4", a suite's `r = 4` as the integer: the catalog types both once, so
+    the records say the same and the CI gate (which matches cells by their settings) sees one cell; a record
+    written before overrides were typed is matched by its resolved hyperparameters."""
+    from bench.analysis.gate import identity
+    from bench.catalog import resolve
+    from bench.core.api import Cell
+    from bench.core.record import new_record
+
+    typed, text = (
+        resolve(Cell("glue-sst2", "lora", 64, 0, {"r": 4})),
+        resolve(Cell("glue-sst2", "lora", 64, 0, {"r": "4"})),
+    )
+    assert typed.key == text.key and text.cell.overrides == {"r": 4} == typed.cell.overrides
+    assert new_record(text, "ok").overrides == {"r": 4}
+    old = new_record(typed, "ok")
+    old.overrides = {"r": "4"}
+    assert identity(old) == identity(new_record(typed, "ok")) == identity(new_record(text, "ok"))
+
+
+def test_every_task_declares_the_input_size_its_backbone_is_prepared_for():
+    """A vision task has an image_size field, a text task a max_len (Task.input_size); one without it is refused
+    with the fix, never given a guessed size."""
+    import dataclasses
+
+    from bench.core.api import VISION, Task
+
+    for name in TASKS:
+        task = TASKS.get(name)()
+        field = "image_size" if task.spec.modality == VISION else "max_len"
+        assert task.input_size == {field: getattr(task, field)}, name
+
+    @dataclasses.dataclass(frozen=True)
+    class Sizeless(Task):
+        spec = TASKS.get("pneumonia-mnist").spec
+
+    with pytest.raises(TypeError, match="declares no 'image_size' field"):
+        _ = Sizeless().input_size

@@ -518,3 +518,12 @@ def test_seed_intervals_of_a_bounded_metric_stay_in_its_range():
     assert stats.seed_summary([0.99, 0.70, 1.0]).high > 1.0, "no metric named: the plain t-interval"
     assert stats.seed_summary([-0.9, -0.2, -1.0], "mcc").low == -1.0
     assert stats.seed_summary([5.0, 9.0, 30.0], "perplexity").high > 30.0, "unbounded metrics are left alone"
+
+
+def test_a_domain_shift_gap_may_be_negative_and_is_not_clipped_at_zero():
+    """gap/<metric> is in-domain minus out-of-domain: its interval spans [lo - hi, hi - lo], so a shift that helps
+    (a negative gap) keeps its interval."""
+    gap = stats.seed_summary([-0.05, 0.02, -0.08], "gap/accuracy")
+    assert gap.low < -0.05 and gap.high > 0.0, "the interval of a gap reaches below zero"
+    assert stats.seed_summary([-0.5, 0.99, 0.9], "gap/auroc").low > -1.0 - 1e-12, "still inside [-1, 1]"
+    assert metrics.metric_range("gap/accuracy") == (-1.0, 1.0) and metrics.metric_range("test/mcc") == (-1.0, 1.0)

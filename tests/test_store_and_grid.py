@@ -10,6 +10,7 @@ from bench.catalog import resolve
 from bench.core.api import Cell
 from bench.core.record import new_record
 from bench.core.store import Store
+from bench.report.exports import records_frame
 from bench.run.grid import run_grid
 from bench.suite import load_suite, select
 
@@ -28,7 +29,7 @@ def test_a_record_round_trips_through_the_store(tmp_path):
     assert store.get("s", record.key) == record
     assert json.loads(path.read_text()) == record.to_json()
     assert store.has_ok("s", record.key)
-    assert list(store.frame("s")["metrics.test/accuracy"]) == [0.75]
+    assert list(records_frame(store.records("s"))["test/accuracy"]) == [0.75]
     assert not list(tmp_path.rglob("*.tmp")), "atomic write leaves no temporary file behind"
 
 

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench import catalog
 from bench.core.metrics import metric_range
+from bench.core.record import TEST, metric_key
 from bench.core.store import Store
 
 if TYPE_CHECKING:
@@ -62,13 +63,6 @@ if TYPE_CHECKING:
     from bench.core.record import Record
 
 DEFAULT_K = 3.0
-# forgetting probes with a bounded score: examples scored when the record's limit is 0 (all), and the score's range;
-# as in bench/probes.py (the ImageNet sample, CIFAR-10's 1000 scored images, STS-B dev)
-PROBES = {
-    "imagenet-top1": (1000, (0.0, 1.0)),
-    "cifar10-linear": (1000, (0.0, 1.0)),
-    "stsb-spearman": (1500, (-1.0, 1.0)),
-}
 RESOLUTION_BYTES = {"process_peak_rss": 4096, "cuda_max_allocated": 512}  # a page; a CUDA allocator block
 PRIMARY, FORGETTING, MEMORY, PARAMS, STATUS, MISSING = (
     "primary metric",
@@ -83,7 +77,13 @@ Ident = tuple[str, str, int, str]  # task, method, budget, the cell's own settin
 
 
 def identity(record: Record) -> Ident:
-    return (record.task, record.method, record.budget, json.dumps(record.overrides, sort_keys=True, default=str))
+    """Task, method, budget and the settings asked for, each at its typed value (a record of ``--set r=4`` written
+    before overrides were typed holds the string "4"; its resolved hyperparameters hold 4)."""
+    typed = {}
+    for name, value in record.overrides.items():
+        sections = [s for s in record.hparams.values() if isinstance(s, dict) and name in s]
+        typed[name] = sections[0][name] if sections else value
+    return (record.task, record.method, record.budget, json.dumps(typed, sort_keys=True, default=str))
 
 
 def floor_se(value: float, n: int | None, lo: float, hi: float) -> float:
@@ -235,7 +235,7 @@ def _mib(v: float) -> str:
 
 def _primary(spec: TaskSpec) -> Callable[[Record], float | None]:
     def get(r: Record) -> float | None:
-        v = r.metrics.get(f"test/{spec.primary_metric}")
+        v = r.metrics.get(metric_key(TEST, spec.primary_metric))
         return None if v is None or math.isnan(v) else float(v)
 
     return get
@@ -296,11 +296,12 @@ def _hold(row: Row, spec: TaskSpec, k: float, memory_floor: Callable[[str, str],
     n_test = max((r.splits.test for r in base.values() if r.splits), default=0)
     values = _values(base, _primary(spec))
     floor = floor_se(fmean(values.values()), n_test, lo, hi) if values else 0.0
-    what = f"test/{spec.primary_metric} {'fell' if spec.higher_is_better else 'rose'}"
+    what = f"{metric_key(TEST, spec.primary_metric)} {'fell' if spec.higher_is_better else 'rose'}"
     _gate(row, PRIMARY, base, cand, _primary(spec), floor, k, -1.0 if spec.higher_is_better else 1.0, _num, what)
 
     first = next((r.forgetting for r in base.values() if r.forgetting), None)
-    items, (lo, hi) = PROBES.get(first.probe if first else "", (0, (0.0, 0.0)))
+    probe = catalog.probe(first.probe) if first else None  # its examples and range are declared with it
+    items, (lo, hi) = (probe.examples or 0, probe.range) if probe and probe.range else (0, (0.0, 0.0))
     after = [r.forgetting.after for r in base.values() if r.forgetting and r.forgetting.after is not None]
     floor = floor_se(fmean(after), (first.limit if first else 0) or items, lo, hi) if after else 0.0
     _gate(

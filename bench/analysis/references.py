@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import catalog
 from bench.analysis.stats import Interval, seed_summary
-from bench.core.record import Record
+from bench.core.record import TEST, Record, metric_key
 
 PUBLISHED_DIR = Path(__file__).resolve().parents[1] / "published"
 SETUP_KEYS = ("backbone", "pretrained", "image_size", "epochs", "batch_size", "selection")
@@ -94,7 +95,7 @@ def our_setup(record: Record) -> dict[str, Any]:
     epochs = record.cost.epochs if record.cost and not probe else None
     return {
         "backbone": record.backbone,
-        "pretrained": record.method != "scratch",
+        "pretrained": catalog.method_class(record.method).pretrained,
         "image_size": record.hparams.get("task", {}).get("image_size"),
         "epochs": round(epochs, 1) if epochs is not None else None,
         "batch_size": train.get("batch_size"),
@@ -148,7 +149,7 @@ def compare(records: Sequence[Record], references: Sequence[Reference] | None = 
             if task != ref.task:
                 continue
             for metric, published in ref.scores.items():
-                ours = seed_summary([r.metrics.get(f"test/{metric}") for r in rs], metric)
+                ours = seed_summary([r.metrics.get(metric_key(TEST, metric)) for r in rs], metric)
                 out.append(
                     Comparison(
                         ref,

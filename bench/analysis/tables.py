@@ -19,10 +19,9 @@ from bench.analysis.overview import method_rank, task_rank
 from bench.analysis.stats import Interval, seed_summary
 from bench.catalog import TASKS, held_out
 from bench.core.api import TaskSpec
-from bench.core.record import Record
+from bench.core.record import SHOWN_SPLITS, TEST, Record, metric_key, split_of
 from bench.core.store import Store
 
-SHOWN = ("test/", "test_ood/", "gap/")  # the metric keys a table shows
 COSTS = (  # Cost fields averaged over seeds
     "peak_mem_bytes",
     "peak_mem_delta_bytes",
@@ -91,14 +90,14 @@ def task_rows(
     the did-not-learn baseline (None: unknown, no did-not-learn flag); ``spec`` None (an unregistered task): no flags
     and no gain."""
     base = bl.of_labels(spec, labels) if labels is not None and spec is not None else None
-    primary = f"test/{(spec or _Unregistered()).primary_metric}"
+    primary = metric_key(TEST, (spec or _Unregistered()).primary_metric)
     rows = []
     for budget in sorted(cells_by_budget, key=lambda b: (b == 0, b)):
         cells = cells_by_budget[budget]
         for method in sorted(cells, key=method_rank):
             c = cells[method]
             flags, gain = cell_flags(store, c, spec, base, cells.get(SCRATCH)) if spec else ([], None)
-            names = sorted({k for r in c.records for k in r.metrics if k.startswith(SHOWN)})
+            names = sorted({k for r in c.records for k in r.metrics if split_of(k)[0] in SHOWN_SPLITS})
             names.sort(key=lambda k: (k != primary, k))
             first = c.records[0].forgetting
             probes_held_out = all(held_out(r.forgetting.probe, r.task) for r in c.records if r.forgetting)

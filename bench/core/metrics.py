@@ -115,9 +115,13 @@ def metric_name(key: str) -> str:
 
 
 def metric_range(name: str) -> tuple[float, float] | None:
-    """The range of a metric (or of a metric key such as ``test/accuracy``); None for a name not declared here."""
+    """The range of a metric (or of a metric key such as ``test/accuracy``); None for a name not declared here. A
+    ``gap/`` key (in-domain minus out-of-domain) spans the difference of two scores: [lo - hi, hi - lo]."""
     metric = METRICS.get(metric_name(name))
-    return metric.range if metric else None
+    if metric is None:
+        return None
+    lo, hi = metric.range
+    return (lo - hi, hi - lo) if name.startswith("gap/") else (lo, hi)
 
 
 def chance(name: str, labels: np.ndarray, num_labels: int) -> float:

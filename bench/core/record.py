@@ -10,6 +10,7 @@ written back unchanged, so reading and rewriting a record never loses data. Metr
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +20,28 @@ if TYPE_CHECKING:
     from bench.core.api import Resolved
 
 SCHEMA_VERSION = 1
+# the splits a metric key names: ``test/auroc``, ``val/auroc`` (the selected checkpoint's), ``test_ood/auroc`` (the
+# out-of-domain test set of a shift task) and ``gap/auroc`` (test minus test_ood: positive = worse under shift)
+TEST, VAL, TEST_OOD, GAP = "test", "val", "test_ood", "gap"
+SHOWN_SPLITS = (TEST, TEST_OOD, GAP)  # what a results table shows (val chose the checkpoint)
+
+
+def metric_key(split: str, name: str) -> str:
+    """``metric_key("test", "auroc")`` -> ``"test/auroc"``: how every metric of a record is named."""
+    return f"{split}/{name}"
+
+
+def split_of(key: str) -> tuple[str, str]:
+    """``"test_ood/accuracy"`` -> ``("test_ood", "accuracy")``."""
+    split, _, name = key.partition("/")
+    return split, name
+
+
+def keyed(split: str, metrics: dict[str, float]) -> dict[str, float]:
+    """A split's metrics under their keys: ``{"auroc": 0.9}`` -> ``{"test/auroc": 0.9}``."""
+    return {metric_key(split, name): value for name, value in metrics.items()}
+
+
 OK, UNSUPPORTED = "ok", "unsupported"
 # ok: finished; unsupported: the method cannot run on this task/backbone (the reason in ``error``); failed: an
 # exception; oom: an allocation failure; killed: ended by a signal; timeout: out of time; diverged: non-finite loss
@@ -273,13 +296,11 @@ class Record:
         return self.status == OK
 
     def test_metric(self, name: str) -> float:
-        return self.metrics.get(f"test/{name}", math.nan)
+        return self.metrics.get(metric_key(TEST, name), math.nan)
 
     # ------------------------------------------------------------------------------------------ JSON
     def dumps(self) -> str:
         """The record as the JSON text a record file holds."""
-        import json
-
         return json.dumps(self.to_json(), indent=1, sort_keys=True, default=_jsonable)
 
     def to_json(self) -> dict[str, Any]:
@@ -367,9 +388,62 @@ def result_line(record: Record) -> str:
         if "\n" in last:  # a traceback: its last line holds the exception and its message
             last = last.strip().splitlines()[-1]
         return f"{record.status.upper()}: {last}"
-    tests = {k: v for k, v in record.metrics.items() if k.startswith("test")}
+    tests = {k: v for k, v in record.metrics.items() if split_of(k)[0] in (TEST, TEST_OOD)}
     flags = "".join(f" [{f}]" for f in record.flags)
     return " ".join(f"{k}={v:.4f}" for k, v in tests.items()) + flags
+
+
+IDENTITY = ("task", "method", "budget", "seed", "status", "backbone", "key", "suite", "created_at")
+
+
+def flatten(record: Record) -> dict[str, Any]:
+    """The record as one flat row of scalars: the one flattening every table of records uses (records.csv and
+    records.parquet, W&B runs). Columns: the identity (``IDENTITY``, the versions), the last line of a failure's
+    error, every metric under its own key (``test/auroc``), ``forgetting.<probe|before|after|drop|held_out>`` and
+    each extra probe's drop (``forgetting_extra/<probe>``), every scalar field of ``cost``, ``params`` and ``env``
+    (``cost.<field>``), how the checkpoint was selected (``selection.<on|best_step|stopped_by|stopped_at|
+    validation>``), ``retry.reason``, the flags, the hyperparameters as one JSON string and one column per value
+    (``hparams.<section>.<name>``), the sweep and its choice (``tuned_from``, ``tuned.<name>``) and the record's
+    file. Dictionaries and lists become JSON text, so every column has one type."""
+    row: dict[str, Any] = {name: getattr(record, name) for name in IDENTITY}
+    row["task_version"], row["method_version"] = record.task_version, record.method_version
+    lines = (record.error or "").strip().splitlines()
+    row["error"] = lines[-1] if lines else None
+    row.update({name: float(v) if v is not None else None for name, v in sorted(record.metrics.items())})
+    f = record.forgetting
+    row["forgetting.probe"] = f.probe if f else None
+    for name in ("before", "after", "drop"):
+        row[f"forgetting.{name}"] = getattr(f, name) if f else None
+    row["forgetting.held_out"] = f.held_out is not False if f else None
+    for probe, extra in sorted(record.forgetting_extra.items()):
+        row[f"forgetting_extra/{probe}"] = extra.drop
+    for prefix, section in (("cost", record.cost), ("params", record.params), ("env", record.env)):
+        if section is not None:
+            for fld in dataclasses.fields(section):
+                if fld.name != "extra":
+                    row[f"{prefix}.{fld.name}"] = _scalar(getattr(section, fld.name))
+    sel = record.selection
+    for name in ("on", "best_step", "stopped_by", "stopped_at", "validation"):
+        row[f"selection.{name}"] = getattr(sel, name) if sel else None
+    row["retry.reason"] = record.retry.reason if record.retry else None
+    row["flags"] = ",".join(record.flags)
+    row["hparams"] = json.dumps(record.hparams, sort_keys=True)
+    for section, values in sorted(record.hparams.items()):
+        if isinstance(values, dict):
+            for name, value in sorted(values.items()):
+                row[f"hparams.{section}.{name}"] = _scalar(value)
+    chosen = (record.tuned_from or {}).get("selected") or {}
+    row["tuned_from"] = (record.tuned_from or {}).get("sweep")
+    for name, value in sorted(chosen.items()):
+        row[f"tuned.{name}"] = _scalar(value)
+    row["record_file"] = str(record.source) if record.source is not None else None
+    return row
+
+
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _jsonable(obj: Any) -> Any:

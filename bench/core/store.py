@@ -157,12 +157,6 @@ class Store:
         """One line per unreadable record file met so far (torn, truncated, not JSON)."""
         return [f"unreadable record {path}: {why}" for path, why in sorted(self.unreadable.items())]
 
-    def frame(self, suite: str):
-        """All records of a suite as a flat DataFrame (``metrics.test/auroc``, ``cost.peak_mem_bytes``, ...)."""
-        import pandas as pd
-
-        return pd.json_normalize([r.to_json() for r in self.records(suite)])
-
     def suites(self) -> list[str]:
         if not self.root.exists():
             return []

@@ -19,6 +19,7 @@ from bench import catalog
 from bench.analysis.flags import NOT_HELD_OUT
 from bench.analysis.sweeps import sweep_rows
 from bench.analysis.tables import Row
+from bench.core.record import TEST, metric_key
 from bench.report.html import TD, anchor, table
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def board_flags(row: Row) -> list[str]:
 
 def leaderboard_html(task: str, rows: Sequence[Row], spec: TaskSpec) -> str:
     """The sortable table, then the drill-down of every row's records."""
-    primary = f"test/{spec.primary_metric}"
+    primary = metric_key(TEST, spec.primary_metric)
     metrics = sorted({k for row in rows for k in row.metrics}, key=lambda k: (k != primary, k))
     header = ["method", "budget", "backbone", "seeds", *(f"{m} [95%]" for m in metrics)]
     header += ["gain over scratch [95%]", "trainable params", "saved MiB", "peak mem MiB", "train s", "wall s"]

@@ -11,6 +11,7 @@ from bench.analysis.flags import DEGENERATE_ROWS
 from bench.analysis.overview import method_rank
 from bench.analysis.stats import Interval
 from bench.analysis.tables import Row, spec_or_none
+from bench.core.record import TEST, metric_key
 
 TABLE_COSTS = ["trainable params", "saved MiB", "peak mem MiB", "train ex/s", "eval ex/s", "train s"]
 
@@ -27,7 +28,7 @@ def task_table(rows: Sequence[Row], primary: str) -> tuple[list[str], list[list[
     """(header, body) of one task's table: a row per method and budget (method order, then budget), every test
     metric with its interval, costs and forgetting drops."""
     rows = sorted(rows, key=lambda r: (method_rank(r.method), r.budget))
-    names = sorted({k for r in rows for k in r.metrics}, key=lambda k: (k != f"test/{primary}", k))
+    names = sorted({k for r in rows for k in r.metrics}, key=lambda k: (k != metric_key(TEST, primary), k))
     extra = sorted({name for r in rows for name in r.forgetting_extra})
     header = ["method", "budget", "seeds", *names, *TABLE_COSTS, "forgetting drop", *(f"drop {n}" for n in extra)]
     body = []

@@ -22,7 +22,7 @@ from bench.analysis.stats import MIN_SEEDS, NOT_ENOUGH_SEEDS, seed_exceptions
 from bench.analysis.sweeps import sweep_rows
 from bench.analysis.tables import Row, tables
 from bench.catalog import TASKS
-from bench.core.record import Record
+from bench.core.record import TEST, Record, metric_key
 from bench.core.store import Store
 
 SUMMARY_FLAGS = ("did-not-learn", "degenerate", "few-seeds", "negative-transfer", "still-improving k/n")
@@ -69,7 +69,7 @@ def decision_lines(decisions: Sequence[Decision]) -> list[str]:
 def task_lines(task: str, rows: Sequence[Row], base: bl.Baselines | None) -> list[str]:
     """The table of one task: mean [interval] per method and budget, seeds, gain over scratch, flags."""
     spec = catalog.spec(task)
-    primary = f"test/{spec.primary_metric}"
+    primary = metric_key(TEST, spec.primary_metric)
     head = f"{task}: {primary} ({spec.direction})"
     if base is not None:
         majority = "n/a (regression)" if math.isnan(base.majority) else f"{base.majority:.3f}"

@@ -20,7 +20,21 @@ from bench.core.backbone import get_backbone
 from bench.core.cache import FeatureCache
 from bench.core.data import DataRoot
 from bench.core.model import count_params, fingerprint, make_head, quantized_share, tensor_digests
-from bench.core.record import Cost, Env, Params, Record, Selection, SplitSizes, new_record
+from bench.core.record import (
+    GAP,
+    TEST,
+    TEST_OOD,
+    VAL,
+    Cost,
+    Env,
+    Params,
+    Record,
+    Selection,
+    SplitSizes,
+    keyed,
+    metric_key,
+    new_record,
+)
 from bench.run import forgetting as fg
 from bench.run.meters import PeakMemory, environment, pick_device
 
@@ -129,13 +143,12 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto", grad_ac
     }
     merge_cost = _merged_throughput(method, runner, splits.test, cached)
 
-    metrics = {f"test/{k}": v for k, v in test_metrics.items()}
-    metrics.update({f"test_ood/{k}": v for k, v in ood_metrics.items()})
+    metrics = {**keyed(TEST, test_metrics), **keyed(TEST_OOD, ood_metrics)}
     # domain-shift gap: in-domain minus out-of-domain; every metric in bench.core.metrics is higher-is-better, so
     # positive = worse under shift
-    metrics.update({f"gap/{k}": test_metrics[k] - v for k, v in ood_metrics.items()})
+    metrics.update(keyed(GAP, {k: test_metrics[k] - v for k, v in ood_metrics.items()}))
     if fit is not None:
-        metrics.update({f"val/{k}": v for k, v in fit.best_val.items()})
+        metrics.update(keyed(VAL, fit.best_val))
     record = new_record(res, "ok")
     record.metrics = metrics
     record.forgetting = forgetting[probes[0]]
@@ -171,7 +184,7 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto", grad_ac
         **merge_cost,
     )
     record.selection = Selection(
-        on=f"val/{spec.primary_metric}",
+        on=metric_key(VAL, spec.primary_metric),
         best_step=fit.best_step if fit else None,
         history=fit.history if fit else [],
         validation=validation,

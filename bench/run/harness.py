@@ -60,8 +60,8 @@ PRELOAD = [
     "scipy.stats",
     "bench.run.harness",
     "bench.run.cell",
-    "methods",
-    "tasks",
+    "bench.run.loop",
+    "bench.catalog",  # every task, method, backbone family and probe
 ]
 _context_lock = threading.Lock()
 _context = None

@@ -59,6 +59,7 @@ import torch
 from torch import nn
 
 from bench.core.api import CLASSIFICATION, FitContext, Method, Predictor, Split, Task, TrainConfig
+from bench.core.record import VAL, metric_key, split_of
 from bench.run.meters import Clock
 
 TIMING_WARMUP_STEPS = 2  # steps excluded from throughput (allocator, lazy init, first-batch effects)
@@ -328,7 +329,9 @@ class Runner:
                     stale += 1
                 stop = bool(cfg.patience and stale >= cfg.patience and step < last)
                 if self.progress is not None:
-                    line = pass_line(step, last, loss, f"val/{primary}", metrics[primary], best, stale if stop else 0)
+                    line = pass_line(
+                        step, last, loss, metric_key(VAL, primary), metrics[primary], best, stale if stop else 0
+                    )
                     self.progress(line)
                 if stop:
                     result.stopped_by = "patience"
@@ -395,7 +398,7 @@ class Runner:
         chosen = probe.selected
         result.history = probe.history
         result.best_step = chosen["step"]
-        result.best_val = {k.removeprefix("val/"): v for k, v in chosen.items() if k.startswith("val/")}
+        result.best_val = {split_of(k)[1]: v for k, v in chosen.items() if split_of(k)[0] == VAL}
         result.steps = probe.iterations  # full-batch: each L-BFGS iteration sees every training example
         result.epochs = float(probe.iterations)
         result.schedule_steps = probe.iterations

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.core.cache import cache_dir
 from bench.core.store import atomic_write_text
-from bench.run.meters import sync
+from bench.run.meters import cpu_model, sync
 
 # dense (no sparsity) bf16 tensor-core peaks in FLOP/s, from the vendors' data sheets; matched on the name torch
 # reports, most specific first
@@ -47,16 +47,6 @@ def nominal_bf16_peak(gpu_name: str) -> float | None:
         if pattern.lower() in gpu_name.lower():
             return flops
     return None
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def gemm_flops_per_s(device: str, dtype, size: int = 2048, runs: int = 3, reps: int = 1) -> float:
@@ -97,7 +87,7 @@ def _measure(device: str, threads: int) -> dict[str, float]:
 def machine_key(device: str, threads: int) -> dict[str, str | int]:
     import torch
 
-    name = torch.cuda.get_device_name(0) if device == "cuda" else cpu_model()
+    name = torch.cuda.get_device_name(0) if device == "cuda" else (cpu_model() or platform.machine())
     return {"device": device, "name": name, "threads": threads, "torch": torch.__version__}
 
 

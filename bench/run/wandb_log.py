@@ -11,9 +11,10 @@ results, and a grid rewrites them every time it passes):
 - config: task, method, budget, seed, suite, backbone, key, task and method versions, git sha, and the record's
   hyperparameters flattened (``method.lr``, ``train.batch_size``, ``task.image_size``).
 - summary: the record's metrics under their own names (``test/accuracy``, ``val/auroc``: the selected checkpoint's),
-  ``forgetting/{probe,before,after,drop}`` (``forgetting/<probe>/...`` for extra probes), ``cost/<field>`` (train
-  time, peak memory, samples/s, ...), ``params/<field>`` with the trainable share, ``selection/best_step``, status,
-  flags, and for records that are not ok the error's last line (``error``) so failures are visible.
+  ``forgetting/{probe,before,after,drop,held_out}`` (``forgetting/<probe>/drop`` for extra probes), ``cost/<field>``
+  (train time, peak memory, samples/s, ...), ``params/<field>`` with the trainable share, ``selection/<field>``
+  (best step, what stopped the run), status, flags, and for records that are not ok the error's last line (``error``)
+  so failures are visible.
 - history: the learning curve, one row per validation pass of ``selection.history`` (``step``, ``train_loss`` and
   the ``val/...`` metrics), charted against ``step``.
 A run whose record is not ok finishes with exit code 1, so W&B shows it as failed.
@@ -30,7 +31,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.core.record import Record, result_line
+from bench.core.record import Record, flatten, result_line
 from bench.run.meters import git_info
 
 if TYPE_CHECKING:
@@ -45,60 +46,37 @@ def mode() -> str | None:
     return None if os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY") else "offline"
 
 
-def _scalar(value: Any) -> bool:
-    return isinstance(value, bool | int | float | str)
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{name}."))
-        else:
-            out[f"{prefix}{name}"] = value
-    return out
+CONFIG = ("task", "method", "budget", "seed", "suite", "backbone", "key", "task_version", "method_version")
+SECTIONS = ("forgetting", "cost", "params", "selection")  # flat ``section.field`` -> W&B's ``section/field``
 
 
 def run_config(record: Record) -> dict[str, Any]:
-    """The cell's identity and hyperparameters (flattened: ``method.lr``)."""
+    """The cell's identity and hyperparameters (``method.lr``), from the record's one flattening
+    (``bench.core.record.flatten``)."""
+    flat = flatten(record)
     # a record of a process that died carries no env: the parent's checkout is the code it ran
     sha, dirty = (record.env.git_sha, record.env.dirty) if record.env else git_info()
-    config = {
-        "task": record.task,
-        "method": record.method,
-        "budget": record.budget,
-        "seed": record.seed,
-        "suite": record.suite,
-        "backbone": record.backbone,
-        "key": record.key,
-        "task_version": record.task_version,
-        "method_version": record.method_version,
-        "git_sha": sha,
-        "dirty": dirty,
-    }
-    return {**config, **_flatten(record.hparams)}
+    config = {name: flat[name] for name in CONFIG}
+    config.update({"git_sha": sha, "dirty": dirty})
+    hparams = {k.removeprefix("hparams."): v for k, v in flat.items() if k.startswith("hparams.")}
+    return {**config, **hparams}
 
 
 def run_summary(record: Record) -> dict[str, Any]:
-    """Metrics, forgetting, cost, parameters, selection, status and flags; the error's last line when not ok."""
-
+    """Metrics, forgetting, cost, parameters, selection, status and flags, from the record's one flattening (its
+    ``section.field`` columns as ``section/field``); the error's last line when not ok."""
+    flat = flatten(record)
     out: dict[str, Any] = {"status": record.status, **record.metrics}
-    probes = {"": record.forgetting} if record.forgetting else {}
-    probes.update({f"{name}/": f for name, f in record.forgetting_extra.items()})
-    for prefix, f in probes.items():
-        out.update({f"forgetting/{prefix}{k}": getattr(f, k) for k in ("probe", "before", "after", "drop")})
-    for section in ("cost", "params"):
-        value = getattr(record, section)
-        if value is not None:
-            out.update({f"{section}/{k}": v for k, v in value.to_json().items() if _scalar(v)})
+    for name, value in flat.items():
+        section, dot, field = name.partition(".")
+        if dot and section in SECTIONS and isinstance(value, bool | int | float | str):
+            out[f"{section}/{field}"] = value
+        elif name.startswith("forgetting_extra/"):
+            out[f"forgetting/{name.removeprefix('forgetting_extra/')}/drop"] = value
     if record.params is not None:
         out["params/trainable_share"] = record.params.trainable_share
-    if record.selection is not None:
-        out.update({"selection/on": record.selection.on, "selection/best_step": record.selection.best_step})
-        if record.selection.stopped_by:
-            out["selection/stopped_by"] = record.selection.stopped_by
     if record.flags:
-        out["flags"] = ",".join(record.flags)
+        out["flags"] = flat["flags"]
     if record.retry is not None:
         out["retry"] = record.retry.reason
     if not record.ok:

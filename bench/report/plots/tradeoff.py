@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from bench import catalog
 from bench.analysis import cells as cl
 from bench.core.metrics import metric_range
+from bench.core.record import TEST_OOD, metric_key
 from bench.report.plots.efficiency import Series, efficiency_series, trained_budgets
 from bench.report.plots.style import (
     MIN_SPAN,
@@ -313,7 +314,7 @@ def shift_tasks(records: Sequence[Record]) -> dict[str, list[Record]]:
     """Tasks whose ok records have an out-of-domain primary metric, with those records."""
     out: dict[str, list[Record]] = {}
     for r in records:
-        if r.ok and f"test_ood/{spec_of(r.task).primary_metric}" in r.metrics:
+        if r.ok and metric_key(TEST_OOD, spec_of(r.task).primary_metric) in r.metrics:
             out.setdefault(r.task, []).append(r)
     return dict(sorted(out.items()))
 
