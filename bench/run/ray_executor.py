@@ -38,6 +38,7 @@ import time
 from typing import Any
 
 import bench
+from bench.catalog import resolve
 from bench.core.api import Resolved, TrainConfig
 from bench.core.data import DataRoot
 from bench.core.record import Cost, Record, new_record
@@ -135,6 +136,7 @@ class RayExecutor:
         import ray
         from ray import exceptions as rx
 
+        res = resolve(res)  # the grid's Resolved as it is (a Cell from a direct caller is resolved once)
         options, started, lost, oom = self.options(res), time.perf_counter(), [], 0
         for _ in range(self.attempts):
             ref = self._task.options(**options).remote(res, data_root, self.device, timeout_s)
