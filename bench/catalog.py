@@ -23,11 +23,14 @@ __all__ = [
     "BACKBONES",
     "METHODS",
     "PROBES",
+    "PROBE_VERSION",
     "TASKS",
     "ProbeSpec",
+    "UnknownNameError",
     "held_out",
     "method_class",
     "probe",
+    "probe_files",
     "resolve",
     "spec",
     "support_matrix",
@@ -159,6 +162,3 @@ def task_files(names: list[str] | None = None) -> dict[str, tuple[str, ...]]:
 def probe_files(backbone: str) -> tuple[str, ...]:
     """The data files the forgetting probes of a backbone read."""
     return tuple(f for p in BACKBONES.get(backbone).probes for f in PROBES[p].files)
-
-
-__all__ += ["PROBE_VERSION", "UnknownNameError", "probe_files"]
