@@ -36,7 +36,10 @@ def _write(store, task, method, seed, outputs, labels, suite="s", backbone=None,
     r.cost = Cost(device="cpu", peak_mem_bytes=2**30, train_time_s=10.0, wall_time_s=100.0)
     if status == "ok":
         spec = res.task.spec
-        r.metrics = {f"test/{k}": v for k, v in metrics.compute(spec.metrics, outputs, labels, spec.kind).items()}
+        scores = metrics.compute(spec.metrics, outputs, labels, spec.kind)
+        r.metrics = {f"test/{k}": v for k, v in scores.items()}
+        if method != "fewshot":  # a method that trains validates; here its validation score is its test score
+            r.metrics.update({f"val/{k}": v for k, v in scores.items()})
         r.params = Params(total=1000, trainable={"lora": 10, "full": 1000}.get(method, 2), trainable_no_head=0)
         r.forgetting = Forgetting("stsb-spearman", 0.9, 0.85, 0.05)
         r.arrays = {"test": {"ids": np.arange(len(labels)), "outputs": outputs, "labels": labels}}
@@ -85,12 +88,12 @@ def test_overview_counts_cells_by_status_and_names_code_hardware_and_dates(tmp_p
     assert all(f"| {label} |" in "\n".join(ov.markdown()) for label in rows)
 
 
-def test_the_table_at_a_glance_stars_the_best_and_marks_the_not_significantly_worse(tmp_path):
+def test_the_table_at_a_glance_stars_the_choice_and_marks_the_equivalent(tmp_path):
     store = Store(tmp_path)
     _suite_records(store)
     data = build_report("s", store.records("s"), store=store, labels_from_data=False)
     row = next(r for r in data.heatmap.rows if r.task == "glue-sst2")
-    assert (row.best, row.not_worse, row.top) == ("lora", ("full",), "lora")
+    assert (row.best, row.not_worse, row.top) == ("lora", ("full",), "lora"), "☆: full is equivalent to lora"
     assert row.ranks["lora"] == 1.0 and row.ranks["frozen"] == 4.0
     assert data.heatmap.mean_rank["lora"] == (1.0, 1) and data.heatmap.mean_rank["frozen"] == (2.5, 2)
     assert [r.task for r in data.heatmap.rows] == ["pneumonia-mnist", "glue-sst2"]
@@ -98,7 +101,7 @@ def test_the_table_at_a_glance_stars_the_best_and_marks_the_not_significantly_wo
     glance = page[page.index("id='at-a-glance'") : page.index("id='task--pneumonia-mnist'")]
     lora = f"{row.values['lora'].mean:.3f}"
     assert re.search(rf"class='heat'>★ <b>{lora}</b></td>", glance), "the best: starred and bold"
-    assert re.search(r"class='heat'>☆ 0\.\d{3}</td>", glance), "full: not significantly worse"
+    assert re.search(r"class='heat'>☆ 0\.\d{3}</td>", glance), "full: equivalent to the choice"
     assert "hsl(140,45%,57%)" in glance and "hsl(140,45%,97%)" in glance, "shaded from the row's worst to best"
     assert "2.5 (2)" in glance and "mean rank" in glance
     markdown = "\n".join(data.heatmap.markdown())
@@ -147,7 +150,7 @@ def test_exports_and_summary_md_carry_every_record_and_the_overview(tmp_path):
     assert summary.startswith("# adaptbench report: suite s")
     assert "| cells | 13 ok cells (0 flagged degenerate), 1 failed (1 failed), 0 unsupported |" in summary
     assert "| code | git abc (13), def (1)" in summary and "AMD EPYC 7B13" in summary
-    assert "## Decision map" in summary and "| glue-sst2 | 64 | lora | full | frozen |" in summary
+    assert "## Decision map" in summary and "| glue-sst2 | 64 | lora (validation 0." in summary
     assert "## Primary test metric at a glance" in summary and "★" in summary
 
 

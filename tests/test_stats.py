@@ -10,10 +10,12 @@ import warnings
 import numpy as np
 import pytest
 
+from bench import catalog
 from bench.analysis import baselines as bl
 from bench.analysis import cells as cl
 from bench.analysis import flags as fl
 from bench.analysis import pairing, stats
+from bench.analysis.contrast import BETTER, Difference, compare_outputs
 from bench.analysis.decision_map import decision_map
 from bench.catalog import resolve
 from bench.cli import main
@@ -81,63 +83,12 @@ def test_resampled_auroc_with_ties_and_either_class_the_smaller(prevalence, deci
     np.testing.assert_allclose(weighted("auroc", outputs, labels, W), expected, atol=1e-12)
 
 
-# -------------------------------------------------------------------------------------- paired bootstrap
-def test_paired_bootstrap_finds_a_real_difference():
-    rng = np.random.default_rng(2)
-    labels = [rng.integers(0, 2, 1000)] * 3
-    a = [_logits(rng, y, 2.0) for y in labels]  # ~92% accurate
-    b = [_logits(rng, y, 1.0) for y in labels]  # ~76%
-    d = stats.paired_bootstrap(a, b, labels, "accuracy")
-    truth = np.mean([metrics.accuracy(x, y) - metrics.accuracy(z, y) for x, z, y in zip(a, b, labels, strict=True)])
-    assert d.diff == pytest.approx(truth) and d.significant and d.low > 0.1
-    assert (d.n_seeds, d.n_items, d.n_resamples) == (3, 1000, 2000)
-    assert stats.paired_bootstrap(a, b, labels, "accuracy") == d, "fixed RNG seed: the same interval every run"
-
-
-def test_paired_bootstrap_finds_no_difference_between_identical_predictions():
-    rng = np.random.default_rng(3)
-    labels = [rng.integers(0, 2, 500)] * 3
-    a = [_logits(rng, y, 1.0) for y in labels]
-    for metric in ("accuracy", "auroc", "f1", "mcc"):
-        d = stats.paired_bootstrap(a, [x.copy() for x in a], labels, metric)
-        assert d.diff == 0 and d.low == 0 and d.high == 0 and not d.significant
-
-
-def test_pairing_detects_a_small_difference_that_independent_intervals_would_miss():
-    # A and B agree on 960 of 1000 items; of the 40 where they differ A is right on 30: a 2-point gap that the
-    # items' shared difficulty hides from unpaired intervals (each ~ +-2.7 points) but not from a paired test.
-    rng = np.random.default_rng(4)
-    y = rng.integers(0, 2, 1000)
-    correct_b = rng.random(1000) < 0.7
-    correct_b[:40] = np.r_[np.zeros(30, bool), np.ones(10, bool)]
-    correct_a = correct_b.copy()
-    correct_a[:40] = ~correct_b[:40]
-    logits = lambda right: np.eye(2)[np.where(right, y, 1 - y)]  # noqa: E731
-    d = stats.paired_bootstrap([logits(correct_a)], [logits(correct_b)], [y], "accuracy")
-    assert d.diff == pytest.approx(0.02) and d.significant
-    assert d.high - d.low < 0.03
-
-
-def test_paired_bootstrap_rarely_finds_a_difference_between_equally_good_methods():
-    rng = np.random.default_rng(5)
-    hits = 0
-    for _ in range(100):
-        y = rng.integers(0, 2, 300)
-        hits += stats.paired_bootstrap([_logits(rng, y, 1.0)], [_logits(rng, y, 1.0)], [y], "accuracy",
-                                       n_resamples=500).significant  # fmt: skip
-    assert hits <= 12, f"{hits} of 100 null comparisons significant at the 5% level"
-
-
 # --------------------------------------------------------------------------------------------- seed rule
-def test_fewer_than_three_seeds_is_not_enough_seeds_however_clear_the_interval():
-    assert stats.verdict("lora", "frozen", 0.05, 0.10, n_seeds=2) == stats.NOT_ENOUGH_SEEDS
-    assert stats.verdict("lora", "frozen", 0.05, 0.10, n_seeds=1) == stats.NOT_ENOUGH_SEEDS
-    assert stats.verdict("lora", "frozen", 0.05, 0.10, n_seeds=3) == stats.BEATS
-    assert stats.verdict("lora", "frozen", -0.10, -0.05, n_seeds=3) == stats.LOSES
-    assert stats.verdict("lora", "frozen", -0.01, 0.05, n_seeds=3) == stats.NO_DIFFERENCE
-    assert stats.verdict("lora", "frozen", -0.10, -0.05, n_seeds=3, higher_is_better=False) == stats.BEATS
-    assert stats.verdict("fewshot", "frozen", 0.05, 0.10, n_seeds=3) == stats.NOT_ENOUGH_SEEDS, "fewshot needs 5"
-    assert stats.verdict("frozen", "fewshot", 0.05, 0.10, n_seeds=5) == stats.BEATS
+def test_a_ranking_needs_three_seeds_of_each_method_and_fewshot_five():
+    assert stats.min_seeds("lora") == 3 and stats.min_seeds("fewshot") == 5 and stats.min_seeds("zeroshot") == 1
+    assert not stats.enough_seeds("lora", 2) and stats.enough_seeds("lora", 3)
+    assert not stats.enough_seeds("fewshot", 3) and stats.enough_seeds("fewshot", 5)
+    assert stats.min_seeds("a-method-this-checkout-lacks") == 3, "an unknown method gets the default rule"
 
 
 # ------------------------------------------------------------------------------------------------ DeLong
@@ -170,14 +121,14 @@ def test_delong_equals_its_quadratic_definition_with_ties():
     assert r.var == pytest.approx(var)
 
 
-def test_delong_and_the_paired_bootstrap_agree_on_the_spread_of_an_auroc_difference():
+def test_delong_and_the_item_term_of_the_seed_aware_test_agree_on_an_auroc_difference():
     rng = np.random.default_rng(7)
     y = rng.integers(0, 2, 1000)
     shared = rng.normal(size=1000)  # the two scorers' errors are correlated, as two methods' are
     a = np.stack([np.zeros(1000), y + shared + 0.8 * rng.normal(size=1000)], axis=1)
     b = np.stack([np.zeros(1000), 0.8 * y + shared + 0.8 * rng.normal(size=1000)], axis=1)
     r = stats.delong(a, b, y)
-    d = stats.paired_bootstrap([a], [b], [y], "auroc")
+    d = compare_outputs([a], [b], [y], "auroc")  # one seed: the item term alone
     assert d.diff == pytest.approx(r.diff)
     assert 0.8 < d.se / math.sqrt(r.var) < 1.25
     assert abs(d.low - r.low) < 0.01 and abs(d.high - r.high) < 0.01
@@ -186,12 +137,14 @@ def test_delong_and_the_paired_bootstrap_agree_on_the_spread_of_an_auroc_differe
 
 # -------------------------------------------------------------------------- records, pairing, decisions
 def _write(store, task, method, budget, seed, outputs, labels, ids=None, suite="s", mem=2**30):
+    """An ok record scored on ``outputs``; a method that trains gets a validation score equal to its test score
+    (so the decision map's validation choice is the best test mean here)."""
     res = resolve(Cell(task, method, budget, seed, suite=suite))
     r = new_record(res, "ok")
-    r.metrics = {
-        f"test/{name}": value
-        for name, value in metrics.compute(res.task.spec.metrics, outputs, labels, res.task.spec.kind).items()
-    }
+    scores = metrics.compute(res.task.spec.metrics, outputs, labels, res.task.spec.kind)
+    r.metrics = {f"test/{name}": value for name, value in scores.items()}
+    if catalog.method_class(method).trains:
+        r.metrics.update({f"val/{name}": value for name, value in scores.items()})
     r.params = Params(total=1000, trainable={"lora": 10, "full": 1000, "frozen": 2}.get(method, 100),
                       trainable_no_head=0)  # fmt: skip
     r.cost = Cost(device="cpu", peak_mem_bytes=mem, train_time_s=10.0)
@@ -237,7 +190,7 @@ def test_decision_map_picks_the_best_and_keeps_what_it_cannot_tell_apart(tmp_pat
         _write(store, "glue-sst2", "frozen", 256, seed, _logits(rng, y, 0.8), y) if seed < 2 else None
     maps = {d.budget: d for d in decision_map(store, store.records("s"))}
     d = maps[64]
-    assert d.best == "lora" and d.not_worse == ("full",) and d.worse == ("frozen",)
+    assert d.best == "lora" and d.equivalent == ("full",) and d.worse == ("frozen",)
     assert "not enough seeds" in d.excluded["fewshot"] and "fewshot" in d.note
     assert maps[256].best is None and "not enough seeds" in maps[256].note
     capped = {d.budget: d for d in decision_map(store, store.records("s"), memory_cap_bytes=2 * 2**30)}[64]
@@ -257,7 +210,7 @@ def test_summary_prints_the_decision_map_and_exits_2_without_records(tmp_path, c
     _write(store, "glue-sst2", "lora", 256, 0, _logits(rng, y, 3.0), y)
     assert main(["summary", "--results", str(tmp_path), "--suite", "s"]) == 0
     out = capsys.readouterr().out
-    assert re.search(r"glue-sst2 +64  lora; worse: frozen, scratch\n", out), out
+    assert re.search(r"glue-sst2 +64  lora \(chosen on validation, 0\.\d+\); worse: frozen, scratch\n", out), out
     assert re.search(r"glue-sst2 +256  not enough seeds: no method can be chosen\n +\(seeds: lora 1\)", out)
     assert "0.9" in out and "(one seed)" in out and "did-not-learn" in out and "few-seeds" in out
     scratch_row = next(line for line in out.splitlines() if line.strip().startswith("scratch"))
@@ -277,7 +230,7 @@ def test_the_report_opens_with_the_same_decision_map(tmp_path):
         _write(store, "glue-sst2", "frozen", 64, seed, _logits(rng, y, 0.5), y)
     page = write_report("s", store, tmp_path / "out").read_text()
     assert "<h2>Decision map</h2>" in page and "at least 3 seeds per method" in page
-    assert re.search(r">lora</td><td[^>]*></td><td[^>]*>frozen</td>", page)
+    assert re.search(r">lora \(validation 0\.\d+\)</td>(<td[^>]*></td>){2}<td[^>]*>frozen</td>", page)
 
 
 # ------------------------------------------------------------------------------------------- derived
@@ -311,7 +264,7 @@ def test_did_not_learn_flags_an_interval_reaching_the_baseline():
     assert bl.did_not_learn(spec, 0.8, stats.seed_summary([0.70, 0.71, 0.72])), "below the baseline too"
     one = stats.seed_summary([0.83])
     assert not bl.did_not_learn(spec, 0.8, one)
-    noisy = stats.PairedDiff("accuracy", 0.03, -0.01, 0.07, 0.02, 1, 100, 2000)
+    noisy = Difference("accuracy", 0.03, -0.01, 0.07, 0.02, 99.0, 0.2, 0.9, 0.01, 0.0, 0.0004, 1, 100, 2000)
     assert bl.did_not_learn(spec, 0.8, one, noisy), "one seed: within the paired noise of the baseline"
 
 
@@ -355,11 +308,11 @@ def test_gain_over_scratch_flags_negative_transfer_only_with_enough_seeds(tmp_pa
     assert gain.paired and gain.high < 0 and gain.negative_transfer
     one = cl.method_cells([cells["full"].records[0], *cells["scratch"].records])[("glue-sst2", 64)]
     gain1 = cl.gain_over_scratch(store, one["full"], one["scratch"], spec)
-    assert gain1.high < 0 and not gain1.negative_transfer and gain1.verdict == stats.NOT_ENOUGH_SEEDS
+    assert not gain1.negative_transfer and gain1.outcome == stats.NOT_ENOUGH_SEEDS
 
 
 def test_claims_are_the_decision_maps_wins_and_a_rerun_confirms_reverses_or_cannot_test_them(tmp_path, capsys):
-    from bench.analysis.claims import HOLDS, NOT_SIGNIFICANT, REVERSED, UNTESTED, check, claims
+    from bench.analysis.claims import BEATS, HOLDS, NOT_SIGNIFICANT, REVERSED, UNTESTED, check, claims
 
     rng = np.random.default_rng(11)
     y = rng.integers(0, 2, 500)
@@ -372,7 +325,7 @@ def test_claims_are_the_decision_maps_wins_and_a_rerun_confirms_reverses_or_cann
         return store
 
     first = run("first", {"lora": 3.0, "frozen": 0.5, "full": 3.0})
-    stated = claims(decision_map(first, first.records("s")))
+    stated = [c for c in claims(decision_map(first, first.records("s"))) if c.kind == BEATS]
     assert [(c.better, c.worse) for c in stated] == [(stated[0].better, "frozen")] and stated[0].diff.low > 0
     assert stated[0].better in ("lora", "full"), "lora and full cannot be told apart: no claim between them"
     rerun = run("rerun", {"lora": 3.0, "frozen": 0.5, "full": 3.0}, seeds=(3, 4, 5))
@@ -467,35 +420,6 @@ def _with(selection):
 
 
 # ------------------------------------------------------------------ seeds that differ between the two methods
-def test_unpaired_seeds_bootstrap_centres_on_the_difference_of_seed_means_and_widens_with_seed_spread():
-    rng = np.random.default_rng(3)
-    y = rng.integers(0, 2, 400)
-
-    def outputs(p_correct: float, seed: int) -> np.ndarray:
-        r = np.random.default_rng(seed)
-        right = r.random(len(y)) < p_correct
-        pred = np.where(right, y, 1 - y)
-        return np.eye(2)[pred]
-
-    a = [outputs(0.80, s) for s in range(5)]
-    b = [outputs(0.70, 100 + s) for s in range(3)]
-    d = stats.unpaired_seeds_bootstrap(a, b, y, "accuracy", n_resamples=500)
-    acc = lambda o: float((o.argmax(1) == y).mean())  # noqa: E731
-    assert d.diff == pytest.approx(np.mean([acc(o) for o in a]) - np.mean([acc(o) for o in b]))
-    assert d.low < d.diff < d.high and d.low > 0
-    assert (d.n_seeds, d.n_seeds_b, d.seeds_paired) == (5, 3, False)
-    assert "5 vs 3 seeds, unpaired" in d.describe()
-    # a method whose seeds disagree wildly gets a wider interval than one whose seeds agree
-    wild = [outputs(p, 200 + s) for s, p in enumerate([0.6, 0.95, 0.65, 0.9, 0.7])]
-    assert stats.unpaired_seeds_bootstrap(wild, b, y, "accuracy", n_resamples=500).se > d.se
-
-
-def test_seed_rule_counts_each_side_of_an_unpaired_comparison():
-    assert stats.verdict("fewshot", "lora", 0.01, 0.05, 5, n_seeds_b=3) == stats.BEATS
-    assert stats.verdict("fewshot", "lora", 0.01, 0.05, 3) == stats.NOT_ENOUGH_SEEDS  # 3 paired draws: too few
-    assert stats.verdict("fewshot", "lora", 0.01, 0.05, 5, n_seeds_b=2) == stats.NOT_ENOUGH_SEEDS
-
-
 def test_fewshot_draws_are_compared_with_three_trained_seeds_unpaired_and_ranked(tmp_path):
     store = Store(tmp_path)
     rng = np.random.default_rng(12)
@@ -503,13 +427,15 @@ def test_fewshot_draws_are_compared_with_three_trained_seeds_unpaired_and_ranked
     shots = [_write(store, "glue-sst2", "fewshot", 64, s, _logits(rng, y, 3.0), y) for s in range(5)]
     lora = [_write(store, "glue-sst2", "lora", 64, s, _logits(rng, y, 0.5), y) for s in range(3)]
     d = pairing.compare_records(store, shots, lora, "accuracy")
-    assert (d.n_seeds, d.n_seeds_b) == (5, 3) and d.verdict("fewshot", "lora") == stats.BEATS
-    # three draws of fewshot: the 3 common seeds are paired and the rule refuses (5 draws needed)
+    assert (d.n_seeds, d.n_seeds_b) == (5, 3) and d.outcome() == BETTER
+    # three draws of fewshot: the 3 common seeds are paired, and the seed rule refuses them (5 draws needed)
     few = pairing.compare_records(store, shots[:3], lora, "accuracy")
-    assert few.seeds_paired and few.verdict("fewshot", "lora") == stats.NOT_ENOUGH_SEEDS
+    assert few.seeds_paired and few.n_seeds == 3 and not stats.enough_seeds("fewshot", few.n_seeds)
     # enough common seeds: pairing by seed is kept
     assert pairing.compare_records(store, lora, shots[:3], "accuracy").seeds_paired
-    assert decision_map(store, store.records("s"))[0].best == "fewshot"
+    # fewshot does not train, so it has no validation score to be chosen by: the test set says it is better
+    d = decision_map(store, store.records("s"))[0]
+    assert d.best == "lora" and d.better == ("fewshot",)
 
 
 def test_seed_intervals_of_a_bounded_metric_stay_in_its_range():

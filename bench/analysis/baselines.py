@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bench.analysis.stats import Interval, PairedDiff, paired_bootstrap
+from bench.analysis.contrast import Difference, compare_outputs
+from bench.analysis.stats import Interval
 from bench.catalog import TASKS
 from bench.core import metrics
 from bench.core.data import DataError, DataRoot
@@ -90,9 +91,10 @@ def data_test_labels(record: Record) -> np.ndarray | None:
     return splits.test.labels
 
 
-def noise_vs_majority(store: Store, record: Record, spec: TaskSpec) -> PairedDiff | None:
-    """Paired bootstrap of one record's test metric against the majority predictor on the same items (None without
-    stored predictions, or for regression, where there is no majority predictor)."""
+def noise_vs_majority(store: Store, record: Record, spec: TaskSpec) -> Difference | None:
+    """One record's test metric against the majority predictor on the same items: the item term of the seed-aware
+    test (one seed: no seed term; None without stored predictions, or for regression, where there is no majority
+    predictor)."""
     if spec.kind == "regression" or not record.predictions:
         return None
     try:
@@ -100,10 +102,10 @@ def noise_vs_majority(store: Store, record: Record, spec: TaskSpec) -> PairedDif
     except (ValueError, KeyError):  # altered or missing file, or no test split: no paired noise to offer
         return None
     constant = majority_outputs(test["labels"], spec.num_labels)
-    return paired_bootstrap([test["outputs"]], [constant], [test["labels"]], spec.primary_metric)
+    return compare_outputs([test["outputs"]], [constant], [test["labels"]], spec.primary_metric)
 
 
-def did_not_learn(spec: TaskSpec, baseline: float, interval: Interval, noise: PairedDiff | None = None) -> bool:
+def did_not_learn(spec: TaskSpec, baseline: float, interval: Interval, noise: Difference | None = None) -> bool:
     """Whether a cell's primary metric is indistinguishable from (or worse than) the ``baseline``: its interval
     over seeds reaches the baseline; with one seed, the paired ``noise`` against the majority predictor includes
     zero (or, without predictions, the value is not above the baseline)."""

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench import catalog
+from bench.analysis.contrast import WORSE, Difference, adjusted, welch
 from bench.analysis.pairing import compare_records
-from bench.analysis.stats import LOSES, NOT_ENOUGH_SEEDS, Interval, seed_summary, verdict
+from bench.analysis.stats import NOT_ENOUGH_SEEDS, Interval, enough_seeds, holm, seed_summary
 from bench.catalog import held_out
 
 if TYPE_CHECKING:
@@ -115,8 +116,9 @@ def sample_efficiency_auc(curves: Mapping[int, Mapping[int, float]]) -> Interval
 
 @dataclass(frozen=True)
 class Gain:
-    """metric(method) - metric(scratch) at one budget: paired bootstrap when both have predictions for common
-    seeds, else the difference of seed means with Welch's t-interval."""
+    """metric(method) - metric(scratch) at one budget: the seed-aware test (``bench.analysis.contrast``) when both
+    have stored predictions, else Welch's t-test on the seed means; the gains of a report are one family, adjusted
+    together (``adjust_gains``)."""
 
     method: str
     budget: int
@@ -125,12 +127,18 @@ class Gain:
     high: float
     n_seeds: int
     paired: bool
-    verdict: str  # bench.analysis.stats verdict of method vs scratch
+    d: Difference | None  # None: not enough seeds on a side to test
+    higher_is_better: bool = True
+
+    @property
+    def outcome(self) -> str:
+        """The method against scratch: better, worse, equivalent, undecided; "not enough seeds" without a test."""
+        return self.d.outcome(self.higher_is_better) if self.d is not None else NOT_ENOUGH_SEEDS
 
     @property
     def negative_transfer(self) -> bool:
-        """Pretrained worse than scratch: the interval entirely on the wrong side of 0, with enough seeds."""
-        return self.verdict == LOSES
+        """Pretrained significantly worse than scratch (after the family's adjustment)."""
+        return self.outcome == WORSE
 
     def describe(self) -> str:
         interval = "" if math.isnan(self.low) else f" [{self.low:+.3f}, {self.high:+.3f}]"
@@ -138,27 +146,40 @@ class Gain:
 
 
 def gain_over_scratch(store: Store, cell: MethodCell, scratch: MethodCell, spec: TaskSpec) -> Gain:
+    """The method against scratch at one budget; without the seed rule's seeds on both sides the interval is shown
+    but no verdict is drawn (``outcome``: not enough seeds)."""
     metric = spec.primary_metric
+    d, paired = None, False
     if cell.has_predictions and scratch.has_predictions:
         try:
-            d = compare_records(store, cell.records, scratch.records, metric)
+            d, paired = compare_records(store, cell.records, scratch.records, metric), True
         except ValueError:
             d = None
-        if d is not None:
-            v = d.verdict(cell.method, SCRATCH, spec.higher_is_better)
-            return Gain(cell.method, cell.budget, d.diff, d.low, d.high, d.n_seeds, True, v)
-    a = [v for v in (r.test_metric(metric) for r in cell.records) if not math.isnan(v)]
-    b = [v for v in (r.test_metric(metric) for r in scratch.records) if not math.isnan(v)]
-    diff = float(np.mean(a) - np.mean(b)) if a and b else math.nan
-    low = high = math.nan
-    if len(a) >= 2 and len(b) >= 2 and (np.std(a) > 0 or np.std(b) > 0):
-        from scipy.stats import ttest_ind
+    if d is None:
+        d = welch(
+            [r.test_metric(metric) for r in cell.records], [r.test_metric(metric) for r in scratch.records], metric
+        )
+    if d is None:
+        a = [v for v in (r.test_metric(metric) for r in cell.records) if not math.isnan(v)]
+        b = [v for v in (r.test_metric(metric) for r in scratch.records) if not math.isnan(v)]
+        diff = float(np.mean(a) - np.mean(b)) if a and b else math.nan
+        return Gain(cell.method, cell.budget, diff, math.nan, math.nan, min(len(a), len(b)), False, None)
+    decided = enough_seeds(cell.method, d.n_seeds) and enough_seeds(SCRATCH, d.seeds_b)
+    n = min(d.n_seeds, d.seeds_b)
+    return Gain(
+        cell.method, cell.budget, d.diff, d.low, d.high, n, paired, d if decided else None, spec.higher_is_better
+    )
 
-        ci = ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
-        low, high = float(ci.low), float(ci.high)
-    n = min(len(a), len(b))
-    v = verdict(cell.method, SCRATCH, low, high, n, spec.higher_is_better) if not math.isnan(low) else NOT_ENOUGH_SEEDS
-    return Gain(cell.method, cell.budget, diff, low, high, n, False, v)
+
+def adjust_gains(gains: Sequence[Gain]) -> list[Gain]:
+    """The gains over scratch of a report as one family: their p-values Holm-adjusted together."""
+    tested = [i for i, g in enumerate(gains) if g.d is not None]
+    p = holm([gains[i].d.p for i in tested])
+    p_eq = holm([gains[i].d.p_equivalent for i in tested])
+    out = list(gains)
+    for i, pi, qi in zip(tested, p, p_eq, strict=True):
+        out[i] = replace(gains[i], d=adjusted(gains[i].d, pi, qi))
+    return out
 
 
 def pareto_front(points: Mapping[str, Sequence[float]], maximise: Sequence[bool]) -> list[str]:

@@ -1,51 +1,59 @@
 """The claims a suite's records support, and whether another run of the suite supports them too.
 
-A claim is one "A beats B" of the decision map (``bench.analysis.decision_map``): at a task and budget, the best method
-against a method the paired bootstrap finds significantly worse, with enough seeds for both. Nothing else is a
-claim: "not significantly worse" is the absence of one. ``check`` holds each claim of one run against another run's
-records (a rerun from scratch, other seeds, another machine): the claim *holds* when the other run's paired interval
-for the same two methods excludes zero in the same direction, is *not significant* when it reaches zero, and is
-*reversed* when it excludes zero the other way; *untested* when the other run lacks the cells or their seeds.
+A claim is a decided comparison of the decision map (``bench.analysis.decision_map``), after the map's family-wise
+adjustment: at a task and budget, "A beats B" (the validation choice against a method the test set finds worse, or a
+method the test set finds better than the choice) or "A is equivalent to B" (within the metric's margin). Nothing
+else is a claim: an undecided comparison is the absence of one. ``check`` holds each claim of one run against another
+run's records (a rerun from scratch, other seeds, another machine), the claims checked being one family, Holm-adjusted
+together: a "beats" claim *holds* when the other run finds the same difference, is *not significant* when it does
+not, and is *reversed* when it finds the opposite; an equivalence claim holds when the other run finds equivalence
+too and is *not significant* otherwise (*reversed* when it finds a difference); *untested* when the other run lacks
+the cells or their seeds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from bench import catalog
 from bench.analysis.cells import method_cells
+from bench.analysis.contrast import EQUIVALENT, UNDECIDED, Difference, adjusted
 from bench.analysis.decision_map import Decision
 from bench.analysis.pairing import CachedPredictions, compare_records
-from bench.analysis.stats import BEATS, LOSES, NO_DIFFERENCE, NOT_ENOUGH_SEEDS, enough_seeds
+from bench.analysis.stats import enough_seeds, holm
 
 if TYPE_CHECKING:
-    from bench.analysis.stats import PairedDiff
     from bench.core.record import Record
     from bench.core.store import Store
 
 HOLDS, NOT_SIGNIFICANT, REVERSED, UNTESTED = "holds", "not significant", "reversed", "untested"
+BEATS = "beats"
 
 
 @dataclass(frozen=True)
 class Claim:
     task: str
     budget: int
-    better: str
-    worse: str
-    diff: PairedDiff  # better minus worse, on the task's primary metric
+    better: str  # for an equivalence claim: the validation choice
+    worse: str  # for an equivalence claim: the method equivalent to it
+    diff: Difference  # better minus worse, on the task's primary metric (adjusted in its family)
+    kind: str = BEATS  # BEATS or EQUIVALENT
 
     def describe(self) -> str:
         budget = "all" if self.budget == 0 else self.budget
-        return f"{self.task} @ {budget}: {self.better} beats {self.worse} by {self.diff.metric} {self.diff.describe()}"
+        verb = "beats" if self.kind == BEATS else "is equivalent to"
+        within = f" (margin {self.diff.margin:g})" if self.kind == EQUIVALENT else ""
+        what = f"{self.better} {verb} {self.worse}{within}"
+        return f"{self.task} @ {budget}: {what} by {self.diff.metric} {self.diff.describe()}"
 
 
 @dataclass(frozen=True)
 class Check:
     claim: Claim
     outcome: str  # HOLDS, NOT_SIGNIFICANT, REVERSED or UNTESTED
-    other: PairedDiff | None  # the other run's better-minus-worse
+    other: Difference | None  # the other run's better-minus-worse (adjusted in the family of checks)
     why: str = ""
 
     def describe(self) -> str:
@@ -53,41 +61,63 @@ class Check:
         return f"{self.outcome:15s} {self.claim.describe()}; other run: {there}"
 
 
+def flipped(d: Difference) -> Difference:
+    """The same comparison the other way round (B minus A)."""
+    return replace(d, diff=-d.diff, low=-d.high, high=-d.low)
+
+
 def claims(decisions: Sequence[Decision]) -> list[Claim]:
-    return [
-        Claim(d.task, d.budget, d.best, worse, d.diffs[worse])
-        for d in decisions
-        if d.best is not None
-        for worse in d.worse
-        if worse in d.diffs
-    ]
+    """The decided comparisons of (adjusted) decisions, as claims."""
+    out = []
+    for d in decisions:
+        if d.best is None:
+            continue
+        out += [Claim(d.task, d.budget, d.best, m, d.diffs[m]) for m in d.worse]
+        out += [Claim(d.task, d.budget, m, d.best, flipped(d.diffs[m])) for m in d.better]
+        out += [Claim(d.task, d.budget, d.best, m, d.diffs[m], EQUIVALENT) for m in d.equivalent]
+    return out
 
 
 def check(claims_: Sequence[Claim], store: Store, records: Sequence[Record]) -> list[Check]:
-    """Each claim against the other run's records (``store`` holds their predictions)."""
+    """Each claim against the other run's records (``store`` holds their predictions); the claims checked are one
+    family, Holm-adjusted together."""
     store = CachedPredictions(store)
     cells = method_cells([r for r in records if r.ok], catalog.spec)
-    out = []
+    found: list[tuple[Claim, Difference | None, str]] = []
     for claim in claims_:
         here = cells.get((claim.task, claim.budget), {})
         missing = [m for m in (claim.better, claim.worse) if m not in here]
         if missing:
-            out.append(Check(claim, UNTESTED, None, f"no records of {', '.join(missing)}"))
+            found.append((claim, None, f"no records of {', '.join(missing)}"))
             continue
         a, b = here[claim.better], here[claim.worse]
         short = [m for m, c in ((claim.better, a), (claim.worse, b)) if not enough_seeds(m, c.primary.n)]
         if short:
-            out.append(Check(claim, UNTESTED, None, f"not enough seeds of {', '.join(short)}"))
+            found.append((claim, None, f"not enough seeds of {', '.join(short)}"))
             continue
         try:
             d = compare_records(store, a.records, b.records, catalog.spec(claim.task).primary_metric)
         except ValueError as e:
-            out.append(Check(claim, UNTESTED, None, str(e)))
+            found.append((claim, None, str(e)))
             continue
-        v = d.verdict(claim.better, claim.worse, catalog.spec(claim.task).higher_is_better)
-        if v == NOT_ENOUGH_SEEDS:
-            out.append(Check(claim, UNTESTED, d, f"{NOT_ENOUGH_SEEDS} ({d.seeds_text()})"))
+        found.append((claim, d, ""))
+    tested = [(c, d) for c, d, _ in found if d is not None]
+    p = holm([d.p_equivalent if c.kind == EQUIVALENT else d.p for c, d in tested])
+    adjusted_d = {
+        id(c): adjusted(d, pi if c.kind != EQUIVALENT else d.p, pi if c.kind == EQUIVALENT else d.p_equivalent)
+        for (c, d), pi in zip(tested, p, strict=True)
+    }
+    out = []
+    for claim, d, why in found:
+        if d is None:
+            out.append(Check(claim, UNTESTED, None, why))
             continue
-        outcome = {BEATS: HOLDS, LOSES: REVERSED, NO_DIFFERENCE: NOT_SIGNIFICANT}[v]
-        out.append(Check(claim, outcome, d))
+        d = adjusted_d[id(claim)]
+        higher = catalog.spec(claim.task).higher_is_better
+        outcome = d.outcome(higher)
+        if claim.kind == EQUIVALENT:
+            verdict = HOLDS if outcome == EQUIVALENT else NOT_SIGNIFICANT if outcome == UNDECIDED else REVERSED
+        else:
+            verdict = {"better": HOLDS, "worse": REVERSED}.get(outcome, NOT_SIGNIFICANT)
+        out.append(Check(claim, verdict, d))
     return out

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from bench.analysis import baselines as bl
-from bench.analysis.cells import SCRATCH, Gain, MethodCell, gain_over_scratch
+from bench.analysis.cells import Gain, MethodCell
 from bench.analysis.stats import enough_seeds
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ FLAGS = {
     "majority predictor)",
     "degenerate": "a seed predicted one class for every item",
     "few-seeds": "fewer seeds than a ranking needs",
-    "negative-transfer": "significantly below scratch",
+    "negative-transfer": "significantly below scratch (gains over scratch Holm-adjusted as one family)",
     "still-improving k/n": "in k of n seeds the best validation pass was the run's last (it ended by its step cap "
     "or schedule, not by patience): a longer run may score higher",
     NOT_HELD_OUT: "the forgetting probe reads this task's own data, so its drop is left out",
@@ -62,10 +62,10 @@ def cell_flags(
     cell: MethodCell,
     spec: TaskSpec,
     base: bl.Baselines | None,
-    scratch: MethodCell | None,
-) -> tuple[list[str], Gain | None]:
-    """The flags of one method at one budget (did-not-learn against ``base``, degenerate, few-seeds, still-improving,
-    negative-transfer against ``scratch``) and its gain over scratch (None: no scratch, or it is scratch)."""
+    gain: Gain | None,
+) -> list[str]:
+    """The flags of one method at one budget: did-not-learn against ``base``, degenerate, few-seeds, still-improving,
+    and negative-transfer from its (family-adjusted) ``gain`` over scratch (None: no scratch, or it is scratch)."""
     flags = []
     if base is not None:
         noise = (
@@ -80,9 +80,6 @@ def cell_flags(
     improving = sum(still_improving(r) for r in cell.records)
     if improving:
         flags.append(f"still-improving {improving}/{len(cell.records)}")
-    gain = None
-    if scratch is not None and cell.method != SCRATCH:
-        gain = gain_over_scratch(store, cell, scratch, spec)
-        if gain.negative_transfer:
-            flags.append("negative-transfer")
-    return flags, gain
+    if gain is not None and gain.negative_transfer:
+        flags.append("negative-transfer")
+    return flags

@@ -1,7 +1,7 @@
 """Pairing two methods' records for a comparison: their per-example test outputs, read once per record
-(``CachedPredictions``), lined up by seed and by example id (``pair_predictions``), and the bootstrap that fits them
+(``CachedPredictions``), lined up by seed and by example id (``pair_predictions``), and the test that fits them
 (``compare_records``: paired by seed when the seeds both have are enough for the seed rule, else seeds unpaired with
-the items still paired). The bootstraps themselves and the seed rule are ``bench.analysis.stats``.
+the items still paired). The test itself is ``bench.analysis.contrast``; the seed rule is ``bench.analysis.stats``.
 """
 
 from __future__ import annotations
@@ -12,14 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from bench.analysis.stats import (
-    N_RESAMPLES,
-    PairedDiff,
-    enough_seeds,
-    paired_bootstrap,
-    seedless,
-    unpaired_seeds_bootstrap,
-)
+from bench.analysis.contrast import N_RESAMPLES, Difference, compare_outputs
+from bench.analysis.stats import enough_seeds, seedless
 
 if TYPE_CHECKING:
     from bench.core.record import Record
@@ -95,11 +89,14 @@ def compare_records(
     metric: str,
     split: str = "test",
     n_resamples: int = N_RESAMPLES,
-) -> PairedDiff:
-    """The bootstrap of ``metric`` between two methods' records (same task and budget): paired by seed over the
-    seeds both have when those are enough for the seed rule; otherwise, when each method has enough seeds of its
-    own (fewshot's 5 draws against 3 trained seeds), over all seeds of each with seeds unpaired
-    (``unpaired_seeds_bootstrap``); otherwise paired over the common seeds (which the seed rule then refuses)."""
+    weight: float = 1.0,
+    offset: float = 0.0,
+) -> Difference:
+    """The test of ``metric`` between two methods' records (same task and budget; the contrast
+    ``A - weight * B - offset``, by default A - B): paired by seed over the seeds both have when those are enough for
+    the seed rule; otherwise, when each method has enough seeds of its own (fewshot's 5 draws against 3 trained
+    seeds), over all seeds of each with seeds unpaired; otherwise paired over the common seeds (which the seed rule
+    then refuses)."""
     a_name, b_name = _name(records_a), _name(records_b)
     by_a, by_b = _by_seed(records_a), _by_seed(records_b)
     common = len(set(_seedless(by_a, by_b)) & set(_seedless(by_b, by_a)))  # the seeds pair_predictions pairs
@@ -113,10 +110,19 @@ def compare_records(
     ):
         unpaired = _unpaired_outputs(store, records_a, records_b, split)
         if unpaired is not None:
-            return unpaired_seeds_bootstrap(*unpaired, metric, n_resamples=n_resamples)
+            return compare_outputs(
+                *unpaired, metric, paired=False, weight=weight, offset=offset, n_resamples=n_resamples
+            )
     p = pair_predictions(store, records_a, records_b, split)
-    return paired_bootstrap(
-        p.outputs_a, p.outputs_b, p.labels, metric, shared_items=p.shared_items, n_resamples=n_resamples
+    return compare_outputs(
+        p.outputs_a,
+        p.outputs_b,
+        p.labels,
+        metric,
+        shared_items=p.shared_items,
+        weight=weight,
+        offset=offset,
+        n_resamples=n_resamples,
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.analysis import baselines as bl
-from bench.analysis.cells import SCRATCH, Gain, MethodCell, method_cells
+from bench.analysis.cells import SCRATCH, Gain, MethodCell, adjust_gains, gain_over_scratch, method_cells
 from bench.analysis.flags import cell_flags
 from bench.analysis.overview import method_rank, task_rank
 from bench.analysis.stats import Interval, seed_summary
@@ -85,10 +85,14 @@ def task_rows(
     cells_by_budget: Mapping[int, Mapping[str, MethodCell]],
     spec: TaskSpec | None,
     labels: np.ndarray | None,
+    gains: Mapping[tuple[int, str], Gain] | None = None,
 ) -> list[Row]:
     """Rows in budget order (the whole pool last), then the usual method order. ``labels`` (the test labels) give
-    the did-not-learn baseline (None: unknown, no did-not-learn flag); ``spec`` None (an unregistered task): no flags
-    and no gain."""
+    the did-not-learn baseline (None: unknown, no did-not-learn flag); ``gains``: (budget, method) -> its gain over
+    scratch, adjusted in the report's family (default: this task's gains, adjusted alone); ``spec`` None (an
+    unregistered task): no flags and no gain."""
+    if gains is None and spec is not None:
+        gains = task_gains(store, cells_by_budget, spec)
     base = bl.of_labels(spec, labels) if labels is not None and spec is not None else None
     primary = metric_key(TEST, (spec or _Unregistered()).primary_metric)
     rows = []
@@ -96,7 +100,8 @@ def task_rows(
         cells = cells_by_budget[budget]
         for method in sorted(cells, key=method_rank):
             c = cells[method]
-            flags, gain = cell_flags(store, c, spec, base, cells.get(SCRATCH)) if spec else ([], None)
+            gain = (gains or {}).get((budget, method))
+            flags = cell_flags(store, c, spec, base, gain) if spec else []
             names = sorted({k for r in c.records for k in r.metrics if split_of(k)[0] in SHOWN_SPLITS})
             names.sort(key=lambda k: (k != primary, k))
             first = c.records[0].forgetting
@@ -124,6 +129,19 @@ def task_rows(
                 )
             )
     return rows
+
+
+def task_gains(
+    store: Store, cells_by_budget: Mapping[int, Mapping[str, MethodCell]], spec: TaskSpec
+) -> dict[tuple[int, str], Gain]:
+    """(budget, method) -> its unadjusted gain over scratch at that budget (none for scratch or without scratch)."""
+    out = {}
+    for budget, cells in cells_by_budget.items():
+        scratch = cells.get(SCRATCH)
+        for method, c in cells.items():
+            if scratch is not None and method != SCRATCH:
+                out[(budget, method)] = gain_over_scratch(store, c, scratch, spec)
+    return out
 
 
 def _extra_drops(records: Sequence[Record]) -> dict[str, Interval]:
@@ -155,11 +173,17 @@ def tables(
     by_task: dict[str, dict[int, dict[str, MethodCell]]] = {}
     for (task, budget), c in cells.items():
         by_task.setdefault(task, {})[budget] = c
+    # the gains over scratch of every task and budget: one family, adjusted together
+    found = {
+        (t, b, m): g for t in by_task if spec_of[t] for (b, m), g in task_gains(store, by_task[t], spec_of[t]).items()
+    }
+    gains = dict(zip(found, adjust_gains(list(found.values())), strict=True))
     out = {}
     for task in sorted(by_task, key=task_rank):
         spec = spec_of[task]
         labels = test_labels(store, [r for r in ok if r.task == task], labels_from_data) if spec else None
-        out[task] = task_rows(store, by_task[task], spec, labels)
+        mine = {(b, m): g for (t, b, m), g in gains.items() if t == task}
+        out[task] = task_rows(store, by_task[task], spec, labels, mine)
     return out
 
 

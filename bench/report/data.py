@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench import catalog
 from bench.analysis.cells import method_cells
-from bench.analysis.decision_map import Decision, decision
+from bench.analysis.decision_map import Decision, decisions
 from bench.analysis.overview import Overview, build_overview, task_rank
 from bench.analysis.pairing import CachedPredictions
 from bench.analysis.sweeps import SweepRow, sweep_rows
@@ -80,7 +80,7 @@ def build_report(
     known = [r for r in records if r.ok and r.task in TASKS]
     cells = method_cells(known)
     order = sorted(cells, key=lambda tb: (task_rank(tb[0]), tb[1] == 0, tb[1]))
-    decisions = [decision(cached, cells[tb], catalog.spec(tb[0])) for tb in order] if store else []
+    found = decisions(cached, cells, catalog.spec, order=order) if store else []
     warnings = list(warnings or [])
     return ReportData(
         suite=suite,
@@ -89,7 +89,7 @@ def build_report(
         warnings=warnings,
         overview=build_overview(suite, records, source, unreadable=len(warnings), n_read=n_read),
         tables=tables(cached, records, labels_from_data),
-        decisions=decisions,
-        heatmap=build_heatmap(cells, catalog.spec, {(d.task, d.budget): d for d in decisions}),
+        decisions=found,
+        heatmap=build_heatmap(cells, catalog.spec, {(d.task, d.budget): d for d in found}),
         store=store,
     )

@@ -2,9 +2,9 @@
 seeds, shaded within its row, with the decision map's best and not-significantly-worse methods marked, and each
 method's mean rank over the rows where it ran.
 
-Marks come from ``bench.analysis.decision_map`` (best by mean among methods with enough seeds, then the paired
-bootstrap); without enough seeds nothing is starred and only the highest mean of the row is bold, which is a
-description of these seeds, not a ranking.
+Marks come from ``bench.analysis.decision_map`` (the choice on validation; ☆ only for a method equivalent to it on
+test, never for one merely not shown worse); without enough seeds nothing is starred and only the highest mean of the
+row is bold, which is a description of these seeds, not a ranking.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from bench.report.html import TD, table
 
 BEST, NOT_WORSE = "\u2605", "\u2606"  # ★ ☆
 LEGEND = (
-    f"{BEST} best by the decision map (highest mean among methods with enough seeds, then a paired test); "
-    f"{NOT_WORSE} not significantly worse than {BEST}; bold: the highest mean of the row (marked even when the "
-    "seeds cannot rank the methods). Shading runs within each row from the lowest score (white) to the highest "
-    "(green), in the metric's better direction. Mean rank: 1 = the best mean of a row, averaged over the rows where "
-    "the method ran (how many in brackets); rows hold different sets of methods, so it is a rough summary."
+    f"{BEST} the decision map's choice (best mean validation score among methods with enough seeds); "
+    f"{NOT_WORSE} equivalent to {BEST} on test (within the metric's margin, two one-sided tests, adjusted); bold: "
+    "the highest test mean of the row (marked even when the seeds cannot rank the methods). Shading runs within each "
+    "row from the lowest score (white) to the highest (green), in the metric's better direction. Mean rank: 1 = the "
+    "best mean of a row, averaged over the rows where the method ran (how many in brackets); rows hold different sets "
+    "of methods, so it is a rough summary."
 )
 
 
@@ -140,7 +141,7 @@ def build_heatmap(
                 higher_is_better=spec.higher_is_better,
                 values=values,
                 best=getattr(d, "best", None),
-                not_worse=tuple(getattr(d, "not_worse", ())),
+                not_worse=tuple(getattr(d, "equivalent", ())),
                 top=max(scored, key=lambda m: sign * values[m].mean) if scored else None,
                 ranks={m: float(r) for m, r in zip(scored, ranks, strict=True)},
             )

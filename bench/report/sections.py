@@ -72,18 +72,33 @@ def overview_markdown(data: ReportData) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ decision map
 def decision_cells(d: Decision) -> list[str]:
-    """task, budget, best, not significantly worse, worse, left out (methods grouped by the reason)."""
-    best = (d.best or d.note) + (f" ({d.note})" if d.best and d.note else "")
+    """task, budget, chosen on validation, better on test, equivalent, worse, undecided, left out (methods grouped by
+    the reason)."""
+    best = d.note if d.best is None else f"{d.best} (validation {d.validation[d.best]:.3f})"
     reasons: dict[str, list[str]] = {}
     for method, why in d.excluded.items():
         reasons.setdefault(why, []).append(method)
     left_out = "; ".join(
         f"{', '.join(sorted(ms, key=method_rank))}: {why}" for why, ms in sorted(reasons.items(), key=lambda kv: kv[0])
     )
-    return [d.task, str(d.budget or "all"), best, ", ".join(d.not_worse), ", ".join(d.worse), left_out]
+    undecided = []
+    for m in d.undecided:
+        more = d.diffs[m].more_seeds()
+        undecided.append(f"{m} ({'more test items' if more is None else f'~{more} more seeds'})")
+    cells = [", ".join(d.better), ", ".join(d.equivalent), ", ".join(d.worse), ", ".join(undecided)]
+    return [d.task, str(d.budget or "all"), best, *cells, left_out]
 
 
-DECISION_HEADER = ["task", "budget", "best", "not significantly worse", "worse", "left out"]
+DECISION_HEADER = [
+    "task",
+    "budget",
+    "chosen on validation",
+    "better on test",
+    "equivalent",
+    "worse",
+    "undecided",
+    "left out",
+]
 
 
 def decision_html(data: ReportData) -> list[str]:
@@ -92,8 +107,7 @@ def decision_html(data: ReportData) -> list[str]:
     return [
         "<section id='decision-map'>",
         "<h2>Decision map</h2>",
-        f"<p class='meta'>Best method by mean primary test metric, then a paired bootstrap of every other method "
-        f"against it. {esc(rule_text())}</p>",
+        f"<p class='meta'>{esc(rule_text())}</p>",
         table(DECISION_HEADER, rows),
         "</section>",
     ]

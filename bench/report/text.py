@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from bench import catalog
 from bench.analysis import baselines as bl
 from bench.analysis import cells as cl
-from bench.analysis.decision_map import Decision, decision
+from bench.analysis.decision_map import FAMILY, Decision, decisions
 from bench.analysis.flags import legend
 from bench.analysis.overview import method_rank
 from bench.analysis.pairing import CachedPredictions
+from bench.analysis.rules import FAMILY as RULES_FAMILY
+from bench.analysis.rules import RuleResult, evaluate
 from bench.analysis.stats import MIN_SEEDS, NOT_ENOUGH_SEEDS, seed_exceptions
 from bench.analysis.sweeps import sweep_rows
 from bench.analysis.tables import Row, tables
@@ -35,27 +37,42 @@ def _budget(b: int) -> str:
 def rule_text() -> str:
     exceptions = ", ".join(seed_exceptions())
     return (
-        f'"A beats B" needs a paired 95% bootstrap interval of A - B that excludes 0 and at least {MIN_SEEDS} '
-        f"seeds per method ({exceptions}); otherwise: not enough seeds. Test items are always paired; seeds are "
-        "paired too, unless the seeds two methods share are too few and each has enough of its own (then 'N vs M "
-        "seeds, unpaired')."
+        "The choice is the best mean validation score; the test set then compares it with every other method by a "
+        "seed-aware t-test (seeds and test items both counted: bench.analysis.contrast), at least "
+        f"{MIN_SEEDS} seeds per method ({exceptions}); {FAMILY}. Each comparison ends worse, equivalent (two "
+        "one-sided tests within the metric's margin), better (test reverses the choice) or undecided (with the "
+        "seeds a decision would take)."
     )
+
+
+def _undecided(d: Decision) -> str:
+    parts = []
+    for m in d.undecided:
+        more = d.diffs[m].more_seeds()
+        parts.append(f"{m} ({'more test items' if more is None else f'~{more} more seeds'})")
+    return ", ".join(parts)
+
+
+def decision_text(d: Decision) -> str:
+    """One decision in words: the choice, then the test set's verdict on each other method."""
+    if d.best is None:
+        return d.note
+    text = f"{d.best} (chosen on validation, {d.validation[d.best]:.3f})"
+    for label, methods in (
+        ("better on test", ", ".join(d.better)),
+        ("equivalent", ", ".join(d.equivalent)),
+        ("worse", ", ".join(d.worse)),
+        ("undecided", _undecided(d)),
+    ):
+        if methods:
+            text += f"; {label}: {methods}"
+    return text + (f"; {d.note}" if d.note else "")
 
 
 def decision_lines(decisions: Sequence[Decision]) -> list[str]:
     lines = [f"  {'task':32s} {'budget':>6s}  decision"]
     for d in decisions:
-        if d.best is None:
-            text = f"{d.note}"
-        else:
-            text = d.best
-            if d.not_worse:
-                text += f"; not significantly worse: {', '.join(d.not_worse)}"
-            if d.worse:
-                text += f"; worse: {', '.join(d.worse)}"
-            if d.note:
-                text += f"; {d.note}"
-        lines.append(f"  {d.task:32s} {_budget(d.budget):>6s}  {text}")
+        lines.append(f"  {d.task:32s} {_budget(d.budget):>6s}  {decision_text(d)}")
         left_out = sorted(d.excluded, key=method_rank)
         if left_out and all(d.excluded[m].startswith(NOT_ENOUGH_SEEDS) for m in left_out) and d.best is None:
             why = "seeds: " + ", ".join(f"{m} {d.seeds.get(m, 0)}" for m in left_out)
@@ -63,6 +80,13 @@ def decision_lines(decisions: Sequence[Decision]) -> list[str]:
             why = "left out: " + "; ".join(f"{m}: {d.excluded[m]}" for m in left_out)
         if left_out:
             lines.append(f"  {'':32s} {'':6s}    ({why})")
+    return lines
+
+
+def rule_lines(rules: Sequence[RuleResult]) -> list[str]:
+    lines = [f"  {'task':20s} {'budget':>6s}  {'verdict':12s} rule: estimate"]
+    for r in rules:
+        lines.append(f"  {r.task:20s} {_budget(r.budget):>6s}  {r.verdict:12s} {r.claim}: {r.estimate}")
     return lines
 
 
@@ -85,7 +109,7 @@ def task_lines(task: str, rows: Sequence[Row], base: bl.Baselines | None) -> lis
         by_budget.setdefault(row.budget, {})[row.method] = c
         gain = ""
         if row.gain is not None:
-            gain = row.gain.describe() + (" (not enough seeds)" if row.gain.verdict == NOT_ENOUGH_SEEDS else "")
+            gain = row.gain.describe() + (" (not enough seeds)" if row.gain.outcome == NOT_ENOUGH_SEEDS else "")
         lines.append(
             f"  {row.method:12s} {_budget(row.budget):>6s}  {c.primary.describe():34s} {c.primary.n:>5d}  "
             f"{gain:30s} {', '.join(row.flags)}".rstrip()
@@ -129,14 +153,19 @@ def summary_text(
     ]
     if unknown:
         lines.append(f"tasks not in the registry (left out): {', '.join(unknown)}")
-    decisions = [decision(store, c, catalog.spec(task), memory_cap_bytes) for (task, _b), c in cells.items()]
-    lines += ["", "Decision map (best by mean primary test metric, then a paired test against it):"]
-    lines += decision_lines(decisions)
+    found = decisions(store, cells, catalog.spec, memory_cap_bytes)
+    lines += ["", "Decision map (chosen on validation, then the test set's verdict on every other method):"]
+    lines += decision_lines(found)
     sweeps = sweep_rows(known)
     if sweeps:
         lines += ["", "Hyperparameter sweeps (chosen on validation at one budget, reused for every budget and seed):"]
         lines += [f"  {row.describe()}" for row in sweeps]
     rows = tables(store, known, labels_from_data, registered_only=True)
+    chance = {t: r[0].base.chance for t, r in rows.items() if r and r[0].base is not None}
+    rules = evaluate(store, cells, found, catalog.spec, chance)
+    if rules:
+        lines += ["", f"Rules of thumb (DOMAIN.md) as estimands; {RULES_FAMILY}:"]
+        lines += rule_lines(rules)
     for task in sorted(rows):
         lines += ["", *task_lines(task, rows[task], rows[task][0].base)]
     lines += ["", f"flags: {legend(SUMMARY_FLAGS)}."]
