@@ -10,9 +10,14 @@ a seeded order, because SmolLM2 is very sensitive to imbalance and to runs of on
 reused for every test example (``reuse_cache``; ``reuse_cache=false`` re-encodes it per example, the baseline of
 the speed benchmark). ``zeroshot`` is the same with the instruction alone.
 
+The seed also picks the prompt's phrasing (``PromptSpec.draw``: instruction, template and label words; seed 0 is the
+task's own prompt): a prompted result depends on its wording as much as a trained one on its seed, so each is a
+draw, and a ranking needs 5 of them (``min_seeds``), zeroshot's as fewshot's.
+
 Vision (few-shot counterpart without gradients): nearest class mean on frozen backbone features (cosine
 similarity to each class's mean feature over the training subset); features are computed once per cell.
-Version history: 1 - first version.
+Version history: 1 - first version. 2 - the seed draws the prompt's phrasing too (seed 0 unchanged); zeroshot is
+no longer seedless (5 draws for a ranking).
 """
 
 from __future__ import annotations
@@ -44,10 +49,10 @@ def pick_demonstrations(labels: np.ndarray, k: int, seed: int) -> list[int]:
 @dataclass(frozen=True)
 class FewShot(Method):
     name = "fewshot"
-    version = 1
+    version = 2
     trains = False
     description = "no gradients: k-shot in-context prompting (text, causal LM) / nearest class mean (vision)"
-    min_seeds = 5  # the seed picks the demonstrations: in-context results swing with the draw
+    min_seeds = 5  # the seed picks the demonstrations and the phrasing: in-context results swing with the draw
 
     k: int = 8
     reuse_cache: bool = True
@@ -89,7 +94,7 @@ class FewShot(Method):
             return Predictor(CosineNCM(means), on_features=True)
         from methods._fewshot_nn import PromptScorer
 
-        prompt, tokenizer = spec.prompt, ctx.tokenizer
+        prompt, tokenizer = spec.prompt.draw(ctx.seed), ctx.tokenizer
         demos = pick_demonstrations(train.labels, self.k, ctx.seed) if self.k else []
         prefix = (
             prompt.instruction
@@ -116,7 +121,11 @@ class FewShot(Method):
                 )
             )
 
-        notes = {"demonstrations": len(demos), "prefix_tokens": int(prefix_ids.shape[1])}
+        notes = {
+            "demonstrations": len(demos),
+            "prefix_tokens": int(prefix_ids.shape[1]),
+            "phrasing": ctx.seed % len(spec.prompt.phrasings),  # 0: the task's own prompt
+        }
         return Predictor(scorer, batcher=batcher, notes=notes)
 
 
@@ -124,11 +133,10 @@ class FewShot(Method):
 @dataclass(frozen=True)
 class ZeroShot(FewShot):
     name = "zeroshot"
-    version = 1
+    version = 2
     description = "no gradients: the task instruction alone, label words scored by a causal LM (text only)"
-    seedless = True  # nothing in it depends on the seed
     budget_free = True  # it reads no training example: the same cell at every budget
-    min_seeds = None
+    min_seeds = 5  # its seed draws the prompt's phrasing
 
     k: int = 0
 

@@ -193,6 +193,16 @@ def glue_task(
 PAIR = "First: {text_a}\nSecond: {text_b}\nAnswer:"
 BUDGETS = (64, 256, 1024)
 
+# other phrasings of a sentiment prompt (the draws of zeroshot and fewshot; bench.core.api.PromptSpec)
+SENTIMENT_VARIANTS = (
+    PromptSpec(
+        ("negative", "positive"), "Is the sentiment of each review positive or negative?", "Text: {text}\nAnswer:"
+    ),
+    PromptSpec(("bad", "good"), "Say whether each movie review is good or bad.", "Review: {text}\nVerdict:"),
+    PromptSpec(("no", "yes"), "Did the reviewer like the movie? Answer yes or no.", "Review: {text}\nLiked:"),
+    PromptSpec(("Negative", "Positive"), "Sentiment classification.", "{text}\nSentiment:"),
+)
+
 glue_task(
     "glue-sst2",
     Layout("SST-2", "sst2", ("sentence",), "label", ("sentence",)),
@@ -204,6 +214,7 @@ glue_task(
         "label_words": ("negative", "positive"),
         "instruction": "Classify the sentiment of each movie review as positive or negative.",
         "input_template": "Review: {text}\nSentiment:",
+        "variants": SENTIMENT_VARIANTS,
     },
 )
 glue_task(

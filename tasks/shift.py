@@ -313,6 +313,14 @@ REVIEW_PROMPT = PromptSpec(
     label_words=("negative", "positive"),
     instruction="Classify the sentiment of each review as positive or negative.",
     input_template="Review: {text}\nSentiment:",
+    variants=(  # other phrasings: the draws of zeroshot and fewshot (bench.core.api.PromptSpec)
+        PromptSpec(
+            ("negative", "positive"), "Is the sentiment of each review positive or negative?", "Text: {text}\nAnswer:"
+        ),
+        PromptSpec(("bad", "good"), "Say whether each review is good or bad.", "Review: {text}\nVerdict:"),
+        PromptSpec(("no", "yes"), "Was the reviewer satisfied? Answer yes or no.", "Review: {text}\nSatisfied:"),
+        PromptSpec(("Negative", "Positive"), "Sentiment classification.", "{text}\nSentiment:"),
+    ),
 )
 
 

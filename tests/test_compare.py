@@ -332,10 +332,10 @@ def test_the_gate_passes_an_unchanged_rerun_and_names_the_method_whose_learning_
     suite, weights = tmp_path / "tiny.toml", tmp_path / "tiny-timm-bn.safetensors"
     suite.write_text(TINY_SUITE)
     _tiny_weights(weights)
-    base, rerun, slow = (str(tmp_path / name) for name in ("baseline", "rerun", "slow"))
+    base, rerun, slow, third = (str(tmp_path / name) for name in ("baseline", "rerun", "slow", "third"))
     root = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    runs = [f"{base}:0,1,2:1", f"{rerun}:0:1", f"{slow}:0:100"]
+    runs = [f"{base}:0,1,2:1", f"{rerun}:0:1", f"{slow}:0:100", f"{third}:0:3"]
     proc = subprocess.run(
         [sys.executable, "-c", RUNS, str(suite), str(weights), *runs], env=env, capture_output=True, text=True
     )
@@ -354,3 +354,33 @@ def test_the_gate_passes_an_unchanged_rerun_and_names_the_method_whose_learning_
     failures = [line.strip() for line in out.splitlines() if line.startswith("    FAIL")]
     assert len(failures) == 1 and failures[0].startswith("FAIL primary metric: test/accuracy fell"), out
     assert "FAIL: 1 of 2 baseline cells fail (primary metric 1): shift-mnist-to-usps x lora @64" in out
+
+    # a learning rate 3x lower: a few points of accuracy, which the seed-spread rule would let through; on one
+    # machine a same-seed rerun reproduces its numbers, so the tight rule (the metric's margin) catches it
+    before = {r.method: r.test_metric("accuracy") for r in records["base"] if r.seed == 0}
+    after = {r.method: r.test_metric("accuracy") for r in Store(third).records("tiny")}
+    assert after["frozen"] == before["frozen"] and before["lora"] - after["lora"] >= 0.03, (before, after)
+    assert main(["compare", "--baseline", base, "--candidate", third]) == 1
+    out = capsys.readouterr().out
+    assert "same machine" in out and "shift-mnist-to-usps x lora @64" in out.split("FAIL:")[-1]
+
+
+def test_on_one_machine_a_same_seed_drop_of_three_points_fails_and_across_machines_it_does_not():
+    """The tight rule: seeds paired on the same machine (env.machine) are held to the metric's margin (0.01 AUROC);
+    records of another machine, or without a machine, keep the seed-spread rule (3 sd of 0.01 plus the floor)."""
+    from bench.core.record import Env
+
+    def on(records, machine):
+        for r in records:
+            r.env = Env(machine=machine)
+        return records
+
+    base = on(_baseline(), "m1")
+    drop = [_record("lora", 0, 0.87, 0.05, 1000, 50), _record("full", 0, 0.93, 0.10, 1500, 30)]  # lora: -0.03
+    same = compare(base, on(drop, "m1"))
+    lora = next(r for r in same.rows if r.ident[1] == "lora")
+    assert lora.failed and lora.moved["primary metric"].same_machine and lora.moved["primary metric"].tolerance == 0.01
+    assert not next(r for r in same.rows if r.ident[1] == "full").failed, "unchanged: within the margin"
+    other = compare(base, on([_record("lora", 0, 0.87, 0.05, 1000, 50)], "m2"))
+    lora = next(r for r in other.rows if r.ident[1] == "lora")
+    assert not lora.moved["primary metric"].same_machine and not lora.failed, "another machine: the seed-spread rule"

@@ -62,3 +62,20 @@ def test_vision_fewshot_is_nearest_class_mean_on_cached_features(efficientnet, d
     val = splits.val.take(np.arange(100))
     metrics, _ = runner.evaluate(val, cached=True)
     assert metrics["auroc"] > 0.6, "class means of pretrained features separate the classes"
+
+
+def test_a_prompted_cells_seed_draws_its_phrasing_and_seed_zero_keeps_the_tasks_own():
+    from bench.catalog import TASKS
+    from bench.core.api import PromptSpec
+
+    prompt = TASKS.get("glue-sst2").spec.prompt
+    assert prompt.draw(0) == PromptSpec(prompt.label_words, prompt.instruction, prompt.input_template)
+    drawn = {prompt.draw(seed) for seed in range(5)}
+    assert len(drawn) == 5, "5 draws, 5 phrasings (the task's own and its 4 declared variants)"
+    assert prompt.draw(5) == prompt.draw(0)
+    plain = TASKS.get("glue-rte").spec.prompt  # no declared variants: the two generic rephrasings
+    assert len(plain.phrasings) == 3 and plain.draw(2).label_words == tuple(w.capitalize() for w in plain.label_words)
+    for name in TASKS:  # every phrasing of every task scores distinct label words
+        spec = TASKS.get(name).spec
+        if spec.prompt is not None:
+            assert all(len(set(p.label_words)) == spec.num_labels for p in spec.prompt.phrasings), name

@@ -85,7 +85,7 @@ def test_resampled_auroc_with_ties_and_either_class_the_smaller(prevalence, deci
 
 # --------------------------------------------------------------------------------------------- seed rule
 def test_a_ranking_needs_three_seeds_of_each_method_and_fewshot_five():
-    assert stats.min_seeds("lora") == 3 and stats.min_seeds("fewshot") == 5 and stats.min_seeds("zeroshot") == 1
+    assert stats.min_seeds("lora") == 3 and stats.min_seeds("fewshot") == 5 and stats.min_seeds("zeroshot") == 5
     assert not stats.enough_seeds("lora", 2) and stats.enough_seeds("lora", 3)
     assert not stats.enough_seeds("fewshot", 3) and stats.enough_seeds("fewshot", 5)
     assert stats.min_seeds("a-method-this-checkout-lacks") == 3, "an unknown method gets the default rule"
@@ -371,7 +371,12 @@ def test_claims_against_a_rerun_with_other_seeds_read_it_with_its_own_suite_file
     assert "1 of 1 claims hold" in capsys.readouterr().out
 
 
-def test_zeroshot_needs_one_seed_and_its_record_pairs_with_every_seed_of_the_other(tmp_path):
+def test_a_seedless_methods_one_record_pairs_with_every_seed_of_the_other(tmp_path, monkeypatch):
+    """A method that declares itself seedless (no registered one does since zeroshot draws its phrasing) needs one
+    record, which is paired with every seed of the method it is compared with."""
+    from methods.fewshot import ZeroShot
+
+    monkeypatch.setattr(ZeroShot, "seedless", True)
     store = Store(tmp_path)
     rng = np.random.default_rng(13)
     y = rng.integers(0, 2, 400)

@@ -30,11 +30,17 @@ CLASSIFICATION, REGRESSION = "classification", "regression"
 class PromptSpec:
     """How a task is put to a language model without training (few-shot / zero-shot prompting): label ``i`` is
     scored as ``label_words[i]`` after the ``instruction`` and the input filled into ``input_template``
-    (``{text}`` for single texts, ``{text_a}`` / ``{text_b}`` for pairs)."""
+    (``{text}`` for single texts, ``{text_a}`` / ``{text_b}`` for pairs).
+
+    ``variants``: other phrasings of the same prompt (instruction, template and label words), the draws that give
+    prompting its variance: a prompted cell's seed picks one (``draw``; seed 0 is this one). A task that declares none
+    gets two generic rephrasings (an instruction asking for one word; capitalised label words), so no prompt is
+    treated as variance-free."""
 
     label_words: tuple[str, ...]
     instruction: str
     input_template: str
+    variants: tuple[PromptSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.label_words) < 2 or len(set(self.label_words)) != len(self.label_words):
@@ -43,6 +49,9 @@ class PromptSpec:
             raise ValueError(
                 f"Invalid input_template: {self.input_template!r} (needs {{text}} or {{text_a}}/{{text_b}})"
             )
+        for v in self.variants:
+            if len(v.label_words) != len(self.label_words) or v.variants:
+                raise ValueError(f"Invalid prompt variant {v}: as many label words as the prompt, and no variants")
 
     def format(self, item: Any) -> str:
         """The template filled with one example: a string, or an (a, b) pair."""
@@ -51,6 +60,20 @@ class PromptSpec:
         if "{text_a}" in self.input_template:
             return self.input_template.format(text_a=item[0], text_b=item[1])
         return self.input_template.format(text=" ".join(item))
+
+    @property
+    def phrasings(self) -> tuple[PromptSpec, ...]:
+        """This prompt first, then its variants (declared, or the generic rephrasings)."""
+        base = PromptSpec(self.label_words, self.instruction, self.input_template)
+        variants = self.variants or (
+            PromptSpec(self.label_words, f"{self.instruction} Answer with one word.", self.input_template),
+            PromptSpec(tuple(w.capitalize() for w in self.label_words), self.instruction, self.input_template),
+        )
+        return (base, *variants)
+
+    def draw(self, seed: int) -> PromptSpec:
+        """The phrasing a seed uses: seed 0 this one, then each variant in turn."""
+        return self.phrasings[seed % len(self.phrasings)]
 
 
 @dataclass(frozen=True)

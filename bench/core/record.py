@@ -201,6 +201,10 @@ class Env(_Section):
     cpu_count: int | None = None
     threads: int | None = None
     hostname: str | None = None
+    # what the numbers of a cell depend on besides the code and the seed (CPU model and instruction sets, GPU, thread
+    # count, library versions), hashed: two records with the same ``machine`` ran the same arithmetic, so a same-seed
+    # rerun reproduces its numbers there (the CI gate's tight rule); absent in older records
+    machine: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     always: ClassVar[frozenset[str]] = frozenset({"git_sha", "dirty", "cuda", "gpu_name"})
 

@@ -14,6 +14,7 @@ from bench.analysis.cells import method_cells
 from bench.analysis.decision_map import Decision, decisions
 from bench.analysis.overview import Overview, build_overview, task_rank
 from bench.analysis.pairing import CachedPredictions
+from bench.analysis.rules import RuleResult, evaluate
 from bench.analysis.sweeps import SweepRow, sweep_rows
 from bench.analysis.tables import Row, tables
 from bench.catalog import TASKS
@@ -43,6 +44,7 @@ class ReportData:
     tables: dict[str, list[Row]]  # every task with ok records -> its rows (bench.analysis.tables), in task order
     decisions: list[Decision]  # empty without a store (no stored predictions to pair)
     heatmap: Heatmap
+    rules: list[RuleResult]  # the rules of thumb as estimands (empty without a store)
     store: Store | None = None  # where the records came from (the figures read stored predictions)
 
     @property
@@ -82,14 +84,18 @@ def build_report(
     order = sorted(cells, key=lambda tb: (task_rank(tb[0]), tb[1] == 0, tb[1]))
     found = decisions(cached, cells, catalog.spec, order=order) if store else []
     warnings = list(warnings or [])
+    rows = tables(cached, records, labels_from_data)
+    chance = {t: r[0].base.chance for t, r in rows.items() if r and r[0].base is not None}
+    rules = evaluate(cached, cells, found, catalog.spec, chance) if store else []
     return ReportData(
         suite=suite,
         records=records,
         notes=list(notes or []),
         warnings=warnings,
         overview=build_overview(suite, records, source, unreadable=len(warnings), n_read=n_read),
-        tables=tables(cached, records, labels_from_data),
+        tables=rows,
         decisions=found,
         heatmap=build_heatmap(cells, catalog.spec, {(d.task, d.budget): d for d in found}),
+        rules=rules,
         store=store,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from bench.analysis.decision_map import Decision
 from bench.analysis.flags import DEGENERATE_ROWS, NOT_HELD_OUT, legend
 from bench.analysis.overview import method_rank, task_rank
+from bench.analysis.rules import FAMILY as RULES_FAMILY
 from bench.analysis.tables import spec_or_none
 from bench.report.data import METHODOLOGY, ReportData
 from bench.report.heatmap import LEGEND
@@ -132,6 +133,40 @@ def glance_markdown(data: ReportData) -> list[str]:
     return ["## Primary test metric at a glance", "", LEGEND, "", *data.heatmap.markdown()]
 
 
+# ------------------------------------------------------------------------------------------ rules of thumb
+RULE_HEADER = ["task", "budget", "rule", "verdict", "estimate [95%]"]
+
+
+def rules_html(data: ReportData) -> list[str]:
+    rows = [
+        [
+            TD(r.task, cls="l"),
+            str(r.budget or "all"),
+            TD(r.claim, cls="l"),
+            TD(r.verdict, cls="l"),
+            TD(r.estimate, cls="l"),
+        ]
+        for r in data.rules
+    ]
+    return [
+        "<section id='rules'><h2>Rules of thumb</h2>",
+        f"<p class='meta'>What practitioners adapt by (DOMAIN.md), each as a quantity the records estimate, with a "
+        f"verdict: holds, fails, inconclusive, or not tested where the suite ran none of the methods it names. "
+        f"{esc(RULES_FAMILY)}. How each rule is turned into a test: bench/analysis/rules.py.</p>",
+        table(RULE_HEADER, rows),
+        "</section>",
+    ]
+
+
+def rules_markdown(data: ReportData) -> list[str]:
+    lines = ["## Rules of thumb", "", f"{RULES_FAMILY}.", "", "| " + " | ".join(RULE_HEADER) + " |"]
+    lines.append("|---" * len(RULE_HEADER) + "|")
+    for r in data.rules:
+        cells = [r.task, str(r.budget or "all"), r.claim, r.verdict, r.estimate]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return lines
+
+
 # ------------------------------------------------------------------------------------------------ sweeps
 def sweeps_html(data: ReportData) -> list[str]:
     """The sweeps behind the tuned cells (``bench.analysis.sweeps``): values tried, validation scores, the choice."""
@@ -219,6 +254,7 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         _when(lambda d: d.heatmap.rows, "at-a-glance", "Primary test metric at a glance"), glance_html, glance_markdown
     ),
+    Section(_when(lambda d: d.rules, "rules", "Rules of thumb"), rules_html, rules_markdown),
     Section(_when(lambda d: d.sweeps, "sweeps", "Hyperparameter sweeps"), sweeps_html),
     Section(_when(lambda d: d.cross_figures, "across-tasks", "Across tasks"), across_html),
     Section(lambda data: [(anchor("task", t), t) for t in _tasks(data)], tasks_html, tasks_markdown),

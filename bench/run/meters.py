@@ -10,6 +10,8 @@ process peak is mostly libraries: ``import torch`` alone is ~0.5 GB).
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 import platform
 import resource
@@ -135,6 +137,19 @@ def cpu_model() -> str | None:
     return name if name and name != platform.machine() else None
 
 
+def cpu_flags() -> str | None:
+    """The CPU's instruction-set flags (/proc/cpuinfo), which decide the kernels a BLAS picks: two CPUs of one model
+    name can compute a matmul in a different order."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(("flags", "features")) and ":" in line:
+                    return " ".join(sorted(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return None
+
+
 def environment(device: str, threads: int) -> dict[str, Any]:
     import importlib.metadata as md
 
@@ -148,6 +163,16 @@ def environment(device: str, threads: int) -> dict[str, Any]:
 
     sha, dirty = git_info()
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else None
+    numerics = {
+        "cpu_model": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "cpu_count": os.cpu_count(),
+        "threads": threads,
+        "device": device,
+        "gpu": gpu,
+        "cuda": torch.version.cuda if device == "cuda" else None,
+        **{pkg: version(pkg) for pkg in ("torch", "numpy", "transformers", "peft", "timm", "scikit-learn")},
+    }
     return {
         "git_sha": sha,
         "dirty": dirty,
@@ -164,4 +189,5 @@ def environment(device: str, threads: int) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "threads": threads,
         "hostname": platform.node(),
+        "machine": hashlib.sha256(json.dumps(numerics, sort_keys=True).encode()).hexdigest()[:16],
     }
