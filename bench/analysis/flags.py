@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 NOT_HELD_OUT = "probe not held out"
 # flag (as its legend names it) -> what it means; the order is the legends' order
 FLAGS = {
-    "did-not-learn": "the interval reaches the majority-class baseline (one seed: the paired bootstrap against the "
+    "did-not-learn": "the interval reaches the majority-class baseline (one seed: the item-level test against the "
     "majority predictor)",
     "degenerate": "a seed predicted one class for every item",
     "few-seeds": "fewer seeds than a ranking needs",
