@@ -12,7 +12,7 @@ from bench.analysis.claims import HOLDS, check, claims
 from bench.analysis.decision_map import decision_map
 from bench.analysis.gate import check_same_suite, compare, load_run, machines
 from bench.analysis.references import references_text
-from bench.catalog import METHODS, TASKS, resolve, task_files
+from bench.catalog import METHODS, TASKS, support_matrix, task_files
 from bench.core import cache
 from bench.core.api import Cell
 from bench.core.backbone import BACKBONES
@@ -139,17 +139,6 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for name in suite_names():
         print(f"  {name}")
     return 0
-
-
-def support_matrix(budget: int = 64) -> list[tuple[str, str, str, str | None]]:
-    """(task, method, backbone, unsupported reason or None) for every registered pair, exactly as ``run`` and
-    ``grid`` decide it (the same resolution and ``Resolved.unsupported_reason``)."""
-    rows = []
-    for t in TASKS:
-        for m in METHODS:
-            res = resolve(Cell(t, m, budget, 0))
-            rows.append((t, m, res.backbone, res.unsupported_reason()))
-    return rows
 
 
 def _print_matrix() -> int:
