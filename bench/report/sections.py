@@ -152,14 +152,14 @@ def rules_html(data: ReportData) -> list[str]:
         "<section id='rules'><h2>Rules of thumb</h2>",
         f"<p class='meta'>What practitioners adapt by (DOMAIN.md), each as a quantity the records estimate, with a "
         f"verdict: holds, fails, inconclusive, or not tested where the suite ran none of the methods it names. "
-        f"{esc(RULES_FAMILY)}. How each rule is turned into a test: bench/analysis/rules.py.</p>",
+        f"The family: {esc(RULES_FAMILY)}. How each rule is turned into a test: bench/analysis/rules.py.</p>",
         table(RULE_HEADER, rows),
         "</section>",
     ]
 
 
 def rules_markdown(data: ReportData) -> list[str]:
-    lines = ["## Rules of thumb", "", f"{RULES_FAMILY}.", "", "| " + " | ".join(RULE_HEADER) + " |"]
+    lines = ["## Rules of thumb", "", f"The family: {RULES_FAMILY}.", "", "| " + " | ".join(RULE_HEADER) + " |"]
     lines.append("|---" * len(RULE_HEADER) + "|")
     for r in data.rules:
         cells = [r.task, str(r.budget or "all"), r.claim, r.verdict, r.estimate]
