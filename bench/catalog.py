@@ -14,7 +14,7 @@ from typing import Any
 import methods  # noqa: F401  (each method module registers itself)
 import tasks  # noqa: F401  (each task family registers its tasks)
 from bench import backbones, probes  # noqa: F401  (the backbone families and the forgetting probes)
-from bench.core.api import Cell, Method, Resolved, TaskSpec, TrainConfig
+from bench.core.api import Cell, Method, Resolved, TaskSpec, TrainConfig, TuneSpec
 from bench.core.backbone import BACKBONES
 from bench.core.registry import METHODS, TASKS, UnknownNameError, suggest
 from bench.probes import PROBE_VERSION, PROBES, ProbeSpec, held_out
@@ -113,7 +113,12 @@ def resolve(cell: Cell | Resolved) -> Resolved:
     }
     backbone = method_cls.backbone_for(task_spec) or task_spec.backbone
     typed: dict[str, Any] = {}
+    tune = _tune(cell.overrides, method_cls)
+    if tune is not None:
+        typed["tune"] = tune.as_dict()
     for key, value in cell.overrides.items():
+        if key == "tune" or key.startswith("tune."):
+            continue
         if key == "backbone":
             BACKBONES.get(str(value))  # an unknown name fails here, with suggestions
             backbone = typed[key] = str(value)
@@ -126,6 +131,13 @@ def resolve(cell: Cell | Resolved) -> Resolved:
             raise ValueError(f"--set {key}: ambiguous, it is a field of {' and '.join(hits)}")
         values[hits[0]][key] = typed[key] = _coerce(value, owners[hits[0]][key], key)
 
+    # a method's minimum schedule (its train_defaults' min_steps, e.g. scratch's 200) is a floor under a suite's cap
+    # too, unless the cell sets min_steps itself (a stated choice, e.g. the proxy's 8-step smoke runs)
+    floor = method_cls.train_defaults(task_spec).get("min_steps", 0)
+    cap = values["train"].get("max_steps")
+    if floor and "min_steps" not in cell.overrides and cap and int(cap) < floor:
+        values["train"]["max_steps"] = floor
+
     def build(cls, section: str):
         defaults = owners[section]
         return cls(**{k: _coerce(v, defaults.get(k), k) for k, v in values[section].items()})
@@ -136,7 +148,32 @@ def resolve(cell: Cell | Resolved) -> Resolved:
         method=build(method_cls, "method"),
         train=build(TrainConfig, "train"),
         backbone=backbone,
+        tune=tune,
     )
+
+
+def _tune(overrides: dict[str, Any], method_cls: type[Method]) -> TuneSpec | None:
+    """The cell's nested-tuning space: ``tune`` (a suite's table) and ``tune.<name>`` keys (``--set``), each naming a
+    field of the method (or one of its ``sweep_aliases``)."""
+    table = dict(overrides.get("tune") or {})
+    table.update({k.removeprefix("tune."): v for k, v in overrides.items() if k.startswith("tune.")})
+    if not table:
+        return None
+    own = [f.name for f in dataclasses.fields(method_cls)]
+
+    def field_of(key: str) -> str:
+        name = key if key in own else method_cls.sweep_aliases.get(key)
+        if name is None:
+            what = f"its hyperparameters: {', '.join(own)}" if own else "it has no hyperparameters"
+            hint = " (it does not train)" if not method_cls.trains else ""
+            raise ValueError(f"tune {key}: method {method_cls.name} has no such hyperparameter ({what}){hint}")
+        if name in overrides:
+            raise ValueError(f"tune {key}: {name} of {method_cls.name} is both tuned and fixed by a setting")
+        return name
+
+    if not method_cls.trains:
+        raise ValueError(f"tune: method {method_cls.name} does not train, so it has nothing to tune; drop tune")
+    return TuneSpec.parse(table, field_of)
 
 
 # ------------------------------------------------------------------------------------------- questions

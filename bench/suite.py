@@ -95,15 +95,68 @@ class Sweep:
 
 
 @dataclass(frozen=True)
+class Adaptive:
+    """A suite's ``[adaptive]`` table: seeds added in batches where a comparison is still open (a sequential design).
+
+    Every method that trains starts at its block's seeds (n_1 of them) and may be raised to ``n_1 + batch``, then
+    ``n_1 + 2 batch``, ... up to ``max_seeds``: each level is a *look*. A comparison is tested at every look it
+    reached, at the level ``alpha * w_j`` (``spending``), and its p-value is the smallest ``p_j / w_j`` (Bonferroni
+    over the looks: valid whatever the data decided about adding seeds; ``bench.analysis.sequential``). The spending
+    ``w_j = t_j^2 - t_(j-1)^2`` with ``t_j = n_j / n_max`` (a power-family alpha-spending function, rho = 2) keeps
+    most of alpha for the last, largest look. ``minutes`` is the grid's time budget, its first cells included: a look
+    whose estimated cost (the cells' recorded times) would pass it is not started."""
+
+    max_seeds: int
+    batch: int
+    minutes: float
+
+    def looks(self, initial: int) -> list[int]:
+        """The seed counts of the looks for a method whose cells start with ``initial`` seeds."""
+        counts = [initial]
+        while counts[-1] + self.batch <= self.max_seeds:
+            counts.append(counts[-1] + self.batch)
+        return counts
+
+    def spending(self, initial: int) -> list[float]:
+        """The share of alpha each look spends (sums to 1)."""
+        looks = self.looks(initial)
+        t = [n / looks[-1] for n in looks]
+        return [t[0] ** 2] + [t[j] ** 2 - t[j - 1] ** 2 for j in range(1, len(t))]
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     description: str
     cells: tuple[Cell, ...]  # the cells of blocks without a sweep
     timeout_s: float
     sweeps: tuple[Sweep, ...] = ()  # one per (task, method) of blocks with a sweep: their cells come from the grid
+    adaptive: Adaptive | None = None
+    replicate: str | None = None  # which of the file's [replicates] this is (None: the file has none)
+    replicates: tuple[str, ...] = ()
 
     def sweep_cells(self) -> list[Cell]:
         return [c for s in self.sweeps for c in s.cells()]
+
+    def more_seeds(self, task: str, method: str, budget: int, seeds: list[int], why: str, look: int) -> list[Cell]:
+        """Cells of (task, method, budget) at more ``seeds``, with the settings of the block that defines it and an
+        ``allocation`` saying which look added them and why."""
+        like = [c for c in self.cells if (c.task, c.method, c.budget) == (task, method, budget)]
+        if not like:
+            raise ValueError(f"suite {self.name} has no cell {task} x {method} @ {budget} to add seeds to")
+        base = like[0]
+        allocation = {**(base.allocation or {}), "look": look, "why": why}
+        return [dataclasses.replace(base, seed=s, allocation=allocation) for s in seeds]
+
+    def next_seeds(self, task: str, method: str, budget: int, have: set[int], count: int) -> list[int]:
+        """The ``count`` seeds after the block's own for (task, method, budget), skipping ``have``."""
+        own = [c.seed for c in self.cells if (c.task, c.method, c.budget) == (task, method, budget)]
+        out, seed = [], max(own) + 1
+        while len(out) < count:
+            if seed not in have:
+                out.append(seed)
+            seed += 1
+        return out
 
 
 def suite_names() -> list[str]:
@@ -111,8 +164,10 @@ def suite_names() -> list[str]:
 
 
 MAX_SEED = 2**32 - 1  # numpy's seed range
-TOP_KEYS = ("description", "seeds", "timeout_s", "set", "matrix")
-BLOCK_KEYS = ("tasks", "methods", "budgets", "seeds", "set", "sweep", "sweep_budget", "sweep_seeds")
+TOP_KEYS = ("description", "seeds", "timeout_s", "set", "matrix", "adaptive", "replicates")
+BLOCK_KEYS = ("tasks", "methods", "budgets", "seeds", "set", "sweep", "sweep_budget", "sweep_seeds", "tune")
+ADAPTIVE_KEYS = ("max_seeds", "batch", "minutes")
+REPLICATE_KEYS = ("seed_offset", "test_half")
 WHOLE_POOL = ("task", "task+full")
 
 
@@ -128,10 +183,14 @@ def resolve_suite_path(name_or_path: str) -> Path:
     return path
 
 
-def load_suite(name_or_path: str, seeds: list[int] | None = None) -> Suite:
+def load_suite(name_or_path: str, seeds: list[int] | None = None, replicate: str | None = None) -> Suite:
     """The suite's cells and sweeps. ``seeds`` (``grid --seeds``) replaces the seeds of the whole file, every
     block's own ``seeds`` included; a block's explicit ``sweep_seeds`` stay, otherwise its sweep runs on the first of
-    ``seeds``. The records are filed under the suite's name as usual (a 3-seed baseline of a 1-seed suite)."""
+    ``seeds``. The records are filed under the suite's name as usual (a 3-seed baseline of a 1-seed suite).
+
+    ``replicate`` names one of the file's ``[replicates]`` (default: the first): an independent repetition of the
+    whole suite, its seeds shifted by ``seed_offset`` (every block's, so its seeds, tuning and draws are its own) and
+    its cells tested on half ``test_half`` of each test set (so two replicates share no test item)."""
     path = resolve_suite_path(name_or_path)
     try:
         spec = tomllib.loads(path.read_text())
@@ -140,6 +199,13 @@ def load_suite(name_or_path: str, seeds: list[int] | None = None) -> Suite:
     name = path.stem
     where = f"suite file {path}"
     _check_keys(spec, TOP_KEYS, where)
+    adaptive = _adaptive(spec.get("adaptive"), where)
+    replicates = _replicates(spec.get("replicates"), where)
+    if replicate is not None and replicate not in replicates:
+        known = f"its replicates: {', '.join(replicates)}" if replicates else "it declares no [replicates]"
+        raise ValueError(f"{where}: no replicate {replicate!r} ({known})")
+    chosen = replicate or next(iter(replicates), None)
+    offset = replicates[chosen]["seed_offset"] if chosen else 0
     override = _seeds(list(seeds), "--seeds") if seeds is not None else None
     seeds = _seeds(spec.get("seeds", [0]), where)  # checked even when overridden: a broken file stays refused
     seeds = override or seeds
@@ -149,6 +215,8 @@ def load_suite(name_or_path: str, seeds: list[int] | None = None) -> Suite:
     if not isinstance(spec.get("description", ""), str):
         raise ValueError(f"{where}: description must be a string")
     common = _table(spec.get("set", {}), f"{where}, [set]")
+    if chosen and replicates[chosen]["test_half"]:
+        common = {**common, "test_half": replicates[chosen]["test_half"]}
     blocks = spec.get("matrix")
     if not blocks:
         raise ValueError(f"{where}: no [[matrix]] block; add one with tasks, methods and budgets")
@@ -163,10 +231,16 @@ def load_suite(name_or_path: str, seeds: list[int] | None = None) -> Suite:
         if missing:
             raise ValueError(f"{here}: lacks {', '.join(sorted(missing))}")
         settings = {**common, **_table(block.get("set", {}), f"{here}, set")}
+        if "tune" in block:
+            if "sweep" in block:
+                raise ValueError(f"{here}: tune (inside each seed) and sweep (once, shared) both given; keep one")
+            settings["tune"] = _table(block["tune"], f"{here}, tune")
         tasks = _names(block["tasks"], TASKS, "task", here)
         methods = _names(block["methods"], METHODS, "method", here)
         block_seeds = _seeds(block["seeds"], here) if "seeds" in block else seeds
-        block_seeds = override or block_seeds
+        block_seeds = [s + offset for s in (override or block_seeds)]
+        if any(s > MAX_SEED for s in block_seeds):
+            raise ValueError(f"{here}: seed_offset {offset} takes seeds past {MAX_SEED}")
         budgets_value = _check_budgets(block["budgets"], here)
         first, first_sweep = len(cells), len(sweeps)
         sweep = _check_sweep(block, block_seeds, here)
@@ -174,10 +248,15 @@ def load_suite(name_or_path: str, seeds: list[int] | None = None) -> Suite:
             budgets = _budgets(budgets_value, task)
             for method in methods:
                 if sweep is None:
+                    allocation = _design(adaptive, method, len(block_seeds))
                     cells += [
-                        Cell(task, method, b, seed, settings, suite=name) for b in budgets for seed in block_seeds
+                        Cell(task, method, b, seed, settings, suite=name, allocation=allocation)
+                        for b in budgets
+                        for seed in block_seeds
                     ]
                     continue
+                if adaptive is not None:
+                    raise ValueError(f"{here}: a sweep (shared by every seed) in an adaptive suite; use tune instead")
                 space, sweep_budget, sweep_seeds = sweep
                 fields = _sweep_fields(space, method, settings, here)
                 sweeps.append(
@@ -200,7 +279,68 @@ def load_suite(name_or_path: str, seeds: list[int] | None = None) -> Suite:
                 resolve(cell)
             except ValueError as e:
                 raise ValueError(f"{here}: {e}") from None
-    return Suite(name, spec.get("description", ""), tuple(cells), float(timeout), tuple(sweeps))
+    return Suite(
+        name,
+        spec.get("description", ""),
+        tuple(cells),
+        float(timeout),
+        tuple(sweeps),
+        adaptive,
+        chosen,
+        tuple(replicates),
+    )
+
+
+def _design(adaptive: Adaptive | None, method: str, initial: int) -> dict[str, Any] | None:
+    """What every record of a cell of an adaptive suite carries: its look (1: the block's own seeds), the looks its
+    method's cells can reach and their alpha spending. A method that does not train keeps its seeds (its seeds are
+    draws of a finite set: phrasings, demonstrations), so it has one look."""
+    if adaptive is None:
+        return None
+    grows = METHODS.get(method).trains
+    looks = adaptive.looks(initial) if grows else [initial]
+    spending = adaptive.spending(initial) if grows else [1.0]
+    return {"look": 1, "looks": looks, "spending": [round(w, 6) for w in spending], "why": "the block's own seeds"}
+
+
+def _adaptive(value: Any, where: str) -> Adaptive | None:
+    if value is None:
+        return None
+    here = f"{where}, [adaptive]"
+    table = _table(value, here)
+    _check_keys(table, ADAPTIVE_KEYS, here)
+    missing = [k for k in ADAPTIVE_KEYS if k not in table]
+    if missing:
+        raise ValueError(f"{here}: lacks {', '.join(missing)} (e.g. max_seeds = 7, batch = 2, minutes = 55)")
+    for key in ("max_seeds", "batch"):
+        v = table[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{here}: {key} must be a positive number of seeds, not {v!r}")
+    minutes = table["minutes"]
+    if isinstance(minutes, bool) or not isinstance(minutes, int | float) or minutes <= 0:
+        raise ValueError(f"{here}: minutes must be a positive time budget, not {minutes!r}")
+    return Adaptive(table["max_seeds"], table["batch"], float(minutes))
+
+
+def _replicates(value: Any, where: str) -> dict[str, dict[str, int]]:
+    if value is None:
+        return {}
+    here = f"{where}, [replicates]"
+    table = _table(value, here)
+    out = {}
+    for name, rep in table.items():
+        rep = _table(rep, f"{here} {name}")
+        _check_keys(rep, REPLICATE_KEYS, f"{here} {name}")
+        offset, half = rep.get("seed_offset", 0), rep.get("test_half", 0)
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"{here} {name}: seed_offset must be a non-negative integer, not {offset!r}")
+        if half not in (0, 1, 2):
+            raise ValueError(f"{here} {name}: test_half must be 1 or 2 (0: the whole test set), not {half!r}")
+        out[name] = {"seed_offset": offset, "test_half": half}
+    halves = [r["test_half"] for r in out.values() if r["test_half"]]
+    if len(halves) != len(set(halves)):
+        raise ValueError(f"{here}: two replicates test on the same half: give each its own test_half")
+    return out
 
 
 def _check_sweep(block: dict[str, Any], block_seeds: list[int], where: str):

@@ -17,7 +17,7 @@ import numpy as np
 
 from bench.core import metrics
 from bench.core.backbone import Backbone, get_backbone
-from bench.core.data import DataRoot, holdout_subset, nested_subset
+from bench.core.data import DataRoot, half_subset, holdout_subset, nested_subset
 
 if TYPE_CHECKING:
     from torch import nn
@@ -187,6 +187,18 @@ class Splits:
 
         return Splits(self.train, cut(self.val), cut(self.test), cut(self.test_ood))
 
+    def half(self, half: int, stratify: bool) -> Splits:
+        """The same splits with each test split cut to its half 1 or 2 (``test_half``; 0: whole): two fixed, disjoint,
+        class-stratified halves, so two replicates of a suite are scored on different items (see
+        ``bench.core.data.half_subset``). Validation and training are untouched."""
+        if not half:
+            return self
+
+        def cut(split: Split | None) -> Split | None:
+            return None if split is None else split.take(half_subset(split.labels, half, stratify))
+
+        return Splits(self.train, self.val, cut(self.test), cut(self.test_ood))
+
     def hold_out(self, fraction: float, seed: int, stratify: bool) -> tuple[Splits, Split]:
         """validation=budget: the same splits with validation carved out of the training budget (``fraction`` of
         each class, see ``bench.core.data.holdout_subset``) and training on the rest; the task's own validation set is
@@ -229,6 +241,27 @@ class TrainConfig:
     validation: str = "oracle"
     val_fraction: float = 0.2
     refit: bool = False  # validation=budget: retrain on the whole budget for the selected number of steps
+    # test on one of two fixed, disjoint, class-stratified halves of each test set (1 or 2; 0 = the whole set), so two
+    # replicates of a suite are scored on different items and their agreement is evidence
+    test_half: int = 0
+    # which validation pass (or candidate) wins a tie of the primary metric: "first" (the earliest) or "loss" (the one
+    # with the lower validation loss; a tie on 12 examples' AUROC of 1.0 is common, their losses differ)
+    tie_break: str = "first"
+    # the learning rate's shape over the run: "linear" (warmup over warmup_ratio, then linear decay to zero at the
+    # run's length) or "multistep" (constant after warmup, x0.1 at 50% and again at 75% of the run: MedMNIST v2's)
+    lr_schedule: str = "linear"
+    # validation=budget below cv_below labels: select (step count and tuned values) by cv_folds-fold cross-validation
+    # on the whole budget, the out-of-fold predictions pooled, then refit on the whole budget (VTAB-1k's protocol);
+    # 0 = the single carved validation split
+    cv_folds: int = 0
+    cv_below: int = 128
+    # nested tuning (a cell's ``tune`` space): successive halving keeps the best 1/tune_eta of the candidates at each
+    # rung; a best value at the edge of a grid adds the next value outward, at most tune_extend times per side
+    tune_eta: int = 3
+    tune_extend: int = 2
+    # a run whose validation score still rose at its end (by more than half the metric's margin over its last quarter)
+    # is run again twice as long, up to extend_max times its planned length (1 = never)
+    extend_max: int = 1
 
     # Settings added after records were first written. At its default such a setting is left out of a cell's key,
     # since every earlier record ran with exactly that default behaviour: adding one keeps old records found.
@@ -245,6 +278,14 @@ class TrainConfig:
             "extra_probes",
             "length_unit",
             "probe_subset",
+            "test_half",
+            "tie_break",
+            "lr_schedule",
+            "cv_folds",
+            "cv_below",
+            "tune_eta",
+            "tune_extend",
+            "extend_max",
         }
     )
 
@@ -269,6 +310,22 @@ class TrainConfig:
             raise ValueError(f"Invalid length_unit: {self.length_unit!r} (use 'tokens' or 'chars')")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"Invalid precision: {self.precision!r} (use 'fp32' or 'bf16')")
+        if self.test_half not in (0, 1, 2):
+            raise ValueError(f"Invalid test_half: {self.test_half} (1 or 2 for one half of each test set, 0 = whole)")
+        if self.tie_break not in ("first", "loss"):
+            raise ValueError(f"Invalid tie_break: {self.tie_break!r} (use 'loss' or 'first')")
+        if self.lr_schedule not in ("linear", "multistep"):
+            raise ValueError(f"Invalid lr_schedule: {self.lr_schedule!r} (use 'linear' or 'multistep')")
+        if self.cv_folds == 1 or self.cv_folds < 0:
+            raise ValueError(f"Invalid cv_folds: {self.cv_folds} (2 or more folds, or 0 for a single carved split)")
+        if self.cv_folds and self.validation != "budget":
+            raise ValueError("cv_folds needs validation=budget (its folds are cut from the budget)")
+        if self.tune_eta < 2:
+            raise ValueError(f"Invalid tune_eta: {self.tune_eta} (successive halving keeps 1/eta: 2 or more)")
+        if self.tune_extend < 0 or self.extend_max < 1:
+            raise ValueError(
+                f"Invalid tune_extend {self.tune_extend} / extend_max {self.extend_max} (>= 0 steps, >= 1 times)"
+            )
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"Invalid warmup_ratio: {self.warmup_ratio} (must be in [0, 1))")
 
@@ -426,6 +483,137 @@ class Method:
         return None
 
 
+# ---------------------------------------------------------------------------------------------- tuning
+@dataclass(frozen=True)
+class TuneSpec:
+    """Hyperparameters tuned inside each replicate (nested tuning, ``bench.run.tuning``): every seed of a cell tries
+    these values of its method's fields on its own validation data and keeps the best, so the spread over seeds holds
+    the tuning's own noise, and no seed's choice is another seed's.
+
+    ``grid``: (field, values) pairs, every combination tried; numeric values are kept sorted, which is what a grid's
+    edge means (a best value there adds the next one outward, ``TrainConfig.tune_extend``). ``ranges``: (field, low,
+    high) log ranges with ``points`` quasi-random points in them (a scrambled Halton sequence drawn by the cell's seed:
+    AlgoPerf's quasi-random search), the product with the grid when both are given. A suite writes
+    ``tune = { lr = [3e-5, 1e-4, 3e-4] }`` or ``tune = { lr = { log_range = [1e-5, 1e-3] }, points = 4 }``; the
+    command line ``--set tune.lr=3e-5,1e-4,3e-4``."""
+
+    grid: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    ranges: tuple[tuple[str, float, float], ...] = ()
+    points: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.grid and not self.ranges:
+            raise ValueError("tune: nothing to tune; give a field and its values, e.g. tune = { lr = [1e-4, 1e-3] }")
+        if self.ranges and self.points < 1:
+            raise ValueError("tune: a log_range needs points = N (how many quasi-random points to try), e.g. 4")
+        if self.points and not self.ranges:
+            raise ValueError("tune: points without a log_range; give e.g. lr = { log_range = [1e-5, 1e-3] }")
+        for name, low, high in self.ranges:
+            if not 0 < low < high:
+                raise ValueError(f"tune {name}: log_range needs 0 < low < high, not [{low}, {high}]")
+        names = self.fields
+        if len(set(names)) != len(names):
+            raise ValueError(f"tune: a field is tuned twice ({', '.join(names)})")
+
+    @property
+    def fields(self) -> list[str]:
+        return [name for name, _ in self.grid] + [name for name, _, _ in self.ranges]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The form a suite writes (and a key holds)."""
+        out: dict[str, Any] = {name: list(values) for name, values in self.grid}
+        out.update({name: {"log_range": [low, high]} for name, low, high in self.ranges})
+        if self.points:
+            out["points"] = self.points
+        return out
+
+    @classmethod
+    def parse(cls, value: Any, field_of: Any) -> TuneSpec:
+        """From a suite's table (or ``--set tune.<name>=a,b,c``): ``field_of(name)`` maps a key to the method field it
+        tunes (raising ValueError with the fix for a key that names none)."""
+        if not isinstance(value, dict) or not value:
+            raise ValueError(
+                f"tune must be a table of field = [values], e.g. tune = {{ lr = [1e-4, 1e-3] }}, not {value!r}"
+            )
+        grid, ranges, points = [], [], 0
+        for key, values in value.items():
+            if key == "points":
+                if isinstance(values, bool) or not isinstance(values, int) or values < 1:
+                    raise ValueError(f"tune points: a positive number of quasi-random points, not {values!r}")
+                points = values
+                continue
+            name = field_of(key)
+            if isinstance(values, str):
+                values = [v.strip() for v in values.split(",") if v.strip()]
+            if isinstance(values, dict):
+                bounds = values.get("log_range")
+                if set(values) != {"log_range"} or not isinstance(bounds, list | tuple) or len(bounds) != 2:
+                    raise ValueError(f"tune {key}: a range is {{ log_range = [low, high] }}, not {values!r}")
+                ranges.append((name, float(bounds[0]), float(bounds[1])))
+                continue
+            if not isinstance(values, list | tuple) or not values:
+                raise ValueError(
+                    f"tune {key}: a non-empty list of values to try, e.g. [1e-4, 3e-4, 1e-3], not {values!r}"
+                )
+            values = [_number(v) for v in values]
+            if any(isinstance(v, dict | list) for v in values):
+                raise ValueError(f"tune {key}: values must be numbers, strings or booleans, not {values!r}")
+            if len(set(map(repr, values))) != len(values):
+                raise ValueError(f"tune {key}: a value is listed twice in {values!r}")
+            if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+                values = sorted(values)
+            grid.append((name, tuple(values)))
+        return cls(tuple(grid), tuple(ranges), points)
+
+    def candidates(self, seed: int) -> list[dict[str, Any]]:
+        """Every combination to try, in a fixed order (grid order; range points in the sequence's order)."""
+        import itertools
+
+        combos = [
+            dict(zip([n for n, _ in self.grid], c, strict=True)) for c in itertools.product(*(v for _, v in self.grid))
+        ]
+        if not self.ranges:
+            return combos
+        from scipy.stats import qmc
+
+        unit = qmc.Halton(d=len(self.ranges), scramble=True, seed=seed).random(self.points)
+        drawn = [
+            {name: float(10 ** (np.log10(low) + u * (np.log10(high) - np.log10(low)))) for (name, low, high), u in
+             zip(self.ranges, row, strict=True)}
+            for row in unit
+        ]  # fmt: skip
+        return [{**c, **d} for c in combos for d in drawn]
+
+    def outward(self, name: str, tried: list[Any], side: int) -> Any | None:
+        """The next value of grid field ``name`` beyond the edge of the values ``tried`` (side -1: below the lowest, +1:
+        above the highest), one grid step away (the ratio of the grid's two values at that edge); None when the field is
+        not a numeric grid of two or more values."""
+        values = dict(self.grid).get(name)
+        numeric = [v for v in tried if isinstance(v, int | float) and not isinstance(v, bool)]
+        if values is None or len(values) < 2 or len(numeric) != len(tried) or min(values) <= 0:
+            return None
+        ordered = sorted(set(numeric))
+        ratio = values[1] / values[0] if side < 0 else values[-1] / values[-2]
+        nxt = ordered[0] / ratio if side < 0 else ordered[-1] * ratio
+        if all(isinstance(v, int) for v in values):
+            nxt = round(nxt)
+            if nxt in ordered or nxt <= 0:
+                return None
+        return float(f"{nxt:.6g}") if isinstance(nxt, float) else nxt
+
+
+def _number(v: Any) -> Any:
+    """A value from ``--set tune.lr=1e-4,3e-4`` as a number when it reads as one."""
+    if not isinstance(v, str):
+        return v
+    for kind in (int, float):
+        try:
+            return kind(v)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(v.lower(), v)
+
+
 # ---------------------------------------------------------------------------------------------- cells
 @dataclass(frozen=True)
 class Cell:
@@ -438,6 +626,9 @@ class Cell:
     # a suite cell whose swept settings a sweep chose (bench.suite): which sweep, its cells and scores. Not part of
     # the key (the settings it chose are); copied into the record
     tuned_from: dict[str, Any] | None = None
+    # an adaptive grid's seed: which look of the sequential design added it and why (bench.suite). Not part of the
+    # key (the seed is); copied into the record
+    allocation: dict[str, Any] | None = None
 
     def describe(self) -> str:
         budget = "all" if self.budget == 0 else self.budget
@@ -454,6 +645,7 @@ class Resolved:
     method: Method
     train: TrainConfig
     backbone: str
+    tune: TuneSpec | None = None  # values of the method tuned inside each replicate (``tune`` in the overrides)
 
     @property
     def hparams(self) -> dict[str, Any]:
@@ -492,6 +684,8 @@ class Resolved:
             "seed": self.cell.seed,
             "backbone": self.backbone,
         }
+        if self.tune is not None:  # only then: every earlier key stays the same
+            ident["tune"] = self.tune.as_dict()
         digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
         return f"{self.cell.task}__{self.cell.method}__b{self.cell.budget}__s{self.cell.seed}__{digest}"
 

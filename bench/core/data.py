@@ -215,3 +215,45 @@ def holdout_subset(labels: np.ndarray, fraction: float, seed: int, stratify: boo
             "budget or validation=oracle"
         )
     return np.sort(held).astype(np.int64)
+
+
+FOLD_STREAM = 0xF01D  # the folds' own random stream (not the budget's order, not the carved validation's)
+
+
+def kfold_assignment(labels: np.ndarray, k: int, seed: int, stratify: bool = True) -> np.ndarray:
+    """The fold (0 .. k-1) of each example of a budget, for k-fold selection on small budgets (``cv_folds``).
+
+    With ``stratify`` each class is dealt round-robin over the folds from a seeded permutation (so every fold holds
+    each class as evenly as the counts allow, and the folds' sizes differ by at most one per class); without, the
+    whole budget is dealt the same way. Deterministic in ``seed`` and the labels."""
+    labels = np.asarray(labels)
+    if k < 2 or k > len(labels):
+        raise ValueError(f"Invalid number of folds: {k} (2 to the budget's {len(labels)} examples)")
+    rng = np.random.default_rng([seed, FOLD_STREAM])
+    fold = np.empty(len(labels), dtype=np.int64)
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if stratify else [np.arange(len(labels))]
+    start = 0
+    for members in groups:
+        order = rng.permutation(members)
+        fold[order] = (np.arange(len(order)) + start) % k
+        start += len(order)  # the next class starts where this one stopped: fold sizes stay within one
+    return fold
+
+
+HALF_SEED = 0x4A1F  # fixed: the two test halves never depend on a cell's seed
+
+
+def half_subset(labels: np.ndarray, half: int, stratify: bool = True) -> np.ndarray:
+    """Sorted positions of half 1 or 2 of a test set: a fixed class-stratified split into two disjoint halves (each
+    class split as evenly as its count allows), the same for every cell, so two replicates of a suite can be scored on
+    different items (``test_half``)."""
+    if half not in (1, 2):
+        raise ValueError(f"Invalid test_half: {half} (1 or 2; 0 = the whole test set)")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(HALF_SEED)
+    first = np.zeros(len(labels), dtype=bool)
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if stratify else [np.arange(len(labels))]
+    for members in groups:
+        order = rng.permutation(members)
+        first[order[: (len(order) + 1) // 2]] = True
+    return np.flatnonzero(first if half == 1 else ~first).astype(np.int64)

@@ -119,6 +119,8 @@ class SplitSizes(_Section):
     official: bool = True
     validation: str | None = None
     refit_train: int | None = None
+    folds: int | None = None  # k-fold selection (``cv_folds``): val is then the budget, scored out of fold
+    test_half: int | None = None  # scored on half 1 or 2 of the test set(s) (``test_half``)
     extra: dict[str, Any] = field(default_factory=dict)
     always: ClassVar[frozenset[str]] = frozenset({"test_ood"})
 
@@ -160,6 +162,8 @@ class Cost(_Section):
     eval_samples_per_s_merged: float | None = None
     merge_max_abs_diff: float | None = None
     merge_error: str | None = None
+    tuning_steps: int | None = None  # nested tuning: optimizer steps over every candidate, fold and refit
+    tuning_time_s: float | None = None  # ... and their training time (the rest of wall_time_s: loading, probes, test)
     extra: dict[str, Any] = field(default_factory=dict)
     always: ClassVar[frozenset[str]] = frozenset({"train_samples_per_s"})
 
@@ -282,6 +286,11 @@ class Record:
     # a cell of a [[matrix]] block with a sweep: the sweep that chose its swept settings, with its cells and scores
     # (see bench.suite); the grid also writes it into the record of the sweep cell the tuned cell coincides with
     tuned_from: dict[str, Any] | None = None
+    # nested tuning inside the cell (a ``tune`` space, k-fold selection or lengthening; bench.run.tuning): the space,
+    # every candidate's best validation pass and fate, the rungs, whether the choice sits at a grid's edge
+    tuning: dict[str, Any] | None = None
+    # an adaptive grid (a suite's ``[adaptive]`` table): which look of the sequential design added this seed and why
+    allocation: dict[str, Any] | None = None
     # ``grid --executor ray``: the node that ran the cell, and the attempts whose Ray task was lost before (see
     # bench.run.ray_executor); absent for cells run on the grid's own machine
     executor: dict[str, Any] | None = None
@@ -325,6 +334,8 @@ class Record:
                 "data_root",
                 "predictions",
                 "tuned_from",
+                "tuning",
+                "allocation",
                 "executor",
             ):
                 continue
@@ -380,6 +391,7 @@ def new_record(res: Resolved, status: str, error: str | None = None) -> Record:
         hparams=res.hparams,
         overrides=dict(cell.overrides),
         tuned_from=cell.tuned_from,
+        allocation=cell.allocation,
     )
 
 

@@ -66,6 +66,7 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto", grad_ac
     from bench.run.flops import cell_flops
     from bench.run.loop import Runner
     from bench.run.model import AdaptModel
+    from bench.run.tuning import Tuner, uses_cv
 
     wall_start = time.perf_counter()
     cell, spec, method, cfg = res.cell, res.task.spec, res.method, res.train
@@ -73,9 +74,13 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto", grad_ac
     device = pick_device(device_request)
     stratify = spec.kind == "classification"
     splits = res.task.splits(cell.budget, cell.seed, data).limit_eval(cfg.eval_limit, stratify)
+    splits = splits.half(cfg.test_half, stratify)
     # where selection validates: a method without gradient steps validates nothing, so its budget stays whole
     validation, whole_budget = (cfg.validation if method.trains else "none"), None
-    if validation == "budget":
+    cv = method.trains and uses_cv(cfg, len(splits.train))  # k-fold on the whole budget, then a refit
+    if cv:
+        whole_budget = splits.train.take(np.arange(len(splits.train)), name="budget")
+    elif validation == "budget":
         splits, whole_budget = splits.hold_out(cfg.val_fraction, cell.seed, stratify)
     sizes = res.task.input_size  # the other size keeps the loader's default: a vision batcher has no max_len
 
@@ -114,9 +119,18 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto", grad_ac
                 "device": device,
             }
         )
+    tuned = None
     with PeakMemory(device) as mem:
         cached, setup_s, fit, refit = method.cache_features, 0.0, None, None
-        if method.trains:
+        if method.trains and method.linear_probe and cv:
+            fit = runner.fit_probe_cv(method, whole_budget, cfg.cv_folds, cell.seed)
+        elif method.trains and (res.tune is not None or cv or cfg.extend_max > 1) and not method.linear_probe:
+            build = _builder(res, backbone, loaded, device, grad_accum, runner.feature_cache)
+            tuner = Tuner(build, method, res.tune, cfg, res.task, cell.seed, say=runner.progress)
+            tuned = tuner.run(splits.train if not cv else None, splits.val if not cv else None, whole_budget)
+            runner, model, fit, refit, method = tuned.runner, tuned.runner.model, tuned.fit, tuned.refit, tuned.method
+            loaded.encoder = model.encoder
+        elif method.trains:
             initial = runner.snapshot() if cfg.refit else None
             fit = runner.fit(method, splits.train, splits.val, cell.seed)
             if cfg.refit:  # the selected number of steps again, from the same start, on the whole budget
@@ -151,17 +165,22 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto", grad_ac
         metrics.update(keyed(VAL, fit.best_val))
     record = new_record(res, "ok")
     record.metrics = metrics
+    if tuned is not None:
+        record.tuning = tuned.info
+        record.hparams["method"].update(tuned.chosen)  # the values this replicate chose (the key names the space)
     record.forgetting = forgetting[probes[0]]
     record.forgetting_extra = {p: forgetting[p] for p in probes[1:]}
     record.params = Params(**params)
     record.splits = SplitSizes(
         train=len(splits.train),
-        val=len(splits.val),
+        val=len(whole_budget) if cv else len(splits.val),
         test=len(splits.test),
         test_ood=len(splits.test_ood) if splits.test_ood else None,
         official=res.task.official_splits,
         validation=validation,
         refit_train=len(whole_budget) if refit else None,
+        folds=cfg.cv_folds if cv else None,
+        test_half=cfg.test_half or None,
     )
     record.cost = Cost(
         device=device,
@@ -174,6 +193,8 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto", grad_ac
         feature_cache=runner.feature_cache.summary() if runner.feature_cache is not None else None,
         eval_samples_per_s=eval_rate,
         train_time_s=(fit.train_time_s + (refit.train_time_s if refit else 0.0)) if fit else setup_s,
+        tuning_steps=tuned.steps if tuned else None,
+        tuning_time_s=tuned.time_s if tuned else None,
         feature_time_s=fit.feature_time_s if fit else 0.0,
         wall_time_s=time.perf_counter() - wall_start,
         steps=fit.steps if fit else 0,
@@ -204,6 +225,36 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto", grad_ac
         if split is not None and split.name in runner.outputs
     }
     return record
+
+
+def _builder(res: Resolved, backbone, loaded, device: str, grad_accum: int, feature_cache):
+    """``build(method)`` for nested tuning and folds: a fresh Runner over a copy of the backbone as it was before any
+    method touched it, prepared by ``method``, its head drawn from the cell's seed every time (so candidates and folds
+    start from the same weights and differ only in what they are meant to). A 4-bit backbone is loaded again."""
+    import copy
+
+    import torch
+
+    from bench.run.loop import Runner
+    from bench.run.model import AdaptModel
+
+    pristine = None if res.method.quantize else copy.deepcopy(loaded.encoder)
+    spec = res.task.spec
+    outputs = spec.num_labels if spec.kind == "classification" else 1
+
+    def build(method):
+        torch.manual_seed(res.cell.seed)
+        if pristine is None:
+            encoder = backbone.load(pretrained=method.pretrained, quantize=method.quantize, device=device,
+                                    **res.task.input_size).encoder  # fmt: skip
+        else:
+            encoder = copy.deepcopy(pristine)
+        model = method.prepare(AdaptModel(encoder, make_head(loaded.feature_dim, outputs)), backbone, res.task)
+        runner = Runner(model.to(device), loaded.batcher, res.task, res.train, device, grad_accum=grad_accum)
+        runner.feature_cache = feature_cache
+        return runner
+
+    return build
 
 
 def _merged_throughput(method, runner, test, cached: bool, n: int = 256) -> dict[str, float]:

@@ -6,6 +6,7 @@ sweeps tuned, each through an executor (``bench.run.executor``), with claims on 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,7 @@ class _Grid:
     progress: GridProgress
     pool_sizes: dict[str, int] = field(default_factory=dict)
     on_record: Callable[[Record], None] | None = None
+    extend: Callable[[list[Record], int], list[Cell]] | None = None
 
 
 def run_grid(
@@ -69,6 +71,7 @@ def run_grid(
     live: bool | None = None,
     on_record: Callable[[Record], None] | None = None,
     executor: Any = None,
+    extend: Callable[[list[Record], int], list[Cell]] | None = None,
 ) -> GridResult:
     """Run a suite's cells that have no ok record: first the sweep cells, then the fixed cells and the sweeps'
     block cells with the values the sweeps chose. Progress (bench.run.progress) goes to ``log`` as lines (default:
@@ -76,12 +79,19 @@ def run_grid(
     cell's result line, errors and the final summary. ``on_record`` is called with the record of each cell run now,
     once it is written (from a worker thread when cells run at once), e.g. ``bench.run.wandb_log.WandbLogger``.
     ``executor`` (``bench.run.executor``) runs each cell, ``executor.slots`` at once; default: this machine, ``jobs``
-    at once. The caller closes an executor it passes."""
+    at once. The caller closes an executor it passes.
+
+    ``extend`` makes the grid adaptive (a suite's ``[adaptive]`` table): once the suite's cells have run it is called
+    with every record so far and the next look's number (2, 3, ...) and returns the cells of that look (more seeds where
+    a comparison is still open, each cell's ``allocation`` saying why; ``bench.analysis.allocation`` decides), and the
+    grid runs them, until it returns none or the next look's estimated cost (the recorded wall time of the same
+    task, method and budget, per slot) would pass the suite's ``minutes``, counted from the grid's start."""
     executor = executor or LocalExecutor(jobs)
     progress = GridProgress(log, quiet=quiet, live=live, jobs=executor.slots)
     claims = Claims(store.suite_dir(suite.name), suite.timeout_s)
     data = DataRoot.resolve(data_root)
     g = _Grid(suite, store, GridResult(), claims, data, executor, data_root, device, progress, on_record=on_record)
+    g.extend = extend
     if not isinstance(executor, LocalExecutor):
         progress.info(f"executor {executor.describe()}")
     try:
@@ -121,6 +131,8 @@ def _run_grid(g: _Grid, pattern: str | None) -> GridResult:
     cells = [*select(suite.cells, pattern), *tuned]
     ran += _run_cells(g, cells, "", later=0)
     result.records = list({r.key: r for r in result.records}.values())  # a tuned cell may be a sweep cell too
+    if g.extend is not None:
+        ran += _looks(g, pattern, start)
     progress.error(f"suite {suite.name}: ran {ran} cells in {time.perf_counter() - start:.0f} s")
     for holder, held in result.claimed.items():
         progress.error(
@@ -129,6 +141,50 @@ def _run_grid(g: _Grid, pattern: str | None) -> GridResult:
     for task, why in result.refused.items():
         progress.error(f"skipped task {task}: {why}")
     return result
+
+
+def _looks(g: _Grid, pattern: str | None, start: float) -> int:
+    """The adaptive grid's later looks (see ``run_grid``); returns how many cells they ran."""
+    suite, result, progress = g.suite, g.result, g.progress
+    budget_s = suite.adaptive.minutes * 60 if suite.adaptive is not None else math.inf
+    ran, look = 0, 2
+    while True:
+        cells = select(g.extend(list(result.records), look), pattern)
+        todo = [c for c in cells if not g.store.has_ok(suite.name, resolve(c).key)]
+        if not cells:
+            progress.info(f"look {look}: no comparison is open where more seeds could decide it; the grid is done")
+            break
+        estimate = _estimate(result.records, todo) / max(1, g.executor.slots)
+        spent = time.perf_counter() - start
+        if spent + estimate > budget_s:
+            progress.error(
+                f"look {look}: {len(todo)} cells (~{estimate / 60:.0f} min) would pass the suite's "
+                f"{suite.adaptive.minutes:g} min ({spent / 60:.0f} min spent): not run; the open comparisons stay "
+                "undecided at this compute"
+            )
+            break
+        progress.info(f"look {look}: {len(cells)} cells where comparisons are open (~{estimate / 60:.1f} min)")
+        ran += _run_cells(g, cells, f"look {look} ", later=0)
+        result.records = list({r.key: r for r in result.records}.values())
+        look += 1
+    return ran
+
+
+def _estimate(records: list[Record], cells: list[Cell]) -> float:
+    """Seconds the ``cells`` should take on one slot: each the mean recorded wall time of its (task, method, budget)
+    (of all records when none matches)."""
+    times: dict[tuple[str, str, int], list[float]] = {}
+    for r in records:
+        wall = r.cost.wall_time_s if r.cost is not None else None
+        if wall:
+            times.setdefault((r.task, r.method, r.budget), []).append(wall)
+    every = [t for ts in times.values() for t in ts] or [60.0]
+    mean_all = sum(every) / len(every)
+    total = 0.0
+    for c in cells:
+        ts = times.get((c.task, c.method, c.budget))
+        total += sum(ts) / len(ts) if ts else mean_all
+    return total
 
 
 def _cells_after_sweeps(suite: Suite, store: Store, sweeps: list[Sweep], pattern: str | None) -> int:

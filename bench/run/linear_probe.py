@@ -27,10 +27,11 @@ from torch import nn
 
 @dataclass
 class ProbeFit:
-    best: int  # index into the grid of the selected strength
+    best: int  # index into the grid of the selected strength (-1: one the widening added beyond the grid)
     history: list[dict[str, Any]] = field(default_factory=list)  # one entry per strength, in the order fitted
     selected: dict[str, Any] = field(default_factory=dict)  # the history entry of the selected strength
     iterations: int = 0  # L-BFGS iterations over the whole path
+    widened: dict[str, int] = field(default_factory=dict)  # strengths added beyond the grid's weakest / strongest
 
 
 def fit_linear_probe(
@@ -41,32 +42,54 @@ def fit_linear_probe(
     l2_grid: tuple[float, ...],
     validate: Callable[[], tuple[float, dict[str, float]]],
     max_iter: int = 100,
+    tie_break: str = "first",
+    extend: int = 0,
 ) -> ProbeFit:
     """Fit ``head`` on features ``x`` / targets ``y`` for every strength of ``l2_grid`` (fitted strongest first,
     each warm-started from the last) and leave it at the one whose ``validate()`` score (higher is better; it also
-    returns the metrics to record) is best; ties go to the stronger regularisation. Raises FloatingPointError if
-    the loss stops being finite."""
+    returns the metrics to record) is best. A tie goes to the lower validation loss (``val/loss`` among the
+    metrics) under ``tie_break=loss``, else to the stronger regularisation: on a small validation split a strength
+    strong enough to predict one class can tie on AUROC and wins the "first" rule. ``extend``: while the best
+    strength is the grid's strongest or weakest, fit the next one outward (one grid step), at most this many times
+    per side. Raises FloatingPointError if the loss stops being finite."""
     if not l2_grid:
         raise ValueError("l2_grid is empty; give at least one L2 strength")
     order = sorted(range(len(l2_grid)), key=lambda i: -l2_grid[i])
     fit = ProbeFit(best=order[0])
-    best_score, best_state = -math.inf, None
+    best_key, best_state = None, None
     params = [p for p in head.parameters() if p.requires_grad]
-    for i in order:
-        l2 = float(l2_grid[i])
+    strengths = [float(l2_grid[i]) for i in order]
+    tried, widened = [], {-1: 0, 1: 0}
+    while strengths:
+        l2 = strengths.pop(0)
+        tried.append(l2)
         head.train()
         loss, steps, calls = _fit_one(head, params, x, y, loss_fn, l2, max_iter)
         fit.iterations += steps
         head.eval()
         score, metrics = validate()
         score = -math.inf if math.isnan(score) else score
+        val_loss = metrics.get("val/loss", math.nan)
+        key = (score, -val_loss if tie_break == "loss" and not math.isnan(val_loss) else -math.inf)
         # "step": L-BFGS iterations so far, so the record's "best at step X of N" reads as for the mini-batch loop
         entry = {"step": fit.iterations, "l2": l2, "train_loss": loss, "lbfgs_iterations": steps}
         fit.history.append({**entry, "loss_evaluations": calls, **metrics})
-        if score > best_score or best_state is None:
-            best_score, fit.best, fit.selected = score, i, fit.history[-1]
+        if best_key is None or key > best_key:
+            best_key, fit.selected = key, fit.history[-1]
+            j = len(tried) - 1
+            fit.best = order[j] if j < len(order) else -1  # -1: a strength the widening added
             best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
+        if not strengths and extend and len(tried) > 1:
+            chosen = fit.selected["l2"]
+            ordered = sorted(tried)
+            for side, edge, ratio in ((-1, ordered[0], ordered[1] / ordered[0] if ordered[0] > 0 else 0),
+                                      (1, ordered[-1], ordered[-1] / ordered[-2])):  # fmt: skip
+                if chosen == edge and widened[side] < extend and ratio > 1:
+                    widened[side] += 1
+                    strengths.append(float(f"{(edge / ratio if side < 0 else edge * ratio):.6g}"))
+                    break
     head.load_state_dict(best_state)
+    fit.widened = {"weaker": widened[-1], "stronger": widened[1]}
     return fit
 
 
