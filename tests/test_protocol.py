@@ -247,3 +247,27 @@ def test_a_real_cell_tunes_on_folds_of_its_own_budget_refits_and_scores_one_test
     assert record.splits.val == 32 and record.splits.folds == 2, "selection on folds of the whole budget"
     assert record.splits.test_half == 1 and record.splits.test in (312, 313), "one half of the 624 test images"
     assert record.cost.tuning_steps > record.cost.steps
+
+
+def test_a_tuned_records_flags_and_summary_row_read_its_tuning_section():
+    from bench.analysis.flags import at_grid_edge
+    from bench.analysis.flags import still_improving as flag_still_improving
+    from bench.analysis.sweeps import tuning_rows
+    from bench.core.record import new_record
+
+    def record(seed, chosen, edge, improving, added):
+        r = new_record(resolve(Cell("pneumonia-mnist", "full", 64, seed, {"tune.lr": "1e-4,3e-4,1e-3"})), "ok")
+        r.tuning = {"space": {"lr": [1e-4, 3e-4, 1e-3]}, "chosen": {"lr": chosen}, "edge": {"lr": edge},
+                    "still_improving": improving, "selection": "4-fold cross-validation, pooled", "steps": 300,
+                    "candidates": [{"added": a} for a in added]}  # fmt: skip
+        return r
+
+    rows = [record(0, 3e-4, "inside", False, ["grid"] * 3),
+            record(1, 3e-3, "at the highest value tried (widening limit reached)", True, ["grid"] * 3 + ["edge"] * 2),
+            record(2, 1e-3, "inside", False, ["grid"] * 3 + ["longer"])]  # fmt: skip
+    assert [at_grid_edge(r) for r in rows] == [False, True, False]
+    assert [flag_still_improving(r) for r in rows] == [False, True, False], "the tuner's verdict, not the curve's"
+    (row,) = tuning_rows(rows)
+    assert (row.widened, row.at_edge, row.lengthened, row.still_improving) == (1, 1, 1, 1)
+    text = row.describe()
+    assert "lr=0.0003 (s0)" in text and "AT THE EDGE after widening in 1/3" in text and "STILL IMPROVING in 1/3" in text

@@ -62,11 +62,12 @@ def test_matching_cells_are_whole_training_set_records_grouped_by_method_with_th
     assert "initialisation (ImageNet-pretrained here, random there)" in full.differences
     assert not any("initialisation" in d for d in scratch.differences), "scratch is randomly initialised too"
     assert "image size (64 here, 28 there)" in scratch.differences
-    assert "backbone (efficientnet-lite0 here, resnet18 there)" in scratch.differences
+    assert "backbone (efficientnet-lite0 here, medmnist-resnet18 there)" in scratch.differences
+    assert scratch.other_model and "a different model" in scratch.describe()
     assert "epochs (1.6 here, 100 there)" in scratch.differences
     assert not any(d.startswith("selection") for d in scratch.differences), "both select on the official val set"
     text = references_text(records, ref)
-    assert "pneumonia-mnist auroc: scratch (efficientnet-lite0 @64px) 0.940" in text and "reproduced" in text
+    assert "pneumonia-mnist auroc: scratch (efficientnet-lite0 @64px) 0.940 ± 0.0" in text and "reproduced" in text
     assert "MedMNIST v2" in text
 
 
@@ -89,3 +90,21 @@ def test_the_cli_says_what_to_run_when_no_anchor_cell_exists(tmp_path, capsys):
     assert "breast-mnist auroc: full (efficientnet-lite0 @64px) 0.890" in out
     assert main(["references", "--results", str(tmp_path), "--suite", "nope"]) == 2
     assert "no folder" in capsys.readouterr().err
+
+
+def test_standard_errors_on_both_sides_come_from_the_test_sets_class_counts_and_the_seeds():
+    from bench.analysis.references import test_se
+
+    # Hanley and McNeil (1982) for AUROC 0.944 on 390 positives and 234 negatives; binomial for accuracy
+    assert test_se("auroc", 0.944, (234, 390)) == pytest.approx(0.00884, abs=2e-4)
+    assert test_se("accuracy", 0.854, (234, 390)) == pytest.approx(math.sqrt(0.854 * 0.146 / 624))
+    assert math.isnan(test_se("auroc", 0.9, ())) and math.isnan(test_se("mcc", 0.5, (10, 10)))
+    ref = [r for r in load_references() if r.task == "breast-mnist" and r.model == "ResNet-18 (28)"]
+    assert ref[0].test_counts == (42, 114)
+    recipe = {"backbone": "medmnist-resnet18", "image_size": 28}
+    close = compare(_records("breast-mnist", "scratch", [0.89, 0.90, 0.88], settings=recipe), ref)
+    auroc = next(c for c in close if c.metric == "auroc")
+    assert auroc.verdict == "reproduced" and not auroc.other_model and abs(auroc.z) < 1.96
+    assert auroc.se_published > test_se("auroc", 0.901, (42, 114)), "one run's seed spread is added to theirs"
+    far = compare(_records("breast-mnist", "scratch", [0.80, 0.81, 0.79], settings=recipe), ref)
+    assert next(c for c in far if c.metric == "auroc").verdict == "below"

@@ -21,7 +21,8 @@ from bench import catalog
 from bench.analysis.cells import method_cells
 from bench.analysis.contrast import EQUIVALENT, UNDECIDED, Difference, adjusted
 from bench.analysis.decision_map import Decision
-from bench.analysis.pairing import CachedPredictions, compare_records
+from bench.analysis.pairing import CachedPredictions
+from bench.analysis.sequential import sequential_compare
 from bench.analysis.stats import enough_seeds, holm
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ def check(claims_: Sequence[Claim], store: Store, records: Sequence[Record]) -> 
             found.append((claim, None, f"not enough seeds of {', '.join(short)}"))
             continue
         try:
-            d = compare_records(store, a.records, b.records, catalog.spec(claim.task).primary_metric)
+            d = sequential_compare(store, a.records, b.records, catalog.spec(claim.task).primary_metric)
         except ValueError as e:
             found.append((claim, None, str(e)))
             continue
@@ -120,4 +121,69 @@ def check(claims_: Sequence[Claim], store: Store, records: Sequence[Record]) -> 
         else:
             verdict = {"better": HOLDS, "worse": REVERSED}.get(outcome, NOT_SIGNIFICANT)
         out.append(Check(claim, verdict, d))
+    return out
+
+
+SAME, EQUIVALENT_CHOICES, COMPATIBLE, CONFLICT, NO_CHOICE = (
+    "same choice",
+    "equivalent choices",
+    "compatible",
+    "conflict",
+    "no choice",
+)
+AGREE = (SAME, EQUIVALENT_CHOICES)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Two independent replicates' verdicts at one task and budget. The verdict of a replicate is its validation
+    choice and the methods its test set does not find worse (equivalent, better or undecided: its contenders).
+    *same choice*: both choose the same method; *equivalent choices*: they choose differently but one replicate
+    finds the two choices equivalent within the margin; *compatible*: neither finds the other's choice worse, but
+    neither settles the pair (undecided at this compute); *conflict*: one replicate finds the other's choice worse."""
+
+    task: str
+    budget: int
+    outcome: str
+    a: Decision | None
+    b: Decision | None
+
+    @property
+    def agrees(self) -> bool:
+        return self.outcome in AGREE
+
+    def describe(self) -> str:
+        def side(d: Decision | None) -> str:
+            if d is None or d.best is None:
+                return "no choice" + (f" ({d.note})" if d is not None and d.note else "")
+            parts = [f"chooses {d.best}"]
+            if d.equivalent:
+                parts.append(f"equivalent: {', '.join(d.equivalent)}")
+            if d.better:
+                parts.append(f"better on test: {', '.join(d.better)}")
+            if d.undecided:
+                parts.append(f"undecided: {', '.join(d.undecided)}")
+            return "; ".join(parts)
+
+        return f"{self.task} @ {self.budget}: {self.outcome:18s} A {side(self.a)} | B {side(self.b)}"
+
+
+def agreement(decisions_a: Sequence[Decision], decisions_b: Sequence[Decision]) -> list[Agreement]:
+    """Per (task, budget) of either run, how the two replicates' verdicts agree (see ``Agreement``)."""
+    by_a = {(d.task, d.budget): d for d in decisions_a}
+    by_b = {(d.task, d.budget): d for d in decisions_b}
+    out = []
+    for tb in sorted(set(by_a) | set(by_b)):
+        a, b = by_a.get(tb), by_b.get(tb)
+        if a is None or b is None or a.best is None or b.best is None:
+            outcome = NO_CHOICE
+        elif a.best == b.best:
+            outcome = SAME
+        elif b.best in a.worse or a.best in b.worse:
+            outcome = CONFLICT
+        elif b.best in a.equivalent or a.best in b.equivalent:
+            outcome = EQUIVALENT_CHOICES
+        else:
+            outcome = COMPATIBLE
+        out.append(Agreement(tb[0], tb[1], outcome, a, b))
     return out

@@ -86,6 +86,7 @@ class Difference:
     n_seeds_b: int | None = None  # B's seeds when seeds were not paired
     p_adjusted: float | None = None  # ``p`` after the family's multiplicity adjustment (None: not adjusted)
     p_equivalent_adjusted: float | None = None
+    looks: int = 1  # looks of an adaptive design tested (p and p_equivalent are then Bonferroni over them)
 
     @property
     def seeds_paired(self) -> bool:
@@ -147,7 +148,9 @@ class Difference:
         kind = "p" if self.p_adjusted is None else "adjusted p"
         return (
             f"{self.diff:+.{digits}f} [{self.low:+.{digits}f}, {self.high:+.{digits}f}] "
-            f"({kind} {_p(p)}; {self.seeds_text()} x {self.n_items} items)"
+            f"({kind} {_p(p)}; {self.seeds_text()} x {self.n_items} items"
+            + (f"; Bonferroni over {self.looks} looks" if self.looks > 1 else "")
+            + ")"
         )
 
 

@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING
 from bench import catalog
 from bench.analysis.cells import MethodCell, SpecOf, method_cells
 from bench.analysis.contrast import BETTER, EQUIVALENT, WORSE, Difference, adjusted
-from bench.analysis.pairing import CachedPredictions, compare_records
+from bench.analysis.pairing import CachedPredictions
+from bench.analysis.sequential import sequential_compare
 from bench.analysis.stats import NOT_ENOUGH_SEEDS, enough_seeds, holm, min_seeds
 from bench.core.record import VAL, metric_key
 
@@ -126,7 +127,7 @@ def decision(
         if method == best:
             continue
         try:
-            diffs[method] = compare_records(store, eligible[best].records, c.records, spec.primary_metric)
+            diffs[method] = sequential_compare(store, eligible[best].records, c.records, spec.primary_metric)
         except ValueError as e:
             excluded[method] = f"cannot be paired with {best}: {e}"
     choice = eligible[best].primary.mean

@@ -6,6 +6,7 @@ summary, the page's leaderboards and summary.md all take both from here.
 - degenerate: a seed predicted one class (or a constant score) for every test item (the record's own flag);
 - few-seeds: fewer seeds than a ranking needs (``bench.analysis.stats.min_seeds``);
 - still-improving k/n: in k of n seeds the best validation pass was the run's last (``still_improving``);
+- grid-edge k/n: in k of n seeds the tuned value chosen is at an edge of a grid widened to its limit;
 - negative-transfer: significantly below scratch at the same budget (``bench.analysis.cells.gain_over_scratch``);
 - probe not held out: the forgetting probe reads this task's own data (``bench.catalog.held_out``).
 """
@@ -34,6 +35,8 @@ FLAGS = {
     "negative-transfer": "significantly below scratch (gains over scratch Holm-adjusted as one family)",
     "still-improving k/n": "in k of n seeds the best validation pass was the run's last (it ended by its step cap "
     "or schedule, not by patience): a longer run may score higher",
+    "grid-edge k/n": "in k of n seeds the tuned value chosen sits at the edge of the values tried after the grid "
+    "widened as far as the suite allows (tune_extend): the best value may lie further out",
     NOT_HELD_OUT: "the forgetting probe reads this task's own data, so its drop is left out",
 }
 DEGENERATE_ROWS = (
@@ -49,12 +52,21 @@ def legend(names: Sequence[str] = tuple(FLAGS)) -> str:
 
 def still_improving(record: Record) -> bool:
     """The run ended by its length (step cap or fixed schedule), not by patience, and its best validation pass was
-    its last: it was still improving when stopped, so a longer run may score higher."""
+    its last: it was still improving when stopped, so a longer run may score higher. A tuned cell's own verdict
+    (``tuning.still_improving``: after any lengthening, best pass last and a gain of more than half the metric's
+    margin over the run's last quarter) replaces this reading of its selection."""
+    if record.tuning:
+        return bool(record.tuning.get("still_improving"))
     sel = record.selection
     if sel is None or sel.best_step is None or sel.stopped_by not in ("cap", "schedule end") or len(sel.history) < 2:
         return False
     last = sel.stopped_at if sel.stopped_at is not None else sel.history[-1].get("step")
     return sel.best_step == last
+
+
+def at_grid_edge(record: Record) -> bool:
+    """A tuned cell whose chosen value sits at an edge of the values tried, the widening's limit reached."""
+    return any(v != "inside" for v in ((record.tuning or {}).get("edge") or {}).values())
 
 
 def cell_flags(
@@ -80,6 +92,9 @@ def cell_flags(
     improving = sum(still_improving(r) for r in cell.records)
     if improving:
         flags.append(f"still-improving {improving}/{len(cell.records)}")
+    edge = sum(at_grid_edge(r) for r in cell.records)
+    if edge:
+        flags.append(f"grid-edge {edge}/{len(cell.records)}")
     if gain is not None and gain.negative_transfer:
         flags.append("negative-transfer")
     return flags

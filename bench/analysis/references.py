@@ -11,6 +11,16 @@ mean with a 95% t-interval (``bench.analysis.stats.seed_summary``). Verdicts:
 - ``above`` / ``below``: further than the band.
 Differences in setup are listed next to each verdict, because a benchmark that only prints "not reproduced" leaves
 the reader to guess whether the pipeline or the setup is to blame.
+
+**Standard errors on both sides** (a reference that gives its test set's class counts, ``test = { counts = [..] }``).
+A published score is one training run on a finite test set: it has a sampling error too. Each side's standard error
+is the test set's (accuracy: binomial, sqrt(p(1-p)/n); binary AUROC: Hanley and McNeil, 1982, from the class counts)
+plus the seed-to-seed variance (ours: our seeds' variance over their number; theirs, one run: our seeds' variance
+once, the best estimate of a run's spread there is). The verdict is then ``reproduced`` when the difference is within
+1.96 combined standard errors, else ``above`` / ``below`` by that many. Both sides score the same official test set,
+so the item noise they share makes this conservative: a reproduction that fails it misses by more than chance.
+Cells on another backbone or initialisation are shown against the reference too, labelled as a different model
+(a comparison, not a reproduction).
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ class Reference:
     setup: dict[str, Any]
     scores: dict[str, float]
     band: dict[str, float]
+    test_counts: tuple[int, ...] = ()  # the official test set's examples per class (standard errors)
 
 
 @dataclass(frozen=True)
@@ -50,18 +61,40 @@ class Comparison:
     ours: Interval
     verdict: str  # "reproduced", "within band", "above", "below", "no score"
     differences: tuple[str, ...]
+    se_ours: float = math.nan  # our mean's standard error (test set + seeds); NaN: the reference gives no counts
+    se_published: float = math.nan  # the published score's (test set + one run's seed spread)
+
+    @property
+    def other_model(self) -> bool:
+        """Another architecture or initialisation than the reference's: a comparison, not a reproduction."""
+        return any(d.startswith(("backbone", "initialisation")) for d in self.differences)
+
+    @property
+    def z(self) -> float:
+        """The difference in combined standard errors (NaN without them)."""
+        se = math.hypot(self.se_ours, self.se_published)
+        return (self.ours.mean - self.reference.scores[self.metric]) / se if se > 0 else math.nan
 
     def describe(self) -> str:
         ref = self.reference
         published = ref.scores[self.metric]
         diff = self.ours.mean - published
         size = f" @{self.image_size}px" if self.image_size else ""
-        head = (
-            f"{ref.task} {self.metric}: {self.method} ({self.backbone}{size}) {self.ours.describe()} over "
-            f"{self.ours.n} seed(s) vs {ref.model} {published:.3f} ({diff:+.3f}): {self.verdict}"
-        )
-        if self.verdict in ("above", "below"):
-            head += f" (band ±{ref.band.get(self.metric, 0):.3f})"
+        if math.isnan(self.se_ours):
+            head = (
+                f"{ref.task} {self.metric}: {self.method} ({self.backbone}{size}) {self.ours.describe()} over "
+                f"{self.ours.n} seed(s) vs {ref.model} {published:.3f} ({diff:+.3f}): {self.verdict}"
+            )
+            if self.verdict in ("above", "below"):
+                head += f" (band ±{ref.band.get(self.metric, 0):.3f})"
+        else:
+            head = (
+                f"{ref.task} {self.metric}: {self.method} ({self.backbone}{size}) {self.ours.mean:.3f} ± "
+                f"{self.se_ours:.3f} over {self.ours.n} seed(s) vs {ref.model} {published:.3f} ± "
+                f"{self.se_published:.3f} ({diff:+.3f} = {self.z:+.1f} combined SE): {self.verdict}"
+            )
+        if self.other_model:
+            head += " [a different model: a comparison, not a reproduction]"
         return head + ("; differs in " + "; ".join(self.differences) if self.differences else "; same setup")
 
 
@@ -82,8 +115,11 @@ def load_references(folder: Path = PUBLISHED_DIR) -> list[Reference]:
                 raise ValueError(
                     f"{where}: every score needs a band (missing for {set(entry['scores']) - set(entry['band'])})"
                 )
+            counts = tuple(int(n) for n in entry.get("test", {}).get("counts", ()))
             refs.append(
-                Reference(entry["task"], entry["model"], citation, entry["setup"], entry["scores"], entry["band"])
+                Reference(
+                    entry["task"], entry["model"], citation, entry["setup"], entry["scores"], entry["band"], counts
+                )
             )
     return refs
 
@@ -135,6 +171,33 @@ def verdict(ours: Interval, published: float, band: float) -> str:
     return "above" if ours.mean > published else "below"
 
 
+def test_se(metric: str, value: float, counts: Sequence[int]) -> float:
+    """A score's standard error from the test set alone: binomial for accuracy, Hanley-McNeil for binary AUROC
+    (class 1 the positives); NaN for other metrics or without counts."""
+    n = sum(counts)
+    if not counts or math.isnan(value) or n == 0:
+        return math.nan
+    if metric == "accuracy":
+        return math.sqrt(max(value * (1 - value), 0.0) / n)
+    if metric == "auroc" and len(counts) == 2 and min(counts) > 0:
+        a, neg, pos = value, counts[0], counts[1]
+        q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+        return math.sqrt(max(a * (1 - a) + (pos - 1) * (q1 - a * a) + (neg - 1) * (q2 - a * a), 0.0) / (pos * neg))
+    return math.nan
+
+
+def _standard_errors(metric: str, values: Sequence[float], published: float, counts: Sequence[int]):
+    """(ours, published): each side's test-set standard error with the seeds' variance (see the module docstring)."""
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    mean = sum(values) / len(values)
+    seed_var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    ours = math.sqrt(test_se(metric, mean, counts) ** 2 + seed_var / len(values))
+    theirs = math.sqrt(test_se(metric, published, counts) ** 2 + seed_var)
+    return ours, theirs
+
+
 def compare(records: Sequence[Record], references: Sequence[Reference] | None = None) -> list[Comparison]:
     """Every reference against every group of matching cells (ok, whole training set, same task)."""
     references = load_references() if references is None else references
@@ -149,19 +212,23 @@ def compare(records: Sequence[Record], references: Sequence[Reference] | None = 
             if task != ref.task:
                 continue
             for metric, published in ref.scores.items():
-                ours = seed_summary([r.metrics.get(metric_key(TEST, metric)) for r in rs], metric)
-                out.append(
-                    Comparison(
-                        ref,
-                        method,
-                        backbone,
-                        size,
-                        metric,
-                        ours,
-                        verdict(ours, published, ref.band[metric]),
-                        differences(ref.setup, our_setup(rs[0])),
+                values = [r.metrics.get(metric_key(TEST, metric)) for r in rs]
+                ours = seed_summary(values, metric)
+                se_ours, se_pub = _standard_errors(metric, values, published, ref.test_counts)
+                if math.isnan(se_ours) or math.isnan(se_pub):
+                    said = verdict(ours, published, ref.band[metric])
+                else:
+                    gap = ours.mean - published
+                    said = (
+                        "reproduced"
+                        if abs(gap) <= 1.96 * math.hypot(se_ours, se_pub)
+                        else ("above" if gap > 0 else "below")
                     )
-                )
+                found = Comparison(
+                    ref, method, backbone, size, metric, ours, said, differences(ref.setup, our_setup(rs[0])),
+                    se_ours, se_pub,
+                )  # fmt: skip
+                out.append(found)
     return out
 
 
@@ -170,10 +237,12 @@ def references_text(records: Sequence[Record], references: Sequence[Reference] |
     comparisons = compare(records, references)
     lines = [
         "Published anchors: cells trained on the whole training set (budget 0) against published test scores.",
-        "reproduced = the published value is inside our 95% interval over seeds and that interval is no wider than "
-        "the reference's band; within band = the mean is within the band of it; inconclusive = the interval holds "
-        "the published value only by being wider than the band (too few or too spread seeds); above / below = "
-        "further than that.",
+        "With the test set's class counts: mean ± standard error on each side (the test set's sampling error and "
+        "the seeds' spread; the published score is one run), reproduced = within 1.96 combined standard errors, "
+        "above / below = further. Without them: reproduced = the published value is inside our 95% interval over "
+        "seeds and that interval is no wider than the reference's band; within band = the mean is within the band "
+        "of it; inconclusive = the interval holds the published value only by being wider than the band; above / "
+        "below = further than that.",
     ]
     for citation in sorted({ref.citation for ref in references}):
         lines.append(f"source: {citation}")

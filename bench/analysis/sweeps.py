@@ -67,3 +67,64 @@ def sweep_rows(records: Sequence[Record]) -> list[SweepRow]:
             cells=sum(len(row.get("cells", {})) for row in scores),
         )
     return sorted(rows.values(), key=lambda row: (row.task, row.method))
+
+
+@dataclass(frozen=True)
+class TuningRow:
+    """Nested tuning at one task, method and budget: what each seed chose (``Record.tuning``, bench.run.tuning)."""
+
+    task: str
+    method: str
+    budget: int
+    space: str
+    chosen: tuple[tuple[int, str], ...]  # (seed, values chosen)
+    selection: str
+    widened: int  # seeds whose grid widened at an edge
+    at_edge: int  # seeds whose choice sits at an edge the widening limit stopped
+    lengthened: int  # seeds whose chosen run was lengthened
+    still_improving: int
+    steps: float  # mean optimizer steps of the whole tuning per seed
+
+    def describe(self) -> str:
+        picks = ", ".join(f"{v} (s{s})" for s, v in self.chosen)
+        notes = [f"{self.selection}", f"~{self.steps:.0f} steps per seed in all"]
+        if self.widened:
+            notes.append(f"grid widened in {self.widened}/{len(self.chosen)}")
+        if self.at_edge:
+            notes.append(f"AT THE EDGE after widening in {self.at_edge}/{len(self.chosen)}")
+        if self.lengthened:
+            notes.append(f"lengthened in {self.lengthened}/{len(self.chosen)}")
+        if self.still_improving:
+            notes.append(f"STILL IMPROVING in {self.still_improving}/{len(self.chosen)}")
+        return f"{self.task} x {self.method} @ {self.budget}: {self.space} -> {picks}; {'; '.join(notes)}"
+
+
+def tuning_rows(records: Sequence[Record]) -> list[TuningRow]:
+    """One row per (task, method, budget) of tuned records, sorted."""
+    groups: dict[tuple[str, str, int], list[Record]] = {}
+    for r in records:
+        if r.tuning:
+            groups.setdefault((r.task, r.method, r.budget), []).append(r)
+    rows = []
+    for (task, method, budget), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r.seed)
+        infos = [r.tuning for r in rs]
+        space = infos[0].get("space") or {}
+        rows.append(
+            TuningRow(
+                task=task,
+                method=method,
+                budget=budget,
+                space=values_text(space) if space else "(no space: selection and lengthening only)",
+                chosen=tuple(
+                    (r.seed, values_text(i.get("chosen") or {}) or "-") for r, i in zip(rs, infos, strict=True)
+                ),
+                selection=infos[0].get("selection", "?"),
+                widened=sum(any(c.get("added") == "edge" for c in i.get("candidates", [])) for i in infos),
+                at_edge=sum(any(v != "inside" for v in (i.get("edge") or {}).values()) for i in infos),
+                lengthened=sum(any(c.get("added") == "longer" for c in i.get("candidates", [])) for i in infos),
+                still_improving=sum(bool(i.get("still_improving")) for i in infos),
+                steps=sum(i.get("steps", 0) for i in infos) / len(infos),
+            )
+        )
+    return rows

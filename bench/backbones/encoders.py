@@ -25,6 +25,13 @@ class VisionEncoder(nn.Module):
         return cnn_blocks(self.net)
 
 
+class GreyVisionEncoder(VisionEncoder):
+    """A 1-channel network fed the batcher's 3 equal channels (a grey image repeated): their mean, the grey image."""
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.net(pixel_values.mean(dim=1, keepdim=True))
+
+
 class TextEncoder(nn.Module):
     """A BERT-style encoder -> mean of the token states under the attention mask (sentence-transformers pooling)."""
 

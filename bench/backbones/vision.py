@@ -262,3 +262,56 @@ def _efficientnet_lite(variant: int, params: str, resolution: int) -> TimmBackbo
 BACKBONES.add(_efficientnet_lite(0, "4.7M", 224))
 BACKBONES.add(_efficientnet_lite(1, "5.4M", 240))
 BACKBONES.add(_efficientnet_lite(2, "6.1M", 260))
+
+
+@dataclass(frozen=True, kw_only=True)
+class MedMNISTResNet(TimmBackbone):
+    """MedMNIST v2's own ResNet-18 for 28 px images (their ``experiments/MedMNIST2D/models.py``, after
+    kuangliu/pytorch-cifar): a 3x3 stride-1 stem without max-pooling, one input channel for grey images, PyTorch's
+    default initialisation, trained from scratch (no weights exist to load: ``pretrained`` is ignored, every load is
+    random and drawn from torch's generator, which the cell seeds). Built from timm's ``resnet18`` (the same basic
+    blocks and 1x1 downsampling shortcuts) with the stem replaced; the grey image the batcher repeats over 3 channels
+    is averaged back to 1 (the channels are equal: the same pixels). It has no forgetting probe (nothing pretrained
+    to forget). ~0.56 GFLOPs per 28 px image forward (the stride-1 stem keeps 28x28 maps through the first stage;
+    an ImageNet-style stem at 28 px would be ~0.03 GFLOPs, which is not their model)."""
+
+    probes: tuple[str, ...] = ()
+    in_chans: int = 1
+
+    def traits(self) -> Traits:
+        return Traits(feature_dim=512, has_bias=True)
+
+    def load(self, pretrained: bool = True, image_size: int = 28, max_len: int = 128, quantize: str | None = None,
+             device: str = "cpu") -> Loaded:  # fmt: skip
+        import timm
+        from torch import nn
+
+        from bench.backbones.encoders import GreyVisionEncoder, VisionEncoder
+
+        if quantize:
+            raise ValueError(f"{self.name}: 4-bit loading is wired for Hugging Face models' linear layers only")
+        net = timm.create_model("resnet18", pretrained=False, num_classes=0, zero_init_last=False)
+        net.conv1 = nn.Conv2d(self.in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+        for m in net.modules():  # PyTorch's defaults, as their code (no custom init): not timm's kaiming-normal
+            if isinstance(m, nn.Conv2d | nn.Linear | nn.BatchNorm2d):
+                m.reset_parameters()
+
+        def make_batcher(size: int):
+            return vision_batcher(size, 0.5, 0.5)  # their transform: ToTensor, Normalize(mean=.5, std=.5)
+
+        encoder = GreyVisionEncoder(net) if self.in_chans == 1 else VisionEncoder(net)
+        return Loaded(spec=self, encoder=encoder, batcher=make_batcher(image_size), source="random-init",
+                      extras={"make_batcher": make_batcher})  # fmt: skip
+
+
+BACKBONES.add(
+    MedMNISTResNet(
+        name="medmnist-resnet18",
+        arch="resnet18",
+        mean=0.5,
+        std=0.5,
+        feature_dim=512,
+        description="MedMNIST v2's ResNet-18 (28): 3x3 stride-1 stem, no max-pool, 1 channel, random init only",
+    )
+)

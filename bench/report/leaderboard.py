@@ -27,7 +27,14 @@ if TYPE_CHECKING:
     from bench.core.record import Record
 
 # the flags a leaderboard shows (its legend); few-seeds is left out: the seeds column says it
-BOARD_FLAGS = ("did-not-learn", "degenerate", "negative-transfer", "still-improving k/n", NOT_HELD_OUT)
+BOARD_FLAGS = (
+    "did-not-learn",
+    "degenerate",
+    "negative-transfer",
+    "still-improving k/n",
+    "grid-edge k/n",
+    NOT_HELD_OUT,
+)
 
 
 def board_flags(row: Row) -> list[str]:

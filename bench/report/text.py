@@ -21,13 +21,20 @@ from bench.analysis.pairing import CachedPredictions
 from bench.analysis.rules import FAMILY as RULES_FAMILY
 from bench.analysis.rules import RuleResult, evaluate
 from bench.analysis.stats import MIN_SEEDS, NOT_ENOUGH_SEEDS, seed_exceptions
-from bench.analysis.sweeps import sweep_rows
+from bench.analysis.sweeps import sweep_rows, tuning_rows
 from bench.analysis.tables import Row, tables
 from bench.catalog import TASKS
 from bench.core.record import TEST, Record, metric_key
 from bench.core.store import Store
 
-SUMMARY_FLAGS = ("did-not-learn", "degenerate", "few-seeds", "negative-transfer", "still-improving k/n")
+SUMMARY_FLAGS = (
+    "did-not-learn",
+    "degenerate",
+    "few-seeds",
+    "negative-transfer",
+    "still-improving k/n",
+    "grid-edge k/n",
+)
 
 
 def _budget(b: int) -> str:
@@ -160,6 +167,10 @@ def summary_text(
     if sweeps:
         lines += ["", "Hyperparameter sweeps (chosen on validation at one budget, reused for every budget and seed):"]
         lines += [f"  {row.describe()}" for row in sweeps]
+    tuned = tuning_rows(known)
+    if tuned:
+        lines += ["", "Nested tuning (each seed chose on its own validation data; values per seed):"]
+        lines += [f"  {row.describe()}" for row in tuned]
     rows = tables(store, known, labels_from_data, registered_only=True)
     chance = {t: r[0].base.chance for t, r in rows.items() if r and r[0].base is not None}
     rules = evaluate(store, cells, found, catalog.spec, chance)

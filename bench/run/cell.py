@@ -10,6 +10,7 @@ adapted backbone; time merged inference (LoRA family).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import random
 import time
@@ -101,6 +102,10 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto", grad_ac
         loaded.encoder.to(device)
 
     outputs = spec.num_labels if spec.kind == "classification" else 1
+    tunes = method.trains and not method.linear_probe and (res.tune is not None or cv or cfg.extend_max > 1)
+    # nested tuning prepares a fresh copy per candidate and fold: keep the backbone as it is before ``prepare``
+    # changes it in place (LoRA injects its layers into the encoder); a 4-bit backbone is loaded again instead
+    pristine = copy.deepcopy(loaded.encoder) if tunes and not method.quantize else None
     model = AdaptModel(loaded.encoder, make_head(loaded.feature_dim, outputs))
     model = method.prepare(model, backbone, res.task).to(device)
     loaded.encoder = model.encoder  # the probe must see the adapted encoder (e.g. with LoRA layers injected)
@@ -124,8 +129,8 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto", grad_ac
         cached, setup_s, fit, refit = method.cache_features, 0.0, None, None
         if method.trains and method.linear_probe and cv:
             fit = runner.fit_probe_cv(method, whole_budget, cfg.cv_folds, cell.seed)
-        elif method.trains and (res.tune is not None or cv or cfg.extend_max > 1) and not method.linear_probe:
-            build = _builder(res, backbone, loaded, device, grad_accum, runner.feature_cache)
+        elif tunes:
+            build = _builder(res, backbone, loaded, pristine, device, grad_accum, runner.feature_cache)
             tuner = Tuner(build, method, res.tune, cfg, res.task, cell.seed, say=runner.progress)
             tuned = tuner.run(splits.train if not cv else None, splits.val if not cv else None, whole_budget)
             runner, model, fit, refit, method = tuned.runner, tuned.runner.model, tuned.fit, tuned.refit, tuned.method
@@ -168,7 +173,7 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto", grad_ac
     if tuned is not None:
         record.tuning = tuned.info
         record.hparams["method"].update(tuned.chosen)  # the values this replicate chose (the key names the space)
-    record.forgetting = forgetting[probes[0]]
+    record.forgetting = forgetting[probes[0]] if probes else None  # a backbone without a probe (random init only)
     record.forgetting_extra = {p: forgetting[p] for p in probes[1:]}
     record.params = Params(**params)
     record.splits = SplitSizes(
@@ -227,18 +232,15 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto", grad_ac
     return record
 
 
-def _builder(res: Resolved, backbone, loaded, device: str, grad_accum: int, feature_cache):
+def _builder(res: Resolved, backbone, loaded, pristine, device: str, grad_accum: int, feature_cache):
     """``build(method)`` for nested tuning and folds: a fresh Runner over a copy of the backbone as it was before any
     method touched it, prepared by ``method``, its head drawn from the cell's seed every time (so candidates and folds
     start from the same weights and differ only in what they are meant to). A 4-bit backbone is loaded again."""
-    import copy
-
     import torch
 
     from bench.run.loop import Runner
     from bench.run.model import AdaptModel
 
-    pristine = None if res.method.quantize else copy.deepcopy(loaded.encoder)
     spec = res.task.spec
     outputs = spec.num_labels if spec.kind == "classification" else 1
 

@@ -154,20 +154,31 @@ def _looks(g: _Grid, pattern: str | None, start: float) -> int:
         if not cells:
             progress.info(f"look {look}: no comparison is open where more seeds could decide it; the grid is done")
             break
-        estimate = _estimate(result.records, todo) / max(1, g.executor.slots)
-        spent = time.perf_counter() - start
-        if spent + estimate > budget_s:
+        slots = max(1, g.executor.slots)
+        estimate = _estimate(result.records, todo) / slots
+        # the suite's compute so far: this grid's time, or the recorded cells' (a grid resumed after a stop)
+        spent = max(time.perf_counter() - start, _recorded(result.records) / slots)
+        if spent + estimate > budget_s:  # the cells come by priority: run the ones that fit
+            fits = [c for i, c in enumerate(todo) if spent + _estimate(result.records, todo[: i + 1]) / slots
+                    <= budget_s]  # fmt: skip
             progress.error(
                 f"look {look}: {len(todo)} cells (~{estimate / 60:.0f} min) would pass the suite's "
-                f"{suite.adaptive.minutes:g} min ({spent / 60:.0f} min spent): not run; the open comparisons stay "
-                "undecided at this compute"
+                f"{suite.adaptive.minutes:g} min ({spent / 60:.0f} min spent): running the {len(fits)} that fit; "
+                "the comparisons left open stay undecided at this compute"
             )
-            break
+            if not fits:
+                break
+            cells, estimate = fits, _estimate(result.records, fits) / slots
         progress.info(f"look {look}: {len(cells)} cells where comparisons are open (~{estimate / 60:.1f} min)")
         ran += _run_cells(g, cells, f"look {look} ", later=0)
         result.records = list({r.key: r for r in result.records}.values())
         look += 1
     return ran
+
+
+def _recorded(records: list[Record]) -> float:
+    """Seconds the records' cells took (their wall times, summed)."""
+    return sum(r.cost.wall_time_s or 0.0 for r in records if r.cost is not None)
 
 
 def _estimate(records: list[Record], cells: list[Cell]) -> float:
