@@ -271,3 +271,11 @@ def test_a_tuned_records_flags_and_summary_row_read_its_tuning_section():
     assert (row.widened, row.at_edge, row.lengthened, row.still_improving) == (1, 1, 1, 1)
     text = row.describe()
     assert "lr=0.0003 (s0)" in text and "AT THE EDGE after widening in 1/3" in text and "STILL IMPROVING in 1/3" in text
+
+
+def test_a_run_whose_longer_rerun_validation_rejected_is_not_still_improving():
+    from bench.analysis.flags import tuned_still_improving
+
+    rejected = {"still_improving": True, "candidates": [{"added": "longer", "fate": "longer run not better"}]}
+    assert not tuned_still_improving(rejected)
+    assert tuned_still_improving({"still_improving": True, "candidates": [{"added": "grid", "fate": "chosen"}]})

@@ -54,14 +54,23 @@ def still_improving(record: Record) -> bool:
     """The run ended by its length (step cap or fixed schedule), not by patience, and its best validation pass was
     its last: it was still improving when stopped, so a longer run may score higher. A tuned cell's own verdict
     (``tuning.still_improving``: after any lengthening, best pass last and a gain of more than half the metric's
-    margin over the run's last quarter) replaces this reading of its selection."""
+    margin over the run's last quarter; ``tuned_still_improving``) replaces this reading of its selection."""
     if record.tuning:
-        return bool(record.tuning.get("still_improving"))
+        return tuned_still_improving(record.tuning)
     sel = record.selection
     if sel is None or sel.best_step is None or sel.stopped_by not in ("cap", "schedule end") or len(sel.history) < 2:
         return False
     last = sel.stopped_at if sel.stopped_at is not None else sel.history[-1].get("step")
     return sel.best_step == last
+
+
+def tuned_still_improving(tuning: dict) -> bool:
+    """The tuner's verdict, unless a run twice as long was tried and validation preferred the shorter one: then
+    the longer schedule has been tested, and a longer run would not score higher."""
+    tried = any(
+        c.get("added") == "longer" and c.get("fate") == "longer run not better" for c in tuning.get("candidates", [])
+    )
+    return bool(tuning.get("still_improving")) and not tried
 
 
 def at_grid_edge(record: Record) -> bool:

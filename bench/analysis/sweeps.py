@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bench.analysis.flags import tuned_still_improving
 from bench.core.record import Record
 from bench.suite import values_text
 
@@ -123,7 +124,7 @@ def tuning_rows(records: Sequence[Record]) -> list[TuningRow]:
                 widened=sum(any(c.get("added") == "edge" for c in i.get("candidates", [])) for i in infos),
                 at_edge=sum(any(v != "inside" for v in (i.get("edge") or {}).values()) for i in infos),
                 lengthened=sum(any(c.get("added") == "longer" for c in i.get("candidates", [])) for i in infos),
-                still_improving=sum(bool(i.get("still_improving")) for i in infos),
+                still_improving=sum(tuned_still_improving(i) for i in infos),
                 steps=sum(i.get("steps", 0) for i in infos) / len(infos),
             )
         )

@@ -29,7 +29,8 @@ that many steps (VTAB-1k's protocol: select, then refit on all the labels).
 **Lengthening.** A chosen run whose validation score still rose at its end (its best pass is its last, and it gained
 more than half the metric's margin over the last quarter of the run; ``still_improving``) is run again with a
 schedule twice as long, up to ``extend_max`` times the planned length, and the longer run replaces it only if its
-validation says so. A run stopped by patience or one that merely crept up at the end is not lengthened.
+validation says so (when it does not, the record no longer calls the run still improving: the longer schedule was
+tried). A run stopped by patience or one that merely crept up at the end is not lengthened.
 
 Written by hand because the libraries that do successive halving (Optuna's pruners, Ray Tune's ASHA) schedule whole
 trials as processes or threads with their own storage; here the candidates are a few paused models in one process,
@@ -163,6 +164,7 @@ class Tuner:
         self.extended: dict[tuple[str, int], int] = {}
         self.rungs: list[dict[str, Any]] = []
         self.folds: list[tuple[Split, Split]] = []
+        self.longer_rejected = False
 
     # ---------------------------------------------------------------------------------------------- arms
     def _arm(self, values: dict[str, Any], length: int | None, added: str) -> Arm:
@@ -311,6 +313,7 @@ class Tuner:
                 chosen = longer
             else:
                 longer.fate = "longer run not better"
+                self.longer_rejected = True  # the longer schedule was tried: validation kept the shorter run
                 return chosen
         return chosen
 
@@ -349,7 +352,8 @@ class Tuner:
             "candidates": [a.summary(self.primary) for a in self.arms],
             "planned_steps": self.arms[0].length,
             "length": chosen.length,
-            "still_improving": still_improving(
+            "still_improving": not self.longer_rejected
+            and still_improving(
                 chosen.curve, chosen.best, chosen.stopped_by, chosen.length, self.on, self.sign, self.margin
             ),
             "steps": steps,
