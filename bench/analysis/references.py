@@ -215,19 +215,16 @@ def compare(records: Sequence[Record], references: Sequence[Reference] | None = 
                 values = [r.metrics.get(metric_key(TEST, metric)) for r in rs]
                 ours = seed_summary(values, metric)
                 se_ours, se_pub = _standard_errors(metric, values, published, ref.test_counts)
+                differ = differences(ref.setup, our_setup(rs[0]))
+                other = any(d.startswith(("backbone", "initialisation")) for d in differ)
                 if math.isnan(se_ours) or math.isnan(se_pub):
                     said = verdict(ours, published, ref.band[metric])
                 else:
                     gap = ours.mean - published
-                    said = (
-                        "reproduced"
-                        if abs(gap) <= 1.96 * math.hypot(se_ours, se_pub)
-                        else ("above" if gap > 0 else "below")
-                    )
-                found = Comparison(
-                    ref, method, backbone, size, metric, ours, said, differences(ref.setup, our_setup(rs[0])),
-                    se_ours, se_pub,
-                )  # fmt: skip
+                    same = "within SE" if other else "reproduced"  # another model can match, not reproduce
+                    close = abs(gap) <= 1.96 * math.hypot(se_ours, se_pub)
+                    said = same if close else ("above" if gap > 0 else "below")
+                found = Comparison(ref, method, backbone, size, metric, ours, said, differ, se_ours, se_pub)
                 out.append(found)
     return out
 
@@ -238,8 +235,9 @@ def references_text(records: Sequence[Record], references: Sequence[Reference] |
     lines = [
         "Published anchors: cells trained on the whole training set (budget 0) against published test scores.",
         "With the test set's class counts: mean ± standard error on each side (the test set's sampling error and "
-        "the seeds' spread; the published score is one run), reproduced = within 1.96 combined standard errors, "
-        "above / below = further. Without them: reproduced = the published value is inside our 95% interval over "
+        "the seeds' spread; the published score is one run), reproduced = within 1.96 combined standard errors "
+        "(within SE for another model: a match, not a reproduction), above / below = further. Without them: "
+        "reproduced = the published value is inside our 95% interval over "
         "seeds and that interval is no wider than the reference's band; within band = the mean is within the band "
         "of it; inconclusive = the interval holds the published value only by being wider than the band; above / "
         "below = further than that.",

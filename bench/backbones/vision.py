@@ -272,8 +272,9 @@ class MedMNISTResNet(TimmBackbone):
     random and drawn from torch's generator, which the cell seeds). Built from timm's ``resnet18`` (the same basic
     blocks and 1x1 downsampling shortcuts) with the stem replaced; the grey image the batcher repeats over 3 channels
     is averaged back to 1 (the channels are equal: the same pixels). It has no forgetting probe (nothing pretrained
-    to forget). ~0.56 GFLOPs per 28 px image forward (the stride-1 stem keeps 28x28 maps through the first stage;
-    an ImageNet-style stem at 28 px would be ~0.03 GFLOPs, which is not their model)."""
+    to forget). ~0.46 GMACs (0.91 GFLOPs) per 28 px image forward, counted with forward hooks: the stride-1 stem
+    keeps 28x28 maps through the first stage (an ImageNet-style stem at 28 px would be ~0.03 GMACs, which is not
+    their model)."""
 
     probes: tuple[str, ...] = ()
     in_chans: int = 1
