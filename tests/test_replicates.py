@@ -34,3 +34,22 @@ def test_the_default_suites_replicates_share_no_seed_and_score_the_two_test_halv
     assert zeroshot == [5, 6, 7, 8, 9], "B draws SST-2's other five phrasings"
     with pytest.raises(ValueError, match="no replicate 'C'"):
         load_suite("default", replicate="C")
+
+
+def test_a_folder_of_records_is_read_as_the_replicate_whose_test_half_they_scored():
+    from bench.catalog import resolve
+    from bench.core.record import SplitSizes, new_record
+    from bench.suite import current_records
+
+    def records(replicate, half):
+        out = []
+        for cell in load_suite("default", replicate=replicate).cells[:6]:
+            r = new_record(resolve(cell), "ok")
+            r.splits = SplitSizes(train=51, val=13, test=312, test_half=half)
+            out.append(r)
+        return out
+
+    for replicate, half in (("A", 1), ("B", 2)):
+        mine = records(replicate, half)
+        kept, _ = current_records("default", mine)
+        assert {r.key for r in kept} == {r.key for r in mine}, f"replicate {replicate}'s records are its cells"

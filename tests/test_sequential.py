@@ -115,3 +115,38 @@ def test_the_next_look_adds_seeds_to_both_sides_of_open_comparisons_that_the_cap
                        for r in records if r.method != "zeroshot" and r.seed < 2]  # fmt: skip
     monkeypatch.setattr(allocation, "open_comparisons", lambda store, records: opened)
     assert allocation.next_look(suite, None, grown, 3) == [], "the design has two looks"
+
+
+def test_the_grid_runs_each_look_the_extension_asks_for_and_the_records_say_why(tmp_path, monkeypatch):
+    from bench.core.store import Store
+    from bench.run.grid import run_grid
+    from bench.suite import current_records
+    from tests.test_tuning import _fake_grid
+
+    calls = _fake_grid(monkeypatch)
+    path = tmp_path / "adaptive.toml"
+    path.write_text(
+        SUITE.replace('tasks = ["glue-sst2"]\nmethods = ["zeroshot"]', 'tasks = ["glue-sst2"]\nmethods = ["frozen"]')
+    )
+    suite, store = load_suite(str(path)), Store(tmp_path / "results")
+    looks = []
+
+    def extend(records, look):
+        looks.append((look, len(records)))
+        if look > 2:
+            return []
+        return suite.more_seeds("pneumonia-mnist", "lora", 64, [3, 4], "look 2: lora vs frozen undecided", look)
+
+    result = run_grid(suite, store, log=lambda _: None, extend=extend)
+    assert looks == [(2, 11), (3, 13)], "look 2 after the 11 first cells, look 3 after its 2 cells"
+    added = [r for r in result.records if r.seed in (3, 4) and r.method == "lora"]
+    assert [r.allocation["look"] for r in added] == [2, 2] and "undecided" in added[0].allocation["why"]
+    shown, _ = current_records(str(path), result.records, str(path))
+    assert {r.key for r in added} <= {r.key for r in shown}, "a look's records belong to the suite's cells"
+    ran = len(calls)
+    tight = path.read_text().replace("minutes = 10", "minutes = 0.001")
+    path.write_text(tight)
+    short, store2 = load_suite(str(path)), Store(tmp_path / "results2")
+    run_grid(short, store2, log=lambda _: None, extend=lambda records, look: short.more_seeds(
+        "pneumonia-mnist", "lora", 64, [3], "why", look) if look == 2 else [])  # fmt: skip
+    assert len(calls) - ran == 11, "no look fits a spent budget: the open comparisons stay undecided"
