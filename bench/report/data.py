@@ -15,7 +15,7 @@ from bench.analysis.decision_map import Decision, decisions
 from bench.analysis.overview import Overview, build_overview, task_rank
 from bench.analysis.pairing import CachedPredictions
 from bench.analysis.rules import RuleResult, evaluate
-from bench.analysis.sweeps import SweepRow, sweep_rows
+from bench.analysis.sweeps import SweepRow, TuningRow, sweep_rows, tuning_rows
 from bench.analysis.tables import Row, tables
 from bench.catalog import TASKS
 from bench.core.record import Record
@@ -58,6 +58,10 @@ class ReportData:
     @cached_property
     def sweeps(self) -> list[SweepRow]:
         return sweep_rows(self.ok)
+
+    @cached_property
+    def tuning(self) -> list[TuningRow]:
+        return tuning_rows(self.ok)
 
     @cached_property
     def cross_figures(self) -> list[Plot]:

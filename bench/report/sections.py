@@ -191,6 +191,33 @@ def sweeps_html(data: ReportData) -> list[str]:
     ]
 
 
+def tuning_html(data: ReportData) -> list[str]:
+    """Nested tuning (``bench.run.tuning``): what each seed chose on its own validation data, and how."""
+    lines = []
+    for row in sorted(data.tuning, key=lambda row: (task_rank(row.task), row.method, row.budget)):
+        picks = "; ".join(f"<span class='nw'>s{s}: {esc(v)}</span>" for s, v in row.chosen)
+        n = len(row.chosen)
+        notes = [f"widened {row.widened}/{n}" if row.widened else "", f"lengthened {row.lengthened}/{n}"
+                 if row.lengthened else "", f"at the edge after widening {row.at_edge}/{n}" if row.at_edge else "",
+                 f"still improving {row.still_improving}/{n}" if row.still_improving else ""]  # fmt: skip
+        cells = [row.task, row.method, str(row.budget or "all"), row.space, row.selection]
+        lines.append(
+            [*(TD(c, cls="l") for c in cells), TD(picks, cls="l", raw=True), TD(f"{row.steps:.0f}"),
+             TD("; ".join(x for x in notes if x) or "–", cls="l")]
+        )  # fmt: skip
+    header = ["task", "method", "budget", "space", "selection", "chosen per seed", "steps per seed", "notes"]
+    return [
+        "<section id='tuning'>",
+        "<h2>Nested tuning</h2>",
+        "<p class='meta'>Every seed tuned its own hyperparameters on its own labelled examples (successive halving; a "
+        "best value at a grid's edge added the next value outward; k-fold selection with a refit on small budgets; a "
+        "run still improving at its end was run again twice as long), so the intervals over seeds include the "
+        "tuning's noise. Steps per seed count every candidate and fold.</p>",
+        table(header, lines),
+        "</section>",
+    ]
+
+
 # ------------------------------------------------------------------------------------------ across tasks
 def across_html(data: ReportData) -> list[str]:
     figures = [figure_html(p) for p in data.cross_figures]
@@ -256,6 +283,7 @@ SECTIONS: tuple[Section, ...] = (
     ),
     Section(_when(lambda d: d.rules, "rules", "Rules of thumb"), rules_html, rules_markdown),
     Section(_when(lambda d: d.sweeps, "sweeps", "Hyperparameter sweeps"), sweeps_html),
+    Section(_when(lambda d: d.tuning, "tuning", "Nested tuning"), tuning_html),
     Section(_when(lambda d: d.cross_figures, "across-tasks", "Across tasks"), across_html),
     Section(lambda data: [(anchor("task", t), t) for t in _tasks(data)], tasks_html, tasks_markdown),
     Section(_when(lambda d: d.not_ok, "not-ok", "Cells that did not produce results"), not_ok_html),

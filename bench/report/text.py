@@ -139,6 +139,20 @@ def task_lines(task: str, rows: Sequence[Row], base: bl.Baselines | None) -> lis
     return lines
 
 
+def look_lines(records: Sequence[Record]) -> list[str]:
+    """One line per (task, method, budget) that a later look of an adaptive suite grew: its seeds and why."""
+    grown: dict[tuple[str, str, int], list[Record]] = {}
+    for r in records:
+        if r.allocation and r.allocation.get("look", 1) > 1:
+            grown.setdefault((r.task, r.method, r.budget), []).append(r)
+    out = []
+    for (task, method, budget), rs in sorted(grown.items()):
+        seeds = ",".join(str(r.seed) for r in sorted(rs, key=lambda r: r.seed))
+        why = rs[0].allocation.get("why", "")
+        out.append(f"  {task} x {method} @ {budget}: seeds {seeds} (look {rs[0].allocation['look']}); {why}")
+    return out
+
+
 def summary_text(
     store: Store,
     suite: str,
@@ -167,6 +181,10 @@ def summary_text(
     if sweeps:
         lines += ["", "Hyperparameter sweeps (chosen on validation at one budget, reused for every budget and seed):"]
         lines += [f"  {row.describe()}" for row in sweeps]
+    added = look_lines(known)
+    if added:
+        lines += ["", "Adaptive seeds (added where a comparison was still open; tests Bonferroni over the looks):"]
+        lines += added
     tuned = tuning_rows(known)
     if tuned:
         lines += ["", "Nested tuning (each seed chose on its own validation data; values per seed):"]
