@@ -293,7 +293,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     theirs, other = load(args.against, args.against_suite or args.suite or mine.suite)
     rows = agreement(mine_map, decision_map(theirs.store, [r for r in other if r.ok]))
     same = sum(row.agrees for row in rows)
-    print(f"verdicts against {theirs.path} (A: this run, B: the other): {same} of {len(rows)} (task, budget) agree")
+    print(f"verdicts against {theirs.path}: {same} of {len(rows)} (task, budget) agree")
     for row in rows:
         print(f"  {row.describe()}")
     checks = check(stated, theirs.store, other)

@@ -70,9 +70,13 @@ def test_a_prompted_cells_seed_draws_its_phrasing_and_seed_zero_keeps_the_tasks_
 
     prompt = TASKS.get("glue-sst2").spec.prompt
     assert prompt.draw(0) == PromptSpec(prompt.label_words, prompt.instruction, prompt.input_template)
-    drawn = {prompt.draw(seed) for seed in range(5)}
-    assert len(drawn) == 5, "5 draws, 5 phrasings (the task's own and its 4 declared variants)"
-    assert prompt.draw(5) == prompt.draw(0)
+    drawn = {prompt.draw(seed) for seed in range(10)}
+    assert len(drawn) == 10, "10 draws, 10 phrasings (the task's own and its 9 declared variants)"
+    assert prompt.draw(10) == prompt.draw(0)
+    assert drawn == {prompt.draw(seed) for seed in range(105, 115)}
+    assert not {prompt.draw(s) for s in range(5)} & {prompt.draw(s) for s in range(105, 110)}, (
+        "replicate B's seeds (offset 105) draw none of A's five phrasings"
+    )
     plain = TASKS.get("glue-rte").spec.prompt  # no declared variants: the two generic rephrasings
     assert len(plain.phrasings) == 3 and plain.draw(2).label_words == tuple(w.capitalize() for w in plain.label_words)
     for name in TASKS:  # every phrasing of every task scores distinct label words

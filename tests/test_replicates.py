@@ -23,7 +23,7 @@ def test_verdicts_agree_on_the_same_choice_or_choices_found_equivalent_and_confl
     rows = agreement(a, b)
     assert [r.outcome for r in rows] == [SAME, EQUIVALENT_CHOICES, COMPATIBLE, CONFLICT, NO_CHOICE]
     assert [r.agrees for r in rows] == [True, True, False, False, False]
-    assert "A chooses lora; undecided: full | B chooses full" in rows[3].describe()
+    assert "this run chooses lora; undecided: full | other chooses full" in rows[3].describe()
 
 
 def test_the_default_suites_replicates_share_no_seed_and_score_the_two_test_halves():

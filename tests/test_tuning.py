@@ -486,7 +486,7 @@ def test_the_report_and_summary_show_each_sweep_with_its_scores_and_an_edge_warn
     assert "Hyperparameter sweeps" in page and "lr=0.0001: 0.600; lr=0.0003: 0.800; lr=0.001: 0.625" in page
     text = summary_text(store, "sweep", kept, labels_from_data=False)
     assert "glue-sst2 x lora: lr=0.0003 chosen on mean val/accuracy at budget 256, seed(s) 0,1" in text
-    assert "edge" not in text
+    assert "[at the grid's edge" not in text
     assert sweep_rows([r for r in kept if r.tuned_from is None]) == [], "untuned records give no row"
 
     monkeypatch.setitem(VAL, (1e-3, 1), 0.95)  # now 1e-3, the largest value tried, wins

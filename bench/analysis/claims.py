@@ -165,7 +165,7 @@ class Agreement:
                 parts.append(f"undecided: {', '.join(d.undecided)}")
             return "; ".join(parts)
 
-        return f"{self.task} @ {self.budget}: {self.outcome:18s} A {side(self.a)} | B {side(self.b)}"
+        return f"{self.task} @ {self.budget}: {self.outcome:18s} this run {side(self.a)} | other {side(self.b)}"
 
 
 def agreement(decisions_a: Sequence[Decision], decisions_b: Sequence[Decision]) -> list[Agreement]:

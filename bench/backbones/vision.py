@@ -278,6 +278,7 @@ class MedMNISTResNet(TimmBackbone):
 
     probes: tuple[str, ...] = ()
     in_chans: int = 1
+    random_only: bool = True  # no pretrained weights exist: nothing to probe for forgetting
 
     def traits(self) -> Traits:
         return Traits(feature_dim=512, has_bias=True)
