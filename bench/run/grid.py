@@ -6,6 +6,7 @@ sweeps tuned, each through an executor (``bench.run.executor``), with claims on 
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -155,12 +156,12 @@ def _looks(g: _Grid, pattern: str | None, start: float) -> int:
             progress.info(f"look {look}: no comparison is open where more seeds could decide it; the grid is done")
             break
         slots = max(1, g.executor.slots)
-        estimate = _estimate(result.records, todo) / slots
+        ends = list(itertools.accumulate(c / slots for c in _costs(result.records, todo)))  # seconds, cumulative
+        estimate = ends[-1] if ends else 0.0
         # the suite's compute so far: this grid's time, or the recorded cells' (a grid resumed after a stop)
         spent = max(time.perf_counter() - start, _recorded(result.records) / slots)
         if spent + estimate > budget_s:  # the cells come by priority: run the ones that fit
-            fits = [c for i, c in enumerate(todo) if spent + _estimate(result.records, todo[: i + 1]) / slots
-                    <= budget_s]  # fmt: skip
+            fits = [c for c, end in zip(todo, ends, strict=True) if spent + end <= budget_s]
             progress.error(
                 f"look {look}: {len(todo)} cells (~{estimate / 60:.0f} min) would pass the suite's "
                 f"{suite.adaptive.minutes:g} min ({spent / 60:.0f} min spent): running the {len(fits)} that fit; "
@@ -168,7 +169,7 @@ def _looks(g: _Grid, pattern: str | None, start: float) -> int:
             )
             if not fits:
                 break
-            cells, estimate = fits, _estimate(result.records, fits) / slots
+            cells, estimate = fits, ends[len(fits) - 1]
         progress.info(f"look {look}: {len(cells)} cells where comparisons are open (~{estimate / 60:.1f} min)")
         ran += _run_cells(g, cells, f"look {look} ", later=0)
         result.records = list({r.key: r for r in result.records}.values())
@@ -181,9 +182,9 @@ def _recorded(records: list[Record]) -> float:
     return sum(r.cost.wall_time_s or 0.0 for r in records if r.cost is not None)
 
 
-def _estimate(records: list[Record], cells: list[Cell]) -> float:
-    """Seconds the ``cells`` should take on one slot: each the mean recorded wall time of its (task, method, budget)
-    (of all records when none matches)."""
+def _costs(records: list[Record], cells: list[Cell]) -> list[float]:
+    """Seconds each of the ``cells`` should take on one slot: the mean recorded wall time of its (task, method,
+    budget) (of all records when none matches)."""
     times: dict[tuple[str, str, int], list[float]] = {}
     for r in records:
         wall = r.cost.wall_time_s if r.cost is not None else None
@@ -191,11 +192,8 @@ def _estimate(records: list[Record], cells: list[Cell]) -> float:
             times.setdefault((r.task, r.method, r.budget), []).append(wall)
     every = [t for ts in times.values() for t in ts] or [60.0]
     mean_all = sum(every) / len(every)
-    total = 0.0
-    for c in cells:
-        ts = times.get((c.task, c.method, c.budget))
-        total += sum(ts) / len(ts) if ts else mean_all
-    return total
+    means = {k: sum(ts) / len(ts) for k, ts in times.items()}
+    return [means.get((c.task, c.method, c.budget), mean_all) for c in cells]
 
 
 def _cells_after_sweeps(suite: Suite, store: Store, sweeps: list[Sweep], pattern: str | None) -> int:

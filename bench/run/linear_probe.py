@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.run.selection import selection_key, widen
+
 
 @dataclass
 class ProbeFit:
@@ -68,9 +70,7 @@ def fit_linear_probe(
         fit.iterations += steps
         head.eval()
         score, metrics = validate()
-        score = -math.inf if math.isnan(score) else score
-        val_loss = metrics.get("val/loss", math.nan)
-        key = (score, -val_loss if tie_break == "loss" and not math.isnan(val_loss) else -math.inf)
+        key = selection_key(score, metrics.get("val/loss", math.nan), tie_break)  # a NaN score ranks last
         # "step": L-BFGS iterations so far, so the record's "best at step X of N" reads as for the mini-batch loop
         entry = {"step": fit.iterations, "l2": l2, "train_loss": loss, "lbfgs_iterations": steps}
         fit.history.append({**entry, "loss_evaluations": calls, **metrics})
@@ -79,15 +79,10 @@ def fit_linear_probe(
             j = len(tried) - 1
             fit.best = order[j] if j < len(order) else -1  # -1: a strength the widening added
             best_state = {k: v.detach().clone() for k, v in head.state_dict().items()}
-        if not strengths and extend and len(tried) > 1:
-            chosen = fit.selected["l2"]
-            ordered = sorted(tried)
-            for side, edge, ratio in ((-1, ordered[0], ordered[1] / ordered[0] if ordered[0] > 0 else 0),
-                                      (1, ordered[-1], ordered[-1] / ordered[-2])):  # fmt: skip
-                if chosen == edge and widened[side] < extend and ratio > 1:
-                    widened[side] += 1
-                    strengths.append(float(f"{(edge / ratio if side < 0 else edge * ratio):.6g}"))
-                    break
+        if not strengths and extend:
+            nxt = widen(tried, fit.selected["l2"], widened, extend)
+            if nxt is not None:
+                strengths.append(nxt)
     head.load_state_dict(best_state)
     fit.widened = {"weaker": widened[-1], "stronger": widened[1]}
     return fit

@@ -62,6 +62,7 @@ from bench.core.api import CLASSIFICATION, FitContext, Method, Predictor, Split,
 from bench.core.data import kfold_assignment
 from bench.core.record import VAL, metric_key, split_of
 from bench.run.meters import Clock
+from bench.run.selection import selection_key, widen
 
 TIMING_WARMUP_STEPS = 2  # steps excluded from throughput (allocator, lazy init, first-batch effects)
 
@@ -397,15 +398,8 @@ class Runner:
         grid = sorted((float(v) for v in method.l2), reverse=True)  # strongest first: it wins an exact tie
         history = [score(l2) for l2 in grid]
         widened = {-1: 0, 1: 0}
-        while len(grid) > 1:
-            best = max(history, key=key)
-            ordered = sorted(h["l2"] for h in history)
-            side = -1 if best["l2"] == ordered[0] else 1 if best["l2"] == ordered[-1] else 0
-            if not side or widened[side] >= self.cfg.tune_extend or ordered[0] <= 0:
-                break
-            widened[side] += 1
-            ratio = ordered[1] / ordered[0] if side < 0 else ordered[-1] / ordered[-2]
-            history.append(score(float(f"{(ordered[0] / ratio if side < 0 else ordered[-1] * ratio):.6g}")))
+        while nxt := widen([h["l2"] for h in history], max(history, key=key)["l2"], widened, self.cfg.tune_extend):
+            history.append(score(nxt))
         chosen = max(history, key=key)
         head.load_state_dict(initial)
         method.train_mode(self.model)
@@ -641,15 +635,6 @@ class Trainer:
         self.optimizer.state.clear()
         self.best_state = None
         self.outputs.clear()
-
-
-def selection_key(score: float, loss: float, tie_break: str) -> tuple[float, float]:
-    """What "better" means for validation passes and tuning candidates: a higher signed score (NaN: worst), then,
-    under ``tie_break=loss``, a lower validation loss; under ``first`` a tie is no improvement (the earliest stays)."""
-    score = -math.inf if math.isnan(score) else score
-    if tie_break != "loss" or math.isnan(loss):
-        return (score, -math.inf)
-    return (score, -loss)
 
 
 def schedule_length(cfg: TrainConfig, n: int) -> tuple[int, str]:

@@ -50,7 +50,8 @@ from bench.core.api import Method, Split, TrainConfig, TuneSpec
 from bench.core.data import kfold_assignment
 from bench.core.metrics import METRICS
 from bench.core.record import VAL, metric_key
-from bench.run.loop import FitResult, Runner, Trainer, schedule_length, selection_key
+from bench.run.loop import FitResult, Runner, Trainer, schedule_length
+from bench.run.selection import selection_key
 
 
 @dataclass
