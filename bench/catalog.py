@@ -9,6 +9,7 @@ functions that need them (``tests/test_layout.py`` holds them to it).
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import methods  # noqa: F401  (each method module registers itself)
@@ -17,7 +18,9 @@ from bench import backbones, probes  # noqa: F401  (the backbone families and th
 from bench.core.api import Cell, Method, Resolved, TaskSpec, TrainConfig, TuneSpec
 from bench.core.backbone import BACKBONES
 from bench.core.registry import METHODS, TASKS, UnknownNameError, suggest
+from bench.core.store import RECORDED_SPECS
 from bench.probes import PROBE_VERSION, PROBES, ProbeSpec, held_out
+from tasks import declared
 
 __all__ = [
     "BACKBONES",
@@ -28,6 +31,7 @@ __all__ = [
     "ProbeSpec",
     "UnknownNameError",
     "held_out",
+    "known",
     "method_class",
     "probe",
     "probe_files",
@@ -35,12 +39,33 @@ __all__ = [
     "spec",
     "support_matrix",
     "task_files",
+    "task_name",
 ]
 
 
 def spec(task: str) -> TaskSpec:
-    """The TaskSpec of a registered task (UnknownNameError, with suggestions, for any other name)."""
+    """The TaskSpec of a registered task, or of a declared dataset this process declared or read a record of
+    (UnknownNameError, with suggestions, for any other name)."""
+    if task not in TASKS and task in RECORDED_SPECS:
+        return declared.spec_from_dict(RECORDED_SPECS[task])
     return TASKS.get(task).spec
+
+
+def known(task: str) -> bool:
+    """Whether ``spec(task)`` answers: a registered task, or a declared dataset declared here or read in a record."""
+    return task in TASKS or task in RECORDED_SPECS
+
+
+def task_name(text: str, base: Path | None = None) -> str:
+    """The task a ``--task`` value or a suite's task entry names: a registered task, or a declared dataset (a
+    declaration ``.toml``, a data file or folder, or a name with ``datasets/<name>.toml`` beside the suite or in the
+    working folder), which is read, checked (a ``DataError`` names any problem) and registered."""
+    if text in TASKS:
+        return text
+    found = declared.task_name(text, base)
+    if found is None:
+        TASKS.get(text)  # UnknownNameError with suggestions
+    return found
 
 
 def method_class(name: str) -> type[Method]:
@@ -100,6 +125,8 @@ def resolve(cell: Cell | Resolved) -> Resolved:
         return cell
     task_cls = TASKS.get(cell.task)
     method_cls = METHODS.get(cell.method)
+    if METHODS.canonical(cell.method) != cell.method:  # a family name (peft:LoHaConfig): records use the entry's own
+        cell = dataclasses.replace(cell, method=METHODS.canonical(cell.method))  # (peft-loha), safe in a file name
     task_spec: TaskSpec = task_cls.spec
     owners = {
         "task": {f.name: f.default for f in dataclasses.fields(task_cls)},

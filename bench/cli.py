@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import traceback
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.analysis.allocation import next_look
@@ -13,19 +14,23 @@ from bench.analysis.claims import HOLDS, agreement, check, claims
 from bench.analysis.decision_map import decision_map
 from bench.analysis.gate import check_same_suite, compare, load_run, machines
 from bench.analysis.references import references_text
-from bench.catalog import METHODS, TASKS, support_matrix, task_files
+from bench.catalog import METHODS, TASKS, support_matrix, task_files, task_name
+from bench.catalog import spec as task_spec
 from bench.core import cache
 from bench.core.api import Cell
 from bench.core.backbone import BACKBONES
 from bench.core.data import DataError, DataRoot
 from bench.core.registry import UnknownNameError
 from bench.core.store import RESULTS_ROOT, Located, Store, locate
+from bench.recommend import Constraints, parse_size, parse_time, recommend
 from bench.report.gate_text import report_text
 from bench.report.page import write_report
 from bench.report.text import format_record, rule_text, summary_text
 from bench.run import harness
 from bench.run.executor import make_executor
 from bench.run.grid import plan, run_grid
+from bench.run.plan_cmd import add_arguments as plan_arguments
+from bench.run.plan_cmd import dry_run_estimates, run_plan
 from bench.run.wandb_log import WandbLogger
 from bench.suite import current_records, load_suite, shown_records, suite_names
 
@@ -38,7 +43,8 @@ EPILOG = """examples:
   adaptbench grid --suite default                  # resumes: cells with an ok record are skipped
   adaptbench grid --suite default --filter 'glue-sst2/*'
   adaptbench grid --suite default --wandb          # also log each cell to W&B (offline: `wandb sync` later)
-  adaptbench grid --suite default --dry-run        # the cells, sweep cells first, and which are done
+  adaptbench grid --suite default --dry-run        # the cells, sweep cells first, which are done, estimates
+  adaptbench plan --suite default --jobs 2 --gpu h100  # estimated wall time and peak memory, before running
   adaptbench grid --suite proxy --quiet            # CI logs: one line per cell, errors, the summary
   adaptbench grid --suite full --executor ray --address auto  # each cell a Ray task on a cluster (make setup-ray)
   adaptbench report --suite default                # -> reports/default/index.html, summary.md, records.csv
@@ -161,7 +167,7 @@ def _print_matrix() -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cell = Cell(args.task, args.method, args.budget, args.seed, _parse_sets(args.set), suite=args.suite)
+    cell = Cell(task_name(args.task), args.method, args.budget, args.seed, _parse_sets(args.set), suite=args.suite)
     record = harness.run_cell(
         cell,
         store=Store(args.results),
@@ -192,9 +198,10 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if suite.replicate:
         print(f"suite {suite.name}, replicate {suite.replicate} (of {', '.join(suite.replicates)})")
     if args.dry_run:
-        lines = plan(suite, store, args.filter)
+        estimates = dry_run_estimates(suite, store, args.jobs)
+        lines = plan(suite, store, args.filter, estimate=estimates.note)
         sweeps = sum(line.lstrip().startswith("sweep") for line in lines)
-        print(f"suite {suite.name}: {len(lines)} cells ({sweeps} sweep cells); nothing is run")
+        print(f"suite {suite.name}: {len(lines)} cells ({sweeps} sweep cells); nothing is run; {estimates.summary()}")
         print("\n".join(lines))
         return 0
 
@@ -229,6 +236,10 @@ def cmd_grid(args: argparse.Namespace) -> int:
         )
         return 2
     return 0 if result.ok else 1
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    return run_plan(args)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -415,6 +426,49 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recommend(args: argparse.Namespace) -> int:
+    constraints = Constraints(
+        max_memory_bytes=parse_size(args.max_memory) if args.max_memory else None,
+        max_adapter_mb=args.max_adapter_mb,
+        max_latency_ms=args.max_latency,
+    )
+    budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else None
+    if budgets and any(b <= 0 for b in budgets):
+        raise ValueError(f"--budgets {args.budgets}: positive numbers of labels, e.g. 64,256")
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else None
+    rec = recommend(
+        args.task,
+        budgets,
+        parse_time(args.time),
+        out=Path(args.out) if args.out else None,
+        constraints=constraints,
+        methods=methods,
+        target=args.target,
+        jobs=args.jobs,
+        data_root=args.data_root,
+        quiet=not args.verbose,
+    )
+    print((rec.out / "recommendation.md").read_text())
+    if args.export and rec.decisions:
+        from bench.run.export import export
+
+        last = rec.decisions[-1]
+        winners = [r for r in rec.records if r.method == last.best and r.budget == last.budget]
+        if winners:
+            best = max(winners, key=lambda r: r.metrics.get(f"val/{task_spec(r.task).primary_metric}", 0))
+            export(best, Store(rec.out / "results"), rec.out / "model", data_root=args.data_root)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench.run.export import export, find_record
+
+    store = Store(args.results)
+    record = find_record(store, args.record)
+    export(record, store, Path(args.out or f"exports/{record.key}"), data_root=args.data_root)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -521,6 +575,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--wandb", action="store_true", help=WANDB_HELP)
     p.set_defaults(fn=cmd_grid)
+
+    p = sub.add_parser(
+        "plan",
+        help="estimate a suite's wall time and peak memory per cell and in total, before running it (--against: "
+        "plan vs a run's actual records)",
+    )
+    plan_arguments(p)
+    p.set_defaults(fn=cmd_plan)
 
     p = sub.add_parser("report", parents=[common], help="write reports/<suite>/index.html from the records")
     p.add_argument(
@@ -630,6 +692,34 @@ input. The rule in full: bench/analysis/gate.py.""",
         help="with clear: only these kinds (repeatable; default: features and probes, which cells recompute)",
     )
     p.set_defaults(fn=cmd_cache)
+
+    p = sub.add_parser(
+        "recommend",
+        parents=[common],
+        help="which method for your dataset, budgets and time: runs the adaptive protocol, writes a verdict report",
+    )
+    p.add_argument("--task", required=True, help="a declared dataset: a .toml declaration, a data file or folder")
+    p.add_argument("--budgets", default=None, help="label budgets, e.g. 64,256 (default: the declaration's)")
+    p.add_argument("--time", default="30m", help="time budget for the runs, e.g. 30m, 1h (default 30m)")
+    p.add_argument("--max-memory", default=None, help="rule out methods whose measured peak memory passes this (8G)")
+    p.add_argument("--max-adapter-mb", type=float, default=None, help="rule out adaptations larger than this (MiB)")
+    p.add_argument("--max-latency", type=float, default=None, help="rule out methods slower than this per example (ms)")
+    p.add_argument("--methods", default=None, help="candidate methods (default: frozen,lora,full then bitfit,...)")
+    p.add_argument("--target", type=float, default=None, help="a score to reach: labels needed, extrapolated")
+    p.add_argument("--out", default=None, help="folder for the suite, records and report (default recommend/<name>)")
+    p.add_argument("--jobs", type=int, default=2, help="cells at once (default 2: one per core of a 2-core CPU)")
+    p.add_argument("--export", action="store_true", help="also export the largest budget's chosen model")
+    p.add_argument("--verbose", action="store_true", help="show every cell's progress lines")
+    p.set_defaults(fn=cmd_recommend)
+
+    p = sub.add_parser(
+        "export",
+        parents=[common],
+        help="save a record's adapted model (adapter or weights, head, preprocessing) with a model card",
+    )
+    p.add_argument("--record", required=True, help="the record's key (its file name without .json)")
+    p.add_argument("--out", default=None, help="folder to write (default: exports/<key>); must be new or empty")
+    p.set_defaults(fn=cmd_export)
 
     p = sub.add_parser("data", parents=[common], help="data root: verify checksums, fetch from publishers")
     p.add_argument(

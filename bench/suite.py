@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.catalog import METHODS, TASKS, resolve
+from bench.catalog import METHODS, TASKS, resolve, task_name
 from bench.core.api import Cell
 from bench.core.record import VAL, Record, metric_key, new_record
-from bench.core.registry import suggest
+from bench.core.registry import UnknownNameError, suggest
 
 SUITES_DIR = Path(__file__).parent / "suites"
 
@@ -235,7 +235,7 @@ def load_suite(name_or_path: str, seeds: list[int] | None = None, replicate: str
             if "sweep" in block:
                 raise ValueError(f"{here}: tune (inside each seed) and sweep (once, shared) both given; keep one")
             settings["tune"] = _table(block["tune"], f"{here}, tune")
-        tasks = _names(block["tasks"], TASKS, "task", here)
+        tasks = _task_names(block["tasks"], path.parent, here)
         methods = _names(block["methods"], METHODS, "method", here)
         block_seeds = _seeds(block["seeds"], here) if "seeds" in block else seeds
         block_seeds = [s + offset for s in (override or block_seeds)]
@@ -422,6 +422,21 @@ def _names(value: Any, registry, kind: str, where: str) -> list[str]:
         if v not in registry:
             raise ValueError(f"{where}: {suggest(v, registry.names(), kind)}")
     return list(value)
+
+
+def _task_names(value: Any, base: Path, where: str) -> list[str]:
+    """A block's tasks: registered names, or declared datasets (a declaration file, a data file or folder, relative
+    to the suite's folder, or a name with ``datasets/<name>.toml`` beside the suite), read and checked here."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value) or value == ["*"]:
+        return _names(value, TASKS, "task", where)
+    out = []
+    for v in value:
+        try:
+            out.append(task_name(v, base))
+        except UnknownNameError:
+            raise ValueError(f"{where}: {suggest(v, TASKS.names(), 'task')} Or a dataset: a declaration .toml, a "
+                             "data file or folder, or datasets/<name>.toml beside the suite") from None  # fmt: skip
+    return out
 
 
 def _check_budgets(value: Any, where: str) -> list[int] | str:

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench import catalog
 from bench.analysis import baselines as bl
 from bench.analysis.cells import SCRATCH, Gain, MethodCell, adjust_gains, gain_over_scratch, method_cells
 from bench.analysis.flags import cell_flags
 from bench.analysis.overview import method_rank, task_rank
 from bench.analysis.stats import Interval, seed_summary
-from bench.catalog import TASKS, held_out
+from bench.catalog import held_out
 from bench.core.api import TaskSpec
 from bench.core.record import SHOWN_SPLITS, TEST, Record, metric_key, split_of
 from bench.core.store import Store
@@ -77,7 +78,7 @@ class _Unregistered:  # a task this checkout does not register: what a table nee
 
 
 def spec_or_none(task: str) -> TaskSpec | None:
-    return TASKS.get(task).spec if task in TASKS else None
+    return catalog.spec(task) if catalog.known(task) else None
 
 
 def task_rows(
@@ -167,7 +168,7 @@ def tables(
 ) -> dict[str, list[Row]]:
     """task -> its rows, for every task with ok records (tasks in the usual order). ``registered_only``: leave out
     tasks this checkout does not register (they have no spec: no flags, no baselines)."""
-    ok = [r for r in records if r.ok and (r.task in TASKS or not registered_only)]
+    ok = [r for r in records if r.ok and (catalog.known(r.task) or not registered_only)]
     spec_of = {t: spec_or_none(t) for t in {r.task for r in ok}}
     cells = method_cells(ok, lambda t: spec_of[t] or _Unregistered())
     by_task: dict[str, dict[int, dict[str, MethodCell]]] = {}

@@ -384,6 +384,15 @@ class Task:
             )
         return {name: int(getattr(self, name))}
 
+    def preflight(self, budget: int) -> None:
+        """Refuse a budget this task cannot give, with the fix, before a process starts (declared datasets check
+        their pool here; a built-in task's pool is checked by loading it, ``bench.run.harness.check_inputs``)."""
+
+    def data_info(self) -> dict[str, Any] | None:
+        """What a record must hold about data that lives outside the data root (a declared dataset: its
+        declaration, content fingerprint, test ids' hash and spec); None for a built-in task (pinned checksums)."""
+        return None
+
     @property
     def official_splits(self) -> bool:
         """Whether the splits are the dataset's official ones (a task hyperparameter may change it, e.g. QNLI)."""

@@ -294,6 +294,9 @@ class Record:
     # ``grid --executor ray``: the node that ran the cell, and the attempts whose Ray task was lost before (see
     # bench.run.ray_executor); absent for cells run on the grid's own machine
     executor: dict[str, Any] | None = None
+    # a declared dataset (``tasks/declared.py``): its declaration, content fingerprint, test ids' hash and task spec,
+    # so a changed file is detected and a report can read the record without the declaration
+    dataset: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # keys of newer code, kept as they were
     # the arrays behind ``predictions`` before they are written: split -> {"ids", "outputs", "labels"}
     arrays: dict[str, dict[str, Any]] | None = field(default=None, compare=False, repr=False)
@@ -337,6 +340,7 @@ class Record:
                 "tuning",
                 "allocation",
                 "executor",
+                "dataset",
             ):
                 continue
             if f.name in ("flags", "flag_notes") and not value:
@@ -392,6 +396,7 @@ def new_record(res: Resolved, status: str, error: str | None = None) -> Record:
         overrides=dict(cell.overrides),
         tuned_from=cell.tuned_from,
         allocation=cell.allocation,
+        dataset=res.task.data_info(),
     )
 
 

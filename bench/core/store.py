@@ -15,6 +15,7 @@ import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.core.record import Record
 
@@ -40,6 +41,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# task -> the spec a record of a declared dataset carries: a report reads such records without the declaration
+# (``bench.catalog.spec`` falls back to it)
+RECORDED_SPECS: dict[str, dict[str, Any]] = {}
 
 
 class Store:
@@ -77,6 +83,8 @@ class Store:
             return None
         self.unreadable.pop(path, None)
         record.source = path
+        if record.dataset and isinstance(record.dataset.get("spec"), dict):
+            RECORDED_SPECS.setdefault(record.task, record.dataset["spec"])
         return record
 
     def has_ok(self, suite: str, key: str) -> bool:

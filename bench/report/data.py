@@ -17,7 +17,6 @@ from bench.analysis.pairing import CachedPredictions
 from bench.analysis.rules import RuleResult, evaluate
 from bench.analysis.sweeps import SweepRow, TuningRow, sweep_rows, tuning_rows
 from bench.analysis.tables import Row, tables
-from bench.catalog import TASKS
 from bench.core.record import Record
 from bench.core.store import Store
 from bench.report.heatmap import Heatmap, build_heatmap
@@ -83,7 +82,7 @@ def build_report(
     root for the did-not-learn baseline when no predictions are stored; ``n_read``: the records the folder held,
     when ``records`` are fewer (the suite's current cells)."""
     cached = CachedPredictions(store or Store())
-    known = [r for r in records if r.ok and r.task in TASKS]
+    known = [r for r in records if r.ok and catalog.known(r.task)]
     cells = method_cells(known)
     order = sorted(cells, key=lambda tb: (task_rank(tb[0]), tb[1] == 0, tb[1]))
     found = decisions(cached, cells, catalog.spec, order=order) if store else []

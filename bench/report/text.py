@@ -23,7 +23,6 @@ from bench.analysis.rules import RuleResult, evaluate
 from bench.analysis.stats import MIN_SEEDS, NOT_ENOUGH_SEEDS, seed_exceptions
 from bench.analysis.sweeps import sweep_rows, tuning_rows
 from bench.analysis.tables import Row, tables
-from bench.catalog import TASKS
 from bench.core.record import TEST, Record, metric_key
 from bench.core.store import Store
 
@@ -163,7 +162,7 @@ def summary_text(
     """The whole summary of one suite's records."""
     store = CachedPredictions(store)
     ok = [r for r in records if r.ok]
-    known = [r for r in ok if r.task in TASKS]
+    known = [r for r in ok if catalog.known(r.task)]
     unknown = sorted({r.task for r in ok} - {r.task for r in known})
     cells = cl.method_cells(known)
     cap = f", methods over {memory_cap_bytes / 2**30:g} GiB peak memory left out" if memory_cap_bytes else ""

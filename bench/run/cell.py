@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.core.api import Resolved
@@ -39,6 +41,9 @@ from bench.core.record import (
 from bench.run import forgetting as fg
 from bench.run.meters import PeakMemory, environment, pick_device
 
+SAVE_ENV = "ADAPTBENCH_SAVE_MODEL"  # set by `adaptbench export`: the folder a cell saves its adapted model into
+WEIGHTS = "model.safetensors"
+
 
 def seed_everything(seed: int, threads: int) -> None:
     import numpy as np
@@ -57,6 +62,19 @@ def _changed_bytes(before: dict[str, str], after: dict[str, str], module) -> int
     """Bytes of the backbone tensors whose values adaptation changed: what must be saved beside the base model."""
     state = module.state_dict()
     return sum(state[n].numel() * state[n].element_size() for n in after if before.get(n) != after[n])
+
+
+def save_adapted(model, base_digests: set[str], folder: Path) -> dict[str, Any]:
+    """Write the tensors of ``model`` (an AdaptModel) whose values are not among the untouched backbone's
+    (``base_digests``), and return what was saved (count, bytes)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
+    digests = tensor_digests(model)
+    keep = {n: t.detach().cpu().contiguous() for n, t in state.items() if digests[n] not in base_digests}
+    save_file(keep, str(folder / WEIGHTS))
+    return {"tensors": len(keep), "bytes": int(sum(t.numel() * t.element_size() for t in keep.values()))}
 
 
 def execute(res: Resolved, data: DataRoot, device_request: str = "auto", grad_accum: int = 1) -> Record:
@@ -106,6 +124,8 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto", grad_ac
     # nested tuning prepares a fresh copy per candidate and fold: keep the backbone as it is before ``prepare``
     # changes it in place (LoRA injects its layers into the encoder); a 4-bit backbone is loaded again instead
     pristine = copy.deepcopy(loaded.encoder) if tunes and not method.quantize else None
+    save_to = os.environ.get(SAVE_ENV)  # `adaptbench export`: keep the adapted model's own tensors
+    base_digests = set(tensor_digests(loaded.encoder).values()) if save_to else set()
     model = AdaptModel(loaded.encoder, make_head(loaded.feature_dim, outputs))
     model = method.prepare(model, backbone, res.task).to(device)
     loaded.encoder = model.encoder  # the probe must see the adapted encoder (e.g. with LoRA layers injected)
@@ -149,6 +169,8 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto", grad_ac
             cached, setup_s = predictor.on_features, runner.clock.now() - t0
         test_metrics, eval_rate = runner.evaluate(splits.test, cached)
         ood_metrics = runner.evaluate(splits.test_ood, cached)[0] if splits.test_ood else {}
+    if save_to and method.trains:
+        save_adapted(runner.model, base_digests, Path(save_to))
     adapted = tensor_digests(model.encoder)  # hashed once: adapter bytes and the probe's cache key
     params["adapter_bytes"] = _changed_bytes(digests, adapted, model.encoder)
     runner.model.eval()  # the predictor actually used (few-shot methods replace it)

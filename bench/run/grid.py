@@ -20,7 +20,7 @@ from bench.core.data import DataError, DataRoot
 from bench.core.record import Record, result_line
 from bench.core.store import Store
 from bench.run.executor import LocalExecutor
-from bench.run.harness import check_inputs
+from bench.run.harness import check_inputs, check_recorded_data
 from bench.run.locks import Claims
 from bench.run.progress import GridProgress
 from bench.suite import Suite, Sweep, SweepOutcome, pending_records, select, select_sweep, values_text, wanted
@@ -87,6 +87,9 @@ def run_grid(
     a comparison is still open, each cell's ``allocation`` saying why; ``bench.analysis.allocation`` decides), and the
     grid runs them, until it returns none or the next look's estimated cost (the recorded wall time of the same
     task, method and budget, per slot) would pass the suite's ``minutes``, counted from the grid's start."""
+    seen: dict[str, str] = {}  # a declared dataset changed under records of its name: refused before any cell runs
+    for cell in {c.task: c for c in [*suite.cells, *suite.sweep_cells()]}.values():
+        check_recorded_data(resolve(cell), store, seen)
     executor = executor or LocalExecutor(jobs)
     progress = GridProgress(log, quiet=quiet, live=live, jobs=executor.slots)
     claims = Claims(store.suite_dir(suite.name), suite.timeout_s)
@@ -287,15 +290,18 @@ def _run_cells(g: _Grid, cells: list[Cell], label: str, later: int) -> int:
     return sum(r is not None for r in done)
 
 
-def plan(suite: Suite, store: Store, pattern: str | None = None) -> list[str]:
+def plan(
+    suite: Suite, store: Store, pattern: str | None = None, estimate: Callable[[Cell], str] | None = None
+) -> list[str]:
     """``grid --dry-run``: one line per cell the grid would consider and whether it has an ok record: the sweep
     cells first, then the cells their sweeps tune (with the chosen values, once the sweep records allow a choice),
-    then the fixed cells."""
+    then the fixed cells. ``estimate(cell)``, when given, is appended to each line (``bench.run.plan_cmd``)."""
 
     def line(kind: str, cell: Cell, swept: dict[str, Any] | None = None, note: str = "") -> str:
         state = "done" if store.has_ok(suite.name, resolve(cell).key) else "to run"
         values = f" {values_text(swept)}" if swept else ""
-        return f"  {kind:6s} {state:7s} {cell.task}/{cell.method}/{cell.budget}/{cell.seed}{values}{note}"
+        cost = estimate(cell) if estimate is not None else ""
+        return f"  {kind:6s} {state:7s} {cell.task}/{cell.method}/{cell.budget}/{cell.seed}{values}{note}{cost}"
 
     out = []
     sweeps = [s for s in suite.sweeps if wanted(s, pattern)]
@@ -309,6 +315,7 @@ def plan(suite: Suite, store: Store, pattern: str | None = None) -> list[str]:
             continue
         why = "waits for its sweep" if outcome.status == "waiting" else f"not run: {outcome.reason}"
         for c in select(sweep.dependents(), pattern):
-            out.append(f"  {'tuned':6s} {'-':7s} {c.task}/{c.method}/{c.budget}/{c.seed}  ({sweep.name}: {why})")
+            cost = estimate(c) if estimate is not None else ""
+            out.append(f"  {'tuned':6s} {'-':7s} {c.task}/{c.method}/{c.budget}/{c.seed}  ({sweep.name}: {why}){cost}")
     out += [line("cell", c) for c in select(suite.cells, pattern)]
     return out

@@ -94,6 +94,7 @@ def check_inputs(res: Resolved, data: DataRoot, pool_sizes: dict[str, int] | Non
     budget = res.cell.budget
     if budget < 0:
         raise ValueError(f"budget {budget} is negative; use a number of training examples, or 0 for the whole pool")
+    res.task.preflight(budget)
     if budget == 0 or budget in res.task.spec.budgets:
         return
     ident = repr(res.task)
@@ -105,6 +106,32 @@ def check_inputs(res: Resolved, data: DataRoot, pool_sizes: dict[str, int] | Non
             f"budget {budget} exceeds the {sizes[ident]}-example training pool of {res.cell.task}; "
             'use --budget 0 (in a suite: budgets = "task+full" or 0) for the whole pool'
         )
+
+
+def check_recorded_data(res: Resolved, store: Store, seen: dict[str, str] | None = None) -> None:
+    """A declared dataset whose files changed under a name that has records is refused (``DataError``): its records
+    were computed on other data, and mixing them would be silently wrong. Checked once per task (``seen``)."""
+    info = res.task.data_info()
+    if not info:
+        return
+    seen = seen if seen is not None else {}
+    name, now = res.cell.task, info["fingerprint"]
+    if seen.get(name) == now:
+        return
+    for suite in store.suites():
+        for record in store.records(suite):
+            before = (record.dataset or {}).get("fingerprint") if record.task == name else None
+            if before and before != now:
+                changed = sorted(f for f, s in info["files"].items() if (record.dataset.get("files") or {}).get(f) != s)
+                what = ", ".join(changed) or "the split or file list"
+                raise DataError(
+                    f"dataset {name}: its data changed since the records in {store.suite_dir(suite)} were made "
+                    f"(content fingerprint {now[:12]}, recorded {before[:12]}; changed: {what}). Fix: if this is a new "
+                    f"version of the data, give the declaration a new "
+                    f"name (e.g. name = '{name}-v2'); if the old records are wrong, move them out of "
+                    f"{store.suite_dir(suite)} ({name}__*.json); or restore the original file"
+                )
+    seen[name] = now
 
 
 def run_cell(
@@ -132,6 +159,7 @@ def run_cell(
         return record
     if not checked:
         check_inputs(res, DataRoot.resolve(data_root))
+        check_recorded_data(res, store)
 
     with tempfile.TemporaryDirectory(prefix="adaptbench-cell-") as tmp:
         done_file, stderr_path = Path(tmp) / "done.json", Path(tmp) / "stderr.txt"

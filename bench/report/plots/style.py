@@ -22,7 +22,7 @@ from bench.analysis import baselines as bl
 from bench.analysis import cells as cl
 from bench.analysis.overview import METHOD_ORDER
 from bench.analysis.stats import Interval
-from bench.catalog import METHODS, TASKS
+from bench.catalog import METHODS
 from bench.core.metrics import metric_range
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ class _Unregistered:  # records of a task this checkout does not register: what 
 
 
 def spec_of(task: str):
-    return TASKS.get(task).spec if task in TASKS else _Unregistered()
+    return catalog.spec(task) if catalog.known(task) else _Unregistered()
 
 
 def task_baselines(task: str, records: Sequence[Record], store: Store | None) -> tuple[Baselines | None, str]:
