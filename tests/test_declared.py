@@ -224,3 +224,21 @@ def test_a_record_holds_the_dataset(tmp_path):
     with pytest.raises(DataError, match="has no column named label"):
         (tmp_path / "nolabel.csv").write_text("text,y2\na,1\nb,0\n")
         catalog.task_name(str(tmp_path / "nolabel.csv"))
+
+
+def test_a_save_to_disk_folder_with_its_own_splits(tmp_path):
+    import datasets
+
+    def part(n, seed):
+        rng = np.random.default_rng(seed)
+        labels = rng.integers(0, 2, n)
+        return datasets.Dataset.from_dict({"sentence": [f"s{i} {WORDS[y]}" for i, y in enumerate(labels)],
+                                           "label": labels.tolist()})  # fmt: skip
+
+    datasets.DatasetDict({"train": part(80, 0), "validation": part(20, 1), "test": part(30, 2)}).save_to_disk(
+        str(tmp_path / "hub")
+    )
+    path = declare(tmp_path, f'name = "hubby"\nsource = "{tmp_path / "hub"}"\ntext = "sentence"\n')
+    task = catalog.TASKS.get(catalog.task_name(str(path)))()
+    splits = task.splits(0, 0, DataRoot.resolve())
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (80, 20, 30)  # its own splits, nothing carved
