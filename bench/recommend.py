@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,6 +244,7 @@ class Recommendation:
     commands: list[str]
     report: Path | None = None
     records: list[Record] = field(default_factory=list)
+    time: str = ""
 
 
 def recommend(
@@ -287,6 +289,7 @@ def recommend(
         def estimate(cell) -> float:
             return model.estimate(cell).seconds
 
+    store = Store(out / "results")
     chosen: list[str] = []
     spent = 0.0
     for m in candidates:
@@ -294,7 +297,8 @@ def recommend(
         path = out / "recommend.toml"
         path.write_text(text)
         suite = load_suite(str(path))
-        cost = sum(estimate(c) for c in suite.cells) / max(1, jobs)
+        todo = [c for c in suite.cells if not store.has_ok(suite.name, catalog.resolve(c).key)]  # a rerun resumes
+        cost = sum(estimate(c) for c in todo) / max(1, jobs)
         if chosen and cost > FIRST_LOOK_SHARE * time_s:
             not_run[m] = (
                 f"not run: the first look with it would take ~{cost / 60:.0f} min of the {time_s / 60:.0f} min asked "
@@ -312,8 +316,8 @@ def recommend(
         f"estimated ~{spent / 60:.1f} min of {time_s / 60:.0f} min"
         + (f"; not run: {', '.join(not_run)}" if not_run else "")
     )
-    store = Store(out / "results")
     executor = make_executor("local", jobs, None, None, "auto")
+    started = time.perf_counter()
     try:
         result = run_grid(
             suite,
@@ -325,6 +329,7 @@ def recommend(
         )
     finally:
         executor.close()
+    took = time.perf_counter() - started
     records = [r for r in result.records if r.ok]
     ruled_after = constraints.ruled_out(records)
     kept = [r for r in records if r.method not in ruled_after]
@@ -345,6 +350,10 @@ def recommend(
         f"adaptbench report --results {out / 'results'}",
     ]
     rec = Recommendation(name, out, found, {**ruled, **ruled_after}, not_run, curves, commands, records=records)
+    rec.time = (
+        f"{len(records)} ok records; this call ran for {took / 60:.1f} min of the {time_s / 60:.0f} min asked (the "
+        f"first look was planned at ~{spent / 60:.1f} min by `adaptbench plan`'s estimate, {jobs} cells at a time)"
+    )
     try:
         rec.report = write_report(suite.name, store, out / "report")
     except ValueError as e:  # no ok record: the text report says why
@@ -397,6 +406,8 @@ def recommendation_text(rec: Recommendation, spec) -> str:
     metric = spec.primary_metric
     lines = [f"# Recommendation for {rec.name}", ""]
     lines += [f"Primary metric: {metric} ({spec.direction}); {spec.description}.", ""]
+    if rec.time:
+        lines += [f"Compute: {rec.time}.", ""]
     lines += ["## Verdict per budget", ""]
     for d in rec.decisions:
         if d.best is None:
