@@ -12,6 +12,7 @@ import methods.l2sp
 import methods.llrd
 import methods.lora
 import methods.partial
+import methods.peft_config
 import methods.prefix
 import methods.prompt
 import methods.qlora

@@ -23,6 +23,15 @@ IMAGES = np.random.default_rng(0).integers(0, 256, size=(8, 28, 28), dtype=np.ui
 TEXTS = ["a gripping, funny film", "dull and far too long", "not bad at all", "an utter mess"]
 INPUTS = {"vision": ("pneumonia-mnist", IMAGES), "text": ("glue-sst2", TEXTS)}
 ALL_BACKBONES = [*BACKBONES.names(), "tiny-timm", "tiny-hf", "tiny-hf-causal"]  # tiny ones: see conftest
+# the registry's names, and two entries of the peft family (a family is not a list of names: methods/peft_config.py)
+ALL_METHODS = [*METHODS.names(), "peft:loha", "peft:vera"]
+
+
+def _family_on_tiny_only(method_name: str, backbone: str) -> None:
+    """The peft family's entries run on the tiny backbones here (LoHa on SmolLM2 alone took 128 s); their real cells
+    are tests/test_peft_family.py's slow tests."""
+    if ":" in method_name and not backbone.startswith("tiny-"):
+        pytest.skip("a peft-family entry: checked on the tiny backbones (real cells: test_peft_family, slow)")
 
 
 def _setup(load_named, backbone_id: str, method_name: str):
@@ -81,12 +90,15 @@ def _expected(method, model, name: str) -> bool:
         return re.search(r"\.adapter\.|\.(down|up)\.weight$", name) is not None
     if kind in ("prompt", "prefix"):
         return "prompt_encoder" in name or "prompter" in name
+    if kind.startswith("peft-"):  # the peft family: the tuner's parameters, named with its prefix
+        return type(method).marker in name
     raise AssertionError(f"no expectation written for method {kind}: add it here")
 
 
 @pytest.mark.parametrize("backbone", ALL_BACKBONES)
-@pytest.mark.parametrize("method_name", METHODS.names())
+@pytest.mark.parametrize("method_name", ALL_METHODS)
 def test_one_step_changes_exactly_the_intended_parameters(method_name, backbone, load_named):
+    _family_on_tiny_only(method_name, backbone)
     method, model, batch, _, _ = _setup(load_named, backbone, method_name)
     if not method.trains:
         assert count_params(model)["trainable"] == 0, "a method without gradient updates trains nothing"
@@ -160,12 +172,17 @@ def analytic_trainable_no_head(method, loaded, task) -> int:
         head_dim = cfg.hidden_size // cfg.num_attention_heads
         kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
         return method.n_tokens * cfg.num_hidden_layers * 2 * kv_heads * head_dim
+    if kind == "peft-loha":  # two rank-r factor pairs per adapted matrix (1x1 convolutions: the same shapes)
+        return sum(2 * method.r * sum(_dims(m)) for _, m in _targets(enc, backbone.lora_targets(enc)))
+    if kind == "peft-vera":  # a scaling vector of r and one of d_out per layer; the projections are shared buffers
+        return sum(method.r + _dims(m)[1] for _, m in _targets(enc, backbone.lora_targets(enc)))
     raise AssertionError(f"no analytic count written for method {kind}: add it here")
 
 
 @pytest.mark.parametrize("backbone", ALL_BACKBONES)
-@pytest.mark.parametrize("method_name", METHODS.names())
+@pytest.mark.parametrize("method_name", ALL_METHODS)
 def test_trainable_count_matches_the_analytic_formula(method_name, backbone, load_named):
+    _family_on_tiny_only(method_name, backbone)
     method, model, _, loaded, res = _setup(load_named, backbone, method_name)
     counts = count_params(model)
     assert counts["trainable_no_head"] == analytic_trainable_no_head(method, loaded, res.task)

@@ -5,6 +5,12 @@ one import line in its package's ``__init__``. The registries start empty: ``ben
 packages, which fills them, and the rest of bench reads them through the catalog. Entry modules keep heavy imports
 inside functions, so importing every entry (what ``adaptbench ls`` does) stays fast (``tests/test_layout.py``).
 Duplicate names are an error; an unknown name is answered with the closest registered names.
+
+A registry can also hold families: ``add_family(prefix, build)`` makes every ``prefix:argument`` a name, whose entry
+``build(argument)`` makes on first use (then cached), e.g. ``peft:LoHaConfig`` (methods/peft_config.py). An entry with a
+``name`` of its own (a class attribute) is what records and keys call it (``canonical``), so that name must be a plain
+one (lowercase with hyphens: no ``:`` or ``/`` in a file name); once built, the entry is found by it too, in this
+process. ``names()`` and iteration list the registered entries only: a family is not a list of names.
 """
 
 from __future__ import annotations
@@ -51,6 +57,12 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self.families: dict[str, Callable[[str], T]] = {}
+        self._built: dict[str, T] = {}  # family names and the built entries' own names -> entry
+
+    @staticmethod
+    def _plain(name: str) -> bool:
+        return name == name.lower() and not any(c in name for c in " _:/\\")
 
     def register(self, name: str) -> Callable[[T], T]:
         if name != name.lower() or " " in name or "_" in name:
@@ -66,17 +78,67 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def add_family(self, prefix: str, build: Callable[[str], T]) -> None:
+        """Make ``prefix:argument`` a name: ``build(argument)`` makes its entry on first use (then cached); it raises
+        ``UnknownNameError`` (or ``ValueError``) for an argument it cannot build, with the fix."""
+        if not prefix or not self._plain(prefix):
+            raise ValueError(f"{self.kind} family prefix {prefix!r} must be lowercase with hyphens, e.g. 'peft'")
+        if prefix in self.families:
+            raise ValueError(f"duplicate {self.kind} family {prefix!r}: already added by {self.families[prefix]!r}")
+        self.families[prefix] = build
+
     def get(self, name: str) -> T:
-        try:
+        if name in self._entries:
             return self._entries[name]
-        except KeyError:
-            raise UnknownNameError(suggest(name, list(self._entries), self.kind)) from None
+        if name in self._built:
+            return self._built[name]
+        prefix, sep, argument = name.partition(":")
+        if not (sep and prefix in self.families):
+            raise UnknownNameError(self._unknown(name))
+        if not argument:
+            raise UnknownNameError(f"{self.kind} {name!r} names nothing: use {prefix}:<argument>")
+        entry = self.families[prefix](argument)
+        own = getattr(entry, "name", None)
+        if isinstance(own, str) and own != name:
+            if not self._plain(own) or own in self._entries:
+                raise ValueError(
+                    f"{self.kind} family {prefix!r} built {entry!r} named {own!r}: an entry's own name must be a "
+                    "plain name (lowercase with hyphens, no ':' or '/') that no registered entry has"
+                )
+            if self._built.setdefault(own, entry) is not entry:
+                raise ValueError(f"{self.kind} {own!r}: built twice as different entries (from {name!r})")
+        self._built[name] = entry
+        return entry
+
+    def canonical(self, name: str) -> str:
+        """The name records and keys use for ``name``: a registered name itself; for a family name, the built entry's
+        own ``name`` when it has one (``peft:LoHaConfig`` -> ``peft-loha``)."""
+        entry = self.get(name)
+        if name in self._entries:
+            return name
+        own = getattr(entry, "name", None)
+        return own if isinstance(own, str) else name
+
+    def _unknown(self, name: str) -> str:
+        message = suggest(name, list(self._entries), self.kind)
+        if not self.families:
+            return message
+        prefix, sep, argument = name.partition(":")
+        close = difflib.get_close_matches(prefix, list(self.families), n=1, cutoff=0.4) if sep else []
+        if close:
+            return f"unknown {self.kind} family {prefix!r} in {name!r}. Did you mean '{close[0]}:{argument}'?"
+        return message + f" Or a family: {', '.join(f'{p}:<argument>' for p in sorted(self.families))}."
 
     def names(self) -> list[str]:
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        if not isinstance(name, str):
+            return False
+        if name in self._entries or name in self._built:
+            return True
+        prefix, sep, argument = name.partition(":")
+        return bool(sep and argument and prefix in self.families)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
