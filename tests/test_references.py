@@ -108,3 +108,15 @@ def test_standard_errors_on_both_sides_come_from_the_test_sets_class_counts_and_
     assert auroc.se_published > test_se("auroc", 0.901, (42, 114)), "one run's seed spread is added to theirs"
     far = compare(_records("breast-mnist", "scratch", [0.80, 0.81, 0.79], settings=recipe), ref)
     assert next(c for c in far if c.metric == "auroc").verdict == "below"
+
+
+def test_epochs_are_passes_over_the_data_with_a_partial_last_batch():
+    """MedMNIST's BreastMNIST: 546 images in batches of 128 are 5 steps an epoch, so 500 steps are 100 epochs (the
+    records' own ``epochs`` of older code counted 500 x 128 / 546 = 117.2)."""
+    from bench.analysis.references import our_setup
+    from bench.core.record import SplitSizes
+
+    (record,) = _records("breast-mnist", "scratch", [0.9], settings={"batch_size": 128})
+    record.cost = Cost(device="cpu", epochs=117.2, steps=500)
+    record.splits = SplitSizes(train=546, val=78, test=156)
+    assert our_setup(record)["epochs"] == 100.0

@@ -129,6 +129,11 @@ def our_setup(record: Record) -> dict[str, Any]:
     train = record.hparams.get("train", {})
     probe = (record.method_notes or {}).get("probe") == "lbfgs"  # frozen's head: L-BFGS iterations, not epochs
     epochs = record.cost.epochs if record.cost and not probe else None
+    n, batch = (record.splits.train if record.splits else 0), train.get("batch_size")
+    if epochs is not None and record.cost.steps and n and batch:
+        # passes over the data: an epoch's last batch is partial (546 images in batches of 128 are 5 steps), which
+        # the records' ``epochs`` (steps x batch / n, written before this was fixed) count as full
+        epochs = record.cost.steps / math.ceil(n / batch)
     return {
         "backbone": record.backbone,
         "pretrained": catalog.method_class(record.method).pretrained,

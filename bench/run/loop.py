@@ -622,7 +622,9 @@ class Trainer:
         elif self.val is None:  # a refit: no validation, the final weights are the result
             result.best_step = self.step
         result.steps = self.step
-        result.epochs = self.step * self.cfg.batch_size / self.n
+        result.epochs = self.step / max(
+            1, math.ceil(self.n / self.cfg.batch_size)
+        )  # passes (the last batch is partial)
         result = self.runner._finish(
             result, self.start, self.cached, self.n_encoded, self.timed_n, self.timed_time, self.warmup_time, self.step
         )
