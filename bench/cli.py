@@ -134,9 +134,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
             f"  {name:20s} {spec.modality:6s} {spec.primary_metric:9s} backbone={spec.backbone:18s} "
             f"budgets={budgets:12s} {spec.description}"
         )
+    print("  + your own data: --task <declaration.toml | data file | image folder> (see README 'Your own data')")
     print("methods:")
     for name in METHODS:
         print(f"  {name:20s} {METHODS.get(name).description}")
+    print("  peft:<ConfigClass or short name> | peft:<adapter_config.json>  (any PEFT method by its config, no code)")
     print("backbones:")
     for name in BACKBONES:
         b = BACKBONES.get(name)
