@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import catalog
 from bench.catalog import TASKS, resolve, task_name
 from bench.core.api import Cell, Resolved, Split
 from bench.core.backbone import get_backbone
@@ -123,7 +124,15 @@ def _resolved(record: Record) -> Resolved:
         if not info.get("declared"):
             raise ExportError(f"record {record.key}: task {record.task} is not known to this checkout")
         _declare_from_record(info)
-    cell = Cell(record.task, record.method, record.budget, record.seed, dict(record.overrides), suite=record.suite)
+    method = record.method
+    if method not in catalog.METHODS and method.startswith("peft-"):  # a peft-family entry, recorded file-safe
+        method = "peft:" + method.removeprefix("peft-")
+        if method not in catalog.METHODS:
+            raise ExportError(
+                f"record {record.key}: {record.method} was built from a peft config file; export needs that entry: "
+                "run any cell with --method peft:<that file> in the same command, or rerun the cell"
+            )
+    cell = Cell(record.task, method, record.budget, record.seed, dict(record.overrides), suite=record.suite)
     res = resolve(cell)
     if res.key != record.key:
         raise ExportError(
