@@ -17,7 +17,9 @@
   forgetting probe, features) is the records' remaining seconds, scaled by the same ratio of peaks. Each quantity
   comes from the records of the same backbone and method, else the same backbone and method kind, else the same
   modality and kind, else all records. FLOPs per example come from records of the same task, method and backbone,
-  else of the same backbone and method (scaled by input size), else ``REFERENCE_FLOPS``.
+  else of the same backbone and method (scaled by input size; a text task's forward is counted on 32 of its own
+  texts, since its lengths decide its cost: airline reviews fill 128 tokens, SST-2 sentences ~25), else
+  ``REFERENCE_FLOPS``.
 - **flops**: no record to learn from: FLOPs (``REFERENCE_FLOPS``) / (peak x ``PRIOR_UTILISATION``) plus
   ``PRIOR_OVERHEAD_S``.
 
@@ -383,6 +385,7 @@ class CostModel:
             self.by_identity.setdefault(o.identity, []).append(o)
         self._fill_peaks()
         self.steps_ratio = self._steps_ratios()
+        self._counted: dict[tuple[str, str, str], float | None] = {}
 
     # -- fitting
     def peak(self, threads: int) -> float:
@@ -461,12 +464,26 @@ class CostModel:
         if like:
             fwd = statistics.median(o.fwd * _scale(o.input_size, size) for o in like)
             train = [o.train_flops_ex * _scale(o.input_size, size) for o in own if o.train_flops_ex]
+            counted = self.counted_forward(res) if size and size[0] == "token" else None
+            if counted:  # a text task of its own lengths: its forward counted, training scaled by the same ratio
+                ratio = counted / fwd
+                return counted, (statistics.median(train) * ratio if train else
+                                 _train_prior(counted, res.cell.method, kind)), "counted on its data"  # fmt: skip
             return fwd, statistics.median(train) if train else _train_prior(fwd, res.cell.method, kind), "records"
         ref = REFERENCE_FLOPS.get(res.backbone)
         if ref is None:
             return None, None, "unknown"
         fwd = ref[0] * (_scale((ref[1], ref[2]), size) if size and size[0] == ref[1] else 1.0)
         return fwd, _train_prior(fwd, res.cell.method, kind), "reference"
+
+    def counted_forward(self, res: Resolved) -> float | None:
+        """Forward FLOPs per example of the backbone on 32 of this task's own training texts, counted (once per
+        task, backbone and length): a text task's cost follows its texts' lengths (airline reviews fill 128 tokens,
+        SST-2 sentences ~25), which another task's records cannot tell. None when it cannot be counted."""
+        ident = (res.cell.task, res.backbone, repr(res.task))
+        if ident not in self._counted:
+            self._counted[ident] = _count_forward(res)
+        return self._counted[ident]
 
     # -- one cell
     def estimate(self, cell: Cell, phase: int = 1) -> Estimate:
@@ -580,6 +597,25 @@ class CostModel:
         """A task's training pool (budget 0), as its whole-pool records show it; else a guess of 10,000."""
         sizes = [o.shape.budget_n for o in self.obs if o.task == task and o.record.budget == 0]
         return max(sizes) if sizes else 10_000
+
+
+def _count_forward(res: Resolved) -> float | None:
+    import numpy as np
+
+    from bench.core.data import DataError, DataRoot
+    from bench.run.flops import count
+
+    try:
+        train = res.task.load(DataRoot.resolve()).train
+        rows = np.sort(np.random.default_rng(0).permutation(len(train))[:32])
+        backbone = BACKBONES.get(res.backbone)
+        loaded = backbone.load(pretrained=False, **res.task.input_size)
+        loaded.encoder.eval()
+        sample = train.take(rows)
+        c = count(loaded.encoder, loaded.batcher(list(sample.inputs)))
+    except (DataError, OSError, RuntimeError, ValueError, TypeError, KeyError):
+        return None
+    return c.forward / c.n if c.n and not c.uncounted else None
 
 
 def this_machine(threads: int) -> str | None:
