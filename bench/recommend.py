@@ -439,7 +439,8 @@ def recommendation_text(rec: Recommendation, spec) -> str:
             + (
                 "every comparison decided (Holm-adjusted, 5% family-wise)"
                 if confident
-                else "not every comparison is decided: treat the choice as provisional, or rerun with more --time"
+                else "not every comparison is decided at this compute (the adaptive design adds seeds only where 5 "
+                "could decide; the test set bounds the rest): treat the choice as provisional"
             )
         )
         lines += parts
