@@ -46,6 +46,7 @@ from typing import Any
 from bench.catalog import METHODS, resolve
 from bench.core.api import Cell, Resolved, TrainConfig
 from bench.core.backbone import BACKBONES
+from bench.core.data import DataError, DataRoot
 from bench.core.record import Record
 from bench.run.machine import measured_peaks
 from bench.run.meters import environment
@@ -602,7 +603,6 @@ class CostModel:
 def _count_forward(res: Resolved) -> float | None:
     import numpy as np
 
-    from bench.core.data import DataError, DataRoot
     from bench.run.flops import count
 
     try:
