@@ -134,7 +134,7 @@ def block_settings(method: str, budget: int, modality: str) -> dict[str, Any]:
 
 
 def suite_text(
-    declaration: Path, name: str, modality: str, methods: Sequence[str], budgets: Sequence[int], minutes: float
+    declaration: Path | str, name: str, modality: str, methods: Sequence[str], budgets: Sequence[int], minutes: float
 ) -> str:
     lines = [
         f'description = "adaptbench recommend: {name}, methods {", ".join(methods)}, budgets '
@@ -269,9 +269,12 @@ def recommend(
     out.mkdir(parents=True, exist_ok=True)
     decl_dir = out / "datasets"
     decl_dir.mkdir(exist_ok=True)
-    declaration = decl_dir / f"{name}.toml"
     info = catalog.TASKS.get(name)().data_info() or {}
-    _write_declaration(info.get("declared", {}), declaration)
+    if info.get("declared"):  # the suite names the dataset by a copy of its declaration, beside it
+        declaration: Path | str = decl_dir / f"{name}.toml"
+        _write_declaration(info["declared"], declaration)
+    else:  # a built-in task: by its name
+        declaration = name
 
     candidates = list(methods or [*REFERENCES, *EXTRAS])
     not_run: dict[str, str] = {}
