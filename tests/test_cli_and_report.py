@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from bench.analysis.stats import seed_summary
 from bench.catalog import resolve
@@ -142,3 +143,9 @@ def test_every_help_text_renders(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--help"])
     assert stop.value.code == 0 and "summary" in capsys.readouterr().out
+
+
+def test_version_prints_the_installed_version_and_exits_0(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("adaptbench ")
