@@ -30,6 +30,8 @@ __all__ = [
     "TASKS",
     "ProbeSpec",
     "UnknownNameError",
+    "declaration_toml",
+    "declare_recorded",
     "held_out",
     "known",
     "method_class",
@@ -49,6 +51,16 @@ def spec(task: str) -> TaskSpec:
     if task not in TASKS and task in RECORDED_SPECS:
         return declared.spec_from_dict(RECORDED_SPECS[task])
     return TASKS.get(task).spec
+
+
+def declare_recorded(declaration: dict[str, Any]) -> str:
+    """Declare a dataset from the declaration its records carry; returns its task name."""
+    return declared.declare_recorded(declaration)
+
+
+def declaration_toml(declaration: dict[str, Any]) -> str:
+    """A recorded declaration as the TOML file that declares it again."""
+    return declared.Declaration.from_dict(declaration).toml()
 
 
 def known(task: str) -> bool:

@@ -272,7 +272,7 @@ def recommend(
     info = catalog.TASKS.get(name)().data_info() or {}
     if info.get("declared"):  # the suite names the dataset by a copy of its declaration, beside it
         declaration: Path | str = decl_dir / f"{name}.toml"
-        _write_declaration(info["declared"], declaration)
+        declaration.write_text(catalog.declaration_toml(info["declared"]))
     else:  # a built-in task: by its name
         declaration = name
 
@@ -363,17 +363,6 @@ def recommend(
         say(f"report: not written ({e})")
     (out / "recommendation.md").write_text(recommendation_text(rec, spec))
     return rec
-
-
-def _write_declaration(decl: dict[str, Any], path: Path) -> None:
-    lines = []
-    for k, v in decl.items():
-        if k == "splits":
-            if v:
-                lines.append("splits = { " + ", ".join(f"{a} = {json.dumps(b)}" for a, b in v) + " }")
-        elif v not in ("", [], None):
-            lines.append(f"{k} = {json.dumps(v)}")
-    path.write_text("\n".join(lines) + "\n")
 
 
 def _adapter_size_rule(name: str, methods: Sequence[str], budgets: Sequence[int], c: Constraints) -> dict[str, str]:

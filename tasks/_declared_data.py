@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -141,6 +142,17 @@ class Declaration:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def toml(self) -> str:
+        """The declaration as a TOML file says it (its paths absolute; values at their default left out)."""
+        lines = []
+        for k, v in self.as_dict().items():
+            if k == "splits":
+                if v:
+                    lines.append("splits = { " + ", ".join(f"{a} = {json.dumps(b)}" for a, b in v) + " }")
+            elif v not in ("", [], None):
+                lines.append(f"{k} = {json.dumps(v)}")
+        return "\n".join(lines) + "\n"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Declaration:

@@ -395,6 +395,20 @@ def declare(decl: Declaration) -> str:
     return decl.name
 
 
+def declare_recorded(declaration: dict[str, Any]) -> str:
+    """Declare a dataset from the declaration a record carries (``data_info()["declared"]``; its files must still be
+    where it says)."""
+    return declare(Declaration.from_dict(declaration))
+
+
+def forget_all() -> None:
+    """Undeclare every dataset of this process (tests declare theirs afresh)."""
+    for name in list(DECLARED):
+        DECLARED.pop(name)
+        TASKS._entries.pop(name, None)
+    _READ.clear()
+
+
 def load_declaration(path: Path) -> Declaration:
     try:
         table = tomllib.loads(path.read_text())

@@ -56,10 +56,7 @@ def declare(tmp_path: Path, text: str, name: str = "tickets") -> Path:
 def _forget():
     """Each test declares its datasets afresh (names are per process)."""
     yield
-    for name in list(declared.DECLARED):
-        declared.DECLARED.pop(name)
-        catalog.TASKS._entries.pop(name, None)
-    declared._READ.clear()
+    declared.forget_all()
 
 
 def test_csv_declaration_becomes_a_task(tmp_path):
@@ -194,16 +191,10 @@ def test_a_changed_file_under_a_recorded_name(tmp_path, capsys):
 
     store = Store(tmp_path / "results")
     store.write(new_record(res, "failed", "an earlier run"))
-    _forget_now()
+    declared.forget_all()
     write_csv(path, seed=1)  # other bytes under the same name
     err = refused(tmp_path, capsys, str(decl))
     assert "changed since the records" in err and "tickets-v2" in err
-
-
-def _forget_now() -> None:
-    for name in list(declared.DECLARED):
-        declared.DECLARED.pop(name)
-        catalog.TASKS._entries.pop(name, None)
 
 
 def test_a_declaration_with_an_unknown_key_or_missing_source(tmp_path, capsys):

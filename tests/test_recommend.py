@@ -22,10 +22,7 @@ from tasks import declared
 @pytest.fixture(autouse=True)
 def _forget():
     yield
-    for name in list(declared.DECLARED):
-        declared.DECLARED.pop(name)
-        catalog.TASKS._entries.pop(name, None)
-    declared._READ.clear()
+    declared.forget_all()
 
 
 def test_time_and_size_parsing():

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from bench import catalog
-from bench.catalog import TASKS, resolve, task_name
+from bench.catalog import TASKS, resolve
 from bench.core.api import Cell, Resolved, Split
 from bench.core.backbone import get_backbone
 from bench.core.data import DataRoot
@@ -123,7 +123,7 @@ def _resolved(record: Record) -> Resolved:
         info = record.dataset or {}
         if not info.get("declared"):
             raise ExportError(f"record {record.key}: task {record.task} is not known to this checkout")
-        _declare_from_record(info)
+        catalog.declare_recorded(info["declared"])
     method = record.method
     if method not in catalog.METHODS and method.startswith("peft-"):  # a peft-family entry, recorded file-safe
         method = "peft:" + method.removeprefix("peft-")
@@ -140,18 +140,6 @@ def _resolved(record: Record) -> Resolved:
             "with this checkout first, then export that record"
         )
     return res
-
-
-def _declare_from_record(info: dict[str, Any]) -> None:
-    """Declare a dataset from the declaration a record carries (its files must still be where it says)."""
-    folder = Path(tempfile.mkdtemp(prefix="adaptbench-decl-"))
-    decl = dict(info["declared"])
-    lines = [f"{k} = {json.dumps(v)}" for k, v in decl.items() if k != "splits" and v not in ("", [], None)]
-    if decl.get("splits"):
-        lines.append("splits = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in decl["splits"]) + " }")
-    path = folder / f"{decl['name']}.toml"
-    path.write_text("\n".join(lines) + "\n")
-    task_name(str(path))
 
 
 def _interval(record: Record, store: Store, primary: str) -> str:
