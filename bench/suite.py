@@ -596,13 +596,19 @@ def current_records(suite: str, records: list[Record], suite_file: str | None = 
     by_key = {r.key: r for r in records}
     cells, outcomes = expand(definition, by_key.get)
     wanted = {resolve(cell).key for cell in cells}
-    if definition.adaptive is not None:  # seeds the grid's later looks added: a block's cell at another seed
-        blocks = {(c.task, c.method, c.budget): c for c in definition.cells}
-        for r in records:
-            base = blocks.get((r.task, r.method, r.budget))
-            later = base is not None and r.allocation and r.allocation.get("look", 1) > 1
-            if r.key not in wanted and later and resolve(dataclasses.replace(base, seed=r.seed)).key == r.key:
+    defined = set(wanted)  # the definition's own cells (what "no record yet" counts)
+    # more seeds of a cell in the suite are the suite's cells (a later look of an adaptive design, a rerun with
+    # --seeds, a baseline recorded at more seeds): same task, method, budget and settings, another seed
+    blocks: dict[tuple[str, str, int], list] = {}
+    for c in (*cells, *definition.cells):
+        blocks.setdefault((c.task, c.method, c.budget), []).append(c)
+    for r in records:
+        if r.key in wanted:
+            continue
+        for base in blocks.get((r.task, r.method, r.budget), ()):
+            if base.seed != r.seed and resolve(dataclasses.replace(base, seed=r.seed)).key == r.key:
                 wanted.add(r.key)
+                break
     # a sweep's choice is in the sweeps table (page and summary); a sweep that did not choose is a note
     notes = [o.describe() for o in outcomes if o.status != "selected"]
     for o in outcomes:
@@ -621,9 +627,9 @@ def current_records(suite: str, records: list[Record], suite_file: str | None = 
             "code versions, settings or budgets) are not shown; they stay in the results folder (--all-records shows "
             "them)."
         )
-    missing = len(wanted - {r.key for r in kept})
+    missing = len(defined - {r.key for r in kept})
     if missing:
-        notes.append(f"{missing} of the suite's {len(wanted)} cells have no record yet (run the grid to fill them).")
+        notes.append(f"{missing} of the suite's {len(defined)} cells have no record yet (run the grid to fill them).")
     return kept, notes
 
 

@@ -127,6 +127,32 @@ def test_a_suite_report_shows_only_its_current_cells_and_says_what_it_left_out(t
     assert "2 ok cells" in write_report("proxy", store, tmp_path / "all", all_records=True).read_text()
 
 
+def test_more_seeds_of_a_suite_cell_are_the_suites_cells():
+    """The proxy's baseline holds seeds 0-2 of a suite declaring seed 0: the extra seeds are shown (the report once
+    hid them as 'outside the suite's current definition' and every row read 'not enough seeds (1 of 3)'), and the
+    cells counted as missing are the definition's own."""
+    import dataclasses
+
+    from bench.suite import current_records, load_suite
+
+    cell = load_suite("proxy").cells[0]
+    records = []
+    for seed in (0, 1, 2):
+        r = copy.deepcopy(_records()[0])
+        r.key, r.suite, r.task, r.method, r.budget, r.seed = (
+            resolve(dataclasses.replace(cell, seed=seed)).key, "proxy", cell.task, cell.method, cell.budget, seed
+        )  # fmt: skip
+        records.append(r)
+    other = copy.deepcopy(records[2])
+    other.key = "another-setting-at-seed-2"
+    kept, notes = current_records("proxy", [*records, other])
+    assert [r.seed for r in kept] == [0, 1, 2]
+    assert any("1 records of cells outside" in n for n in notes), notes
+    assert any(
+        f"{len(load_suite('proxy').cells) - 1} of the suite's {len(load_suite('proxy').cells)}" in n for n in notes
+    )
+
+
 def test_every_help_text_renders(capsys):
     """argparse formats help strings with %: a bare "95%" once crashed `adaptbench --help`."""
     import argparse
