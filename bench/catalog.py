@@ -88,6 +88,15 @@ def method_class(name: str) -> type[Method]:
 
 
 def probe(name: str) -> ProbeSpec | None:
+def method_label(method: str, task: str) -> str:
+    """The method as the report names it on ``task``: its name, and the mechanism in brackets when one name covers
+    several (``Method.mechanism``: "fewshot (nearest class mean)" on images, "fewshot (in-context LM)" on text)."""
+    if not (known(task) and method in METHODS.names()):
+        return method
+    mechanism = method_class(method).mechanism(spec(task))
+    return f"{method} ({mechanism})" if mechanism else method
+
+
     """A forgetting probe's declaration (its metric, direction, scored examples and range); None for a name this
     checkout does not register (a record of older code)."""
     return PROBES.get(name)

@@ -66,6 +66,10 @@ class FewShot(Method):
     def backbone_for(cls, spec: TaskSpec) -> str | None:
         return BACKBONES.default("causal-lm") if spec.modality == TEXT else None
 
+    @classmethod
+    def mechanism(cls, spec: TaskSpec) -> str | None:
+        return "in-context LM" if spec.modality == TEXT else "nearest class mean"
+
     def unsupported_reason(self, task: TaskSpec, backbone) -> str | None:
         if task.kind != CLASSIFICATION:
             return "prompting with label words needs a classification task"
@@ -144,6 +148,10 @@ class ZeroShot(FewShot):
     def __post_init__(self) -> None:
         if self.k != 0:
             raise ValueError(f"Invalid k: {self.k} (zeroshot uses no demonstrations; use fewshot)")
+
+    @classmethod
+    def mechanism(cls, spec: TaskSpec) -> str | None:
+        return None  # one mechanism: the name says it
 
     def unsupported_reason(self, task: TaskSpec, backbone) -> str | None:
         if task.modality != TEXT:

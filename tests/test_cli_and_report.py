@@ -93,7 +93,7 @@ def test_report_is_self_contained_and_lists_failures(tmp_path):
     path = write_report("t", store, tmp_path / "out")
     assert path.read_text().startswith("<!doctype html>")
     # summary.md's tables show the page's intervals (one table builder: bench.analysis.tables)
-    assert "| lora | 64 | 3 | 0.810 [0.785, 0.835]" in (tmp_path / "out" / "summary.md").read_text()
+    assert "| lora | 64 | minilm-l6 | 3 | 0.810 [0.785, 0.835]" in (tmp_path / "out" / "summary.md").read_text()
 
 
 def test_ls_matrix_gives_a_reason_for_every_unsupported_cell(capsys):

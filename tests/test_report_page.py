@@ -100,12 +100,17 @@ def test_the_table_at_a_glance_stars_the_choice_and_marks_the_equivalent(tmp_pat
     page = page_html(data)
     glance = page[page.index("id='at-a-glance'") : page.index("id='task--pneumonia-mnist'")]
     lora = f"{row.values['lora'].mean:.3f}"
-    assert re.search(rf"class='heat'>★ <b>{lora}</b></td>", glance), "the best: starred and bold"
-    assert re.search(r"class='heat'>☆ 0\.\d{3}</td>", glance), "full: equivalent to the choice"
+    ci = r"<br><small class='ci'[^>]*>0\.\d{3}–0\.\d{3}</small>"  # the interval in print, not only in a tooltip
+    assert re.search(rf"class='heat'>★ <b>{lora}</b>{ci}</td>", glance), "the best: starred and bold"
+    assert re.search(rf"class='heat'>☆ 0\.\d{{3}}{ci}</td>", glance), "full: equivalent to the choice"
+    v = row.values["lora"]
+    assert v.kind == "seeds+items" and f"{v.low:.3f}–{v.high:.3f}</small>" in glance, "the leaderboards' interval"
+    frozen = next(r for r in data.heatmap.rows if r.task == "pneumonia-mnist").values["frozen"]
+    assert frozen.kind == "items" and f"{frozen.low:.3f}–{frozen.high:.3f}†</small>" in glance, "one seed: items"
     assert "hsl(140,45%,57%)" in glance and "hsl(140,45%,97%)" in glance, "shaded from the row's worst to best"
     assert "2.5 (2)" in glance and "mean rank" in glance
     markdown = "\n".join(data.heatmap.markdown())
-    assert f"**{lora}** ★" in markdown and "☆" in markdown
+    assert f"**{lora}** ★ ({v.low:.3f}–{v.high:.3f})" in markdown and "☆" in markdown
 
 
 def test_leaderboards_have_a_backbone_column_flags_a_sort_script_and_drill_downs(tmp_path):
@@ -118,7 +123,9 @@ def test_leaderboards_have_a_backbone_column_flags_a_sort_script_and_drill_downs
     board = page[page.index("id='task--glue-sst2'") :]
     board = board[board.index("<table class='sortable'>") : board.index("</table>")]
     header = re.findall(r"<th[^>]*>([^<]*)</th>", board)
-    assert header[:5] == ["method", "budget", "backbone", "seeds", "test/accuracy [95%]"] and "flags" in header
+    assert header[:4] == ["method", "budget", "backbone", "seeds"] and header[4].startswith("test/accuracy [95%")
+    assert header[5:7] == ["against the choice", "flags"], "the verdict columns first"
+    assert header[4] == "test/accuracy [95%: seeds+items]", "the header says what its intervals count"
     fewshot = next(line for line in board.splitlines() if "#cell--glue-sst2--fewshot--64" in line)
     assert "<td class='l'>smollm2-135m</td>" in fewshot and "<td data-v='3'>3</td>" in fewshot
     assert "did-not-learn" in next(line for line in board.splitlines() if "--frozen--64'" in line)
@@ -150,7 +157,9 @@ def test_exports_and_summary_md_carry_every_record_and_the_overview(tmp_path):
     assert summary.startswith("# adaptbench report: suite s")
     assert "| cells | 13 ok cells (0 flagged degenerate), 1 failed (1 failed), 0 unsupported |" in summary
     assert "| code | git abc (13), def (1)" in summary and "AMD EPYC 7B13" in summary
-    assert "## Decision map" in summary and "| glue-sst2 | 64 | lora (validation 0." in summary
+    assert (
+        "## Decision map" in summary and "| glue-sst2 | 64 (±0.01 accuracy) | lora: no other method better" in summary
+    )
     assert "## Primary test metric at a glance" in summary and "★" in summary
 
 

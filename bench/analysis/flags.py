@@ -73,6 +73,12 @@ def tuned_still_improving(tuning: dict) -> bool:
     return bool(tuning.get("still_improving")) and not tried
 
 
+def stopped_by_cap(record: Record) -> bool:
+    """The run ended at its step cap (``selection.stopped_by == "cap"``), not by patience or convergence: the cap,
+    not the method, set its length. Shown beside the verdict whether or not the best pass was the last."""
+    return record.selection is not None and record.selection.stopped_by == "cap"
+
+
 def at_grid_edge(record: Record) -> bool:
     """A tuned cell whose chosen value sits at an edge of the values tried, the widening's limit reached."""
     return any(v != "inside" for v in ((record.tuning or {}).get("edge") or {}).values())

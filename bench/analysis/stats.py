@@ -2,9 +2,10 @@
 (seeds and test items both counted) is ``bench.analysis.contrast``; lining their records up is
 ``bench.analysis.pairing``.
 
-- ``seed_summary``: the mean over seeds with a 95% t-interval (scipy.stats.t); one seed has no interval
-  (``low = high = nan``) and is shown as "one seed", never as a bare number that looks like a mean. With the metric,
-  the interval is clipped to its range.
+- ``seed_summary``: the mean over seeds with a 95% t-interval (scipy.stats.t), of kind ``seeds``; one seed has no
+  interval (``low = high = nan``) and is shown as "one seed", never as a bare number that looks like a mean. With the
+  metric, the interval is clipped to its range. A test score's interval over seeds and test items is
+  ``bench.analysis.score_interval`` (kinds ``seeds+items``, ``items``).
 - The seed rule: a ranking needs ``MIN_SEEDS`` seeds of each method (a method may declare more, ``Method.min_seeds``:
   fewshot's seed is a draw of demonstrations, a larger source of variance); fewer is "not enough seeds", never a
   ranking from one seed.
@@ -20,7 +21,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,14 +39,20 @@ MIN_SEEDS = 3  # a method may declare more (``Method.min_seeds``) or be seedless
 NOT_ENOUGH_SEEDS = "not enough seeds"
 
 
+SEEDS_ITEMS, SEEDS, ITEMS = "seeds+items", "seeds", "items"  # what an interval counts (``Interval.kind``)
+
+
 @dataclass(frozen=True)
 class Interval:
-    """A mean with its 95% interval over ``n`` values; ``low``/``high`` are NaN with fewer than two."""
+    """A mean over ``n`` seeds with its 95% interval, and what the interval counts (``kind``): ``seeds`` (the
+    t-interval over seeds of ``seed_summary``; NaN bounds with fewer than two), ``seeds+items`` or ``items`` (one
+    seed: the test items only; ``bench.analysis.score_interval``)."""
 
     mean: float
     low: float
     high: float
     n: int
+    kind: str = SEEDS
 
     @property
     def one_seed(self) -> bool:
@@ -60,7 +67,15 @@ class Interval:
             return "–"
         if not self.has_interval:
             return f"{self.mean:.{digits}f} (one seed)" if self.one_seed else f"{self.mean:.{digits}f}"
-        return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+        text = f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+        return f"{text} (one seed)" if self.one_seed else text  # an items-only interval: the seeds' noise not in it
+
+
+def interval_kinds(intervals: Iterable[Interval | None]) -> str:
+    """What a column of intervals counts, for its header: "seeds+items", or e.g. "seeds+items / items" when some
+    rows have one seed (the kinds of the intervals that have bounds, the main kind first)."""
+    found = {i.kind for i in intervals if i is not None and i.has_interval}
+    return " / ".join(k for k in (SEEDS_ITEMS, ITEMS, SEEDS) if k in found) or SEEDS
 
 
 def seed_summary(values: Sequence[float | None], metric: str | None = None) -> Interval:

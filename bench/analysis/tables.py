@@ -1,7 +1,7 @@
 """The per-task tables, built once: a ``Row`` per (method, budget) with every test metric's mean and 95% interval over
 seeds (clipped to the metric's range, ``bench.analysis.stats.seed_summary``), the backbones, the gain over scratch,
-forgetting, costs and flags. The page's leaderboards, summary.md's tables and ``adaptbench summary`` render these
-rows; none of them builds its own.
+forgetting, costs (median and range over seeds: ``Spread``) and flags. The page's leaderboards, summary.md's tables
+and ``adaptbench summary`` render these rows; none of them builds its own.
 """
 
 from __future__ import annotations
@@ -15,15 +15,16 @@ import numpy as np
 from bench import catalog
 from bench.analysis import baselines as bl
 from bench.analysis.cells import SCRATCH, Gain, MethodCell, adjust_gains, gain_over_scratch, method_cells
-from bench.analysis.flags import cell_flags
+from bench.analysis.flags import cell_flags, stopped_by_cap
 from bench.analysis.overview import method_rank, task_rank
-from bench.analysis.stats import Interval, seed_summary
+from bench.analysis.score_interval import cell_intervals
+from bench.analysis.stats import Interval, min_seeds, seed_summary
 from bench.catalog import held_out
 from bench.core.api import TaskSpec
 from bench.core.record import SHOWN_SPLITS, TEST, Record, metric_key, split_of
 from bench.core.store import Store
 
-COSTS = (  # Cost fields averaged over seeds
+COSTS = (  # Cost fields summarised over seeds (``Spread``: median and range)
     "peak_mem_bytes",
     "peak_mem_delta_bytes",
     "train_samples_per_s",
@@ -31,6 +32,40 @@ COSTS = (  # Cost fields averaged over seeds
     "train_time_s",
     "wall_time_s",
 )
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A cost over seeds: its median and range. Costs are summarised by the median, not the mean, because one slow
+    seed (a busy machine, a cold cache) would drag a mean far from what a run typically takes; the range shows it."""
+
+    median: float  # NaN: no seed measured it
+    low: float
+    high: float
+    n: int  # seeds that measured it
+
+    @classmethod
+    def of(cls, values: Sequence[float | None]) -> Spread:
+        vals = [float(v) for v in values if v is not None and not math.isnan(v)]
+        if not vals:
+            return cls(math.nan, math.nan, math.nan, 0)
+        return cls(float(np.median(vals)), min(vals), max(vals), len(vals))
+
+    def describe(self, scale: float = 1.0) -> str:
+        """``22 (20–270)``: the median and, when the seeds differ, the range; ``scale`` multiplies every value (bytes
+        to MiB); "–" when not measured. Whole numbers from 100 up, one decimal from 1, two below."""
+        if self.n == 0:
+            return "–"
+        med, low, high = (scale * v for v in (self.median, self.low, self.high))
+        digits = _digits(max(abs(low), abs(high)))
+        text = f"{med:,.{digits}f}"
+        if f"{low:,.{digits}f}" != f"{high:,.{digits}f}":
+            text += f" ({low:,.{digits}f}–{high:,.{digits}f})"
+        return text
+
+
+def _digits(x: float) -> int:
+    return 0 if x >= 100 or x == 0 else 1 if x >= 1 else 2
 
 
 @dataclass(frozen=True)
@@ -48,7 +83,7 @@ class Row:
     probe_held_out: bool
     flags: tuple[str, ...]  # ``bench.analysis.flags.cell_flags`` (none for a task this checkout does not register)
     n_degenerate: int  # seeds flagged degenerate
-    costs: dict[str, float]  # mean over seeds of each of ``COSTS`` (NaN: not measured)
+    costs: dict[str, Spread]  # median and range over seeds of each of ``COSTS``
     trainable: float  # mean trainable parameters
     trainable_share: float  # of all parameters
     saved_bytes: float  # mean adapter bytes (what must be saved beside the base model)
@@ -70,6 +105,24 @@ class Row:
     @property
     def n(self) -> int:
         return len(self.cell.records)
+
+    @property
+    def caveats(self) -> list[str]:
+        """What limits how far this row's numbers can be trusted, in words, for the places a verdict is read (the
+        decision map, the leaderboards): its flags (``bench.analysis.flags``, few-seeds as "k of m seeds"), and the
+        seeds whose run ended at its step cap."""
+        out = []
+        for flag in self.flags:
+            if flag == "degenerate":
+                out.append(f"degenerate: {self.n_degenerate} of {self.n}")
+            elif flag == "few-seeds":
+                out.append(f"{self.n} of {min_seeds(self.method)} seeds")
+            else:
+                out.append(flag)
+        capped = sum(stopped_by_cap(r) for r in self.records)
+        if capped:
+            out.append(f"step cap {capped}/{self.n}")
+        return out
 
 
 @dataclass(frozen=True)
@@ -112,7 +165,7 @@ def task_rows(
                 Row(
                     cell=c,
                     backbones=tuple(sorted({r.backbone for r in c.records})),
-                    metrics={k: seed_summary([r.metrics.get(k) for r in c.records], k) for k in names},
+                    metrics=cell_intervals(store, c.records, names),
                     gain=gain,
                     forgetting=seed_summary(drops) if drops and probes_held_out else None,
                     forgetting_extra=_extra_drops(c.records),
@@ -121,7 +174,7 @@ def task_rows(
                     probe_held_out=probes_held_out,
                     flags=tuple(flags),
                     n_degenerate=sum("degenerate" in r.flags for r in c.records),
-                    costs={k: _mean([getattr(r.cost, k) for r in c.records if r.cost]) for k in COSTS},
+                    costs={k: Spread.of([getattr(r.cost, k) for r in c.records if r.cost]) for k in COSTS},
                     trainable=_mean([r.params.trainable for r in c.records if r.params]),
                     trainable_share=_mean([r.params.trainable_share for r in c.records if r.params]),
                     saved_bytes=_mean([r.params.adapter_bytes for r in c.records if r.params]),

@@ -457,6 +457,13 @@ class Method:
         Name a role (``BACKBONES.default("causal-lm")``), never an architecture."""
         return None
 
+    @classmethod
+    def mechanism(cls, spec: TaskSpec) -> str | None:
+        """What the method does on this task, when one name covers different mechanisms (fewshot: in-context
+        prompting of a causal LM on text, nearest class mean on images): a few words the report shows after the
+        name, so two mechanisms never share a label. None: the name says it."""
+        return None
+
     def unsupported_reason(self, task: TaskSpec, backbone: Backbone) -> str | None:
         """Why this method cannot run on this task with this backbone (None: it can). Ask the backbone's
         ``traits()``, never its name. Callers use ``Resolved.unsupported_reason``, which also checks modalities."""

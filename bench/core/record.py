@@ -423,7 +423,8 @@ def flatten(record: Record) -> dict[str, Any]:
     error, every metric under its own key (``test/auroc``), ``forgetting.<probe|before|after|drop|held_out>`` and
     each extra probe's drop (``forgetting_extra/<probe>``), every scalar field of ``cost``, ``params`` and ``env``
     (``cost.<field>``), how the checkpoint was selected (``selection.<on|best_step|stopped_by|stopped_at|
-    validation>``), ``retry.reason``, the flags, the hyperparameters as one JSON string and one column per value
+    validation>``), ``retry.reason``, the record's own flags (``record_flags``, ";"-joined) and why
+    (``record_flag_notes``), the hyperparameters as one JSON string and one column per value
     (``hparams.<section>.<name>``), the sweep and its choice (``tuned_from``, ``tuned.<name>``) and the record's
     file. Dictionaries and lists become JSON text, so every column has one type."""
     row: dict[str, Any] = {name: getattr(record, name) for name in IDENTITY}
@@ -447,7 +448,8 @@ def flatten(record: Record) -> dict[str, Any]:
     for name in ("on", "best_step", "stopped_by", "stopped_at", "validation"):
         row[f"selection.{name}"] = getattr(sel, name) if sel else None
     row["retry.reason"] = record.retry.reason if record.retry else None
-    row["flags"] = ",".join(record.flags)
+    row["record_flags"] = ";".join(record.flags)  # not "flags": a column of that name hides pandas' DataFrame.flags
+    row["record_flag_notes"] = "; ".join(f"{k}: {v}" for k, v in sorted(record.flag_notes.items())) or None
     row["hparams"] = json.dumps(record.hparams, sort_keys=True)
     for section, values in sorted(record.hparams.items()):
         if isinstance(values, dict):

@@ -12,8 +12,11 @@ from pathlib import Path
 from bench import catalog
 from bench.analysis.cells import method_cells
 from bench.analysis.decision_map import Decision, decisions
+from bench.analysis.hardware import HardwareReport, hardware_report
 from bench.analysis.overview import Overview, build_overview, task_rank
 from bench.analysis.pairing import CachedPredictions
+from bench.analysis.profile import Profile, RankView, performance_profile, profile_rows, rank_view
+from bench.analysis.references import Comparison, Reference, compare, load_references
 from bench.analysis.rules import RuleResult, evaluate
 from bench.analysis.sweeps import SweepRow, TuningRow, sweep_rows, tuning_rows
 from bench.analysis.tables import Row, tables
@@ -23,11 +26,21 @@ from bench.report.heatmap import Heatmap, build_heatmap
 from bench.report.plots import Plot, cross_task_figures
 
 METHODOLOGY = (
-    "Test metrics are from the checkpoint selected on validation (test is evaluated once per cell). Intervals are "
-    "95% t-intervals over seeds; one seed has none. Forgetting drop = probe on the untouched pretrained backbone "
-    "minus probe on the adapted backbone (positive = forgot). Peak memory: process peak RSS on the CPU, CUDA max "
-    "allocated on a GPU. Throughput excludes warm-up steps; for cached-feature methods it includes the one "
-    "backbone pass."
+    "Test metrics are from the checkpoint selected on validation (test is evaluated once per cell). Every interval is "
+    "95%, of one of three kinds. A method's score (leaderboards, the table at a glance, summary.md): the mean over "
+    "seeds, with an interval that counts both sources of noise, the seeds and the sampling of the test items (every "
+    "seed is scored on the same test items, so the item error they share never shows in the seeds' spread; a method "
+    "whose seeds all agree still has it); with one seed it counts the test items only (marked 'one seed', \u2020 in "
+    "the table at a glance), so a seeded method's seed-to-seed spread is missing from it; a cell without stored "
+    "predictions (\u2021) has the t-interval over seeds. The decision map: the difference between two methods, paired "
+    "by test item (and by seed where both ran it), its p-value Holm-adjusted over the map's comparisons of every task "
+    "and budget. Gain over scratch: the same paired test of a method minus scratch, Holm-adjusted in its own family "
+    "(every gain on the page). Two methods' score intervals can overlap while their paired difference is significant: "
+    "both are scored on the same test items, and the item noise they share widens each score's interval but cancels "
+    "in their difference. Forgetting drops: t-intervals over seeds. Forgetting drop = probe on the untouched "
+    "pretrained backbone minus probe on the adapted backbone (positive = forgot). Peak memory: process peak RSS on "
+    "the CPU, CUDA max allocated on a GPU. Throughput excludes warm-up steps; for cached-feature methods it includes "
+    "the one backbone pass."
 )
 
 
@@ -66,6 +79,31 @@ class ReportData:
     def cross_figures(self) -> list[Plot]:
         return cross_task_figures(self.ok, self.store)
 
+    @cached_property
+    def hardware(self) -> HardwareReport:
+        """Costs per machine, task, method and budget, and the cheapest method per question (analysis.hardware)."""
+        return hardware_report(self.ok)
+
+    @cached_property
+    def published(self) -> list[Reference]:
+        """The published references (``bench/published/*.toml``)."""
+        return load_references()
+
+    @cached_property
+    def references(self) -> list[Comparison]:
+        """The whole-training-set cells against the published references (``adaptbench references``' comparisons)."""
+        return compare(self.ok, self.published)
+
+    @cached_property
+    def profile(self) -> Profile:
+        """Every method's gap to each (task, budget) row's best (``bench.analysis.profile``)."""
+        return performance_profile(profile_rows(self.ok))
+
+    @cached_property
+    def rank_view(self) -> RankView | None:
+        """Mean ranks over the rows every compared method ran in, with their bootstrap interval."""
+        return rank_view(self.profile.rows)
+
 
 def build_report(
     suite: str,
@@ -98,7 +136,7 @@ def build_report(
         overview=build_overview(suite, records, source, unreadable=len(warnings), n_read=n_read),
         tables=rows,
         decisions=found,
-        heatmap=build_heatmap(cells, catalog.spec, {(d.task, d.budget): d for d in found}),
+        heatmap=build_heatmap(cells, catalog.spec, {(d.task, d.budget): d for d in found}, rows),
         rules=rules,
         store=store,
     )

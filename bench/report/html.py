@@ -3,9 +3,10 @@
 Layout: a readable column up to 1300 px; every table sits in its own horizontally scrolling box, so a wide table never
 makes the page scroll sideways (from 800 px up); a shadow at the box's edge says more columns lie that way, and a
 leaderboard's method and budget columns stay in view while it scrolls (its cells do not wrap). Print: details open,
-tables not cut through a row, header rows repeated on each page, colours kept. Script: click a column header to sort
-(numbers numerically, by the cell's ``data-v`` when it has one; empty cells last), follow a link into a collapsed
-drill-down and it opens.
+landscape pages, tables wrapped to the page's width (no cell clipped) and not cut through a row, header rows repeated
+on each page, a figure kept on one page where it fits (one without a narrow layout shrunk to fit), colours kept.
+Script: click a column header to sort (numbers numerically, by the cell's ``data-v`` when it has one; empty cells
+last), follow a link into a collapsed drill-down and it opens.
 """
 
 from __future__ import annotations
@@ -33,10 +34,14 @@ table.sortable{border-collapse:separate;border-spacing:0} table.sortable :is(th,
 table.sortable tr>:first-child{border-left-width:1px} table.sortable thead th{border-top-width:1px}
 table.sortable tr>:nth-child(-n+2){position:sticky;left:0;background:#fff}
 table.sortable tr>:first-child{width:6.5rem;min-width:6.5rem;max-width:6.5rem;overflow:hidden;text-overflow:ellipsis}
+table.sortable tbody td:first-child{white-space:normal}
 table.sortable tr>:nth-child(2){left:6.5rem} table.sortable thead tr>:nth-child(-n+2){background:#f3f3f3}
 table.sortable th[data-dir=asc]::after{content:" \\25B2"} table.sortable th[data-dir=desc]::after{content:" \\25BC"}
 td.heat{-webkit-print-color-adjust:exact;print-color-adjust:exact;white-space:nowrap}
 .nw{white-space:nowrap} .meta{color:#555;font-size:.85rem} .bad{color:#a00} .flag{color:#a00}
+table.decision td:nth-child(3){min-width:11rem} table.decision td:nth-child(4){min-width:12rem}
+table.decision td:nth-child(5){min-width:24rem} .cmp{margin:0 0 .2rem} .cmp.better>b,.cmp.worse>b{color:#a00}
+.cmp.equivalent>b{color:#060}
 code{background:#f5f5f5;padding:0 .2rem;overflow-wrap:anywhere}
 img{max-width:100%;height:auto} figure{margin:1rem 0}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.78rem;background:#f8f8f8;padding:.4rem;margin:.2rem 0}
@@ -44,11 +49,16 @@ details{margin:.3rem 0} summary{cursor:pointer}
 nav.toc ol{columns:2 16rem;font-size:.9rem;margin:.3rem 0}
 @media print{
  body{max-width:none;margin:0;padding:0;font-size:10pt}
- .scroll{overflow:visible;background:none} table{font-size:7pt} th,td{padding:.1rem .25rem}
- table.sortable td{white-space:normal} table.sortable tr>:nth-child(-n+2){position:static}
- tr,img,pre,summary{break-inside:avoid} thead{display:table-header-group} h2,h3{break-after:avoid}
+ .scroll{overflow:visible;background:none;max-width:none} table{font-size:7pt;max-width:100%}
+ th,td{padding:.1rem .25rem;min-width:0!important;white-space:normal!important;overflow-wrap:break-word}
+ table.sortable tr>:nth-child(-n+2){position:static}
+ table.sortable tr>:first-child{width:auto;max-width:none;overflow:visible;text-overflow:clip}
+ tr,img,pre,summary,figure,table.kv{break-inside:avoid} thead{display:table-header-group}
+ h2,h3,summary{break-after:avoid} figcaption{break-before:avoid}
+ figure>img{width:auto;height:auto;max-width:100%;max-height:6.2in} summary{list-style:none}
  nav.toc{display:none} table.sortable th::after{content:none!important}
 }
+@page{size:landscape}
 @media print{details::details-content{content-visibility:visible;display:contents}}
 """
 

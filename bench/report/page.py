@@ -83,7 +83,8 @@ def write_report(
     """index.html and summary.md of a suite's records in ``out_dir`` (default
     ``reports/<folder>``). ``folder``: the folder under ``store.root`` that holds them (default: the suite's name;
     ``bench.core.store.locate`` finds records filed under another name, such as ``results/baselines/default-cpu``), and
-    beside them records.csv and records.parquet of every record read (``in_report``: whether the page shows it)."""
+    beside them records.csv and records.parquet of every record read (``role``: whether the page shows it, a sweep
+    cell or a cell outside the suite) with their data dictionary records.md."""
     store = store or Store()
     suite_file = None
     if suite.endswith(".toml"):  # a path, as `grid` takes it: the records are filed under the file's stem
@@ -107,7 +108,7 @@ def write_report(
     data = build_report(suite, records, notes, where, store.warnings(), store, labels_from_data, len(read))
     atomic_write_text(out / "index.html", page_html(data))
     atomic_write_text(out / "summary.md", summary_markdown(data))
-    write_exports(read, out, shown={r.key for r in records})
+    write_exports(read, out, shown={r.key for r in records}, tables=data.tables)
     for note in notes:
         print(f"note: {note}")
     return out / "index.html"

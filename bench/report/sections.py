@@ -10,16 +10,23 @@ import html
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bench.analysis.decision_map import Decision
 from bench.analysis.flags import DEGENERATE_ROWS, NOT_HELD_OUT, legend
 from bench.analysis.overview import method_rank, task_rank
 from bench.analysis.rules import FAMILY as RULES_FAMILY
 from bench.analysis.tables import spec_or_none
+from bench.report import profile_section as prof
+from bench.report import references_section as refs
 from bench.report.data import METHODOLOGY, ReportData
+from bench.report.decision import EXPLAINED as DECISION_EXPLAINED
+from bench.report.decision import decision_html as map_html
+from bench.report.decision import decision_markdown as map_markdown
+from bench.report.decision import map_rows
+from bench.report.glossary import glossary_html, glossary_markdown
+from bench.report.hardware import hardware_entries, hardware_html, hardware_markdown
 from bench.report.heatmap import LEGEND
 from bench.report.html import TD, anchor, table
-from bench.report.leaderboard import BOARD_FLAGS, leaderboard_html
-from bench.report.markdown import markdown_tables, task_table
+from bench.report.leaderboard import AGAINST_NOTE, BOARD_FLAGS, CAVEATS, COSTS_NOTE, leaderboard_html
+from bench.report.markdown import markdown_tables
 from bench.report.plots import NARROW_PX, Plot, task_figures
 from bench.report.text import rule_text
 
@@ -72,58 +79,28 @@ def overview_markdown(data: ReportData) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ decision map
-def decision_cells(d: Decision) -> list[str]:
-    """task, budget, chosen on validation, better on test, equivalent, worse, undecided, left out (methods grouped by
-    the reason)."""
-    best = d.note if d.best is None else f"{d.best} (validation {d.validation[d.best]:.3f})"
-    reasons: dict[str, list[str]] = {}
-    for method, why in d.excluded.items():
-        reasons.setdefault(why, []).append(method)
-    left_out = "; ".join(
-        f"{', '.join(sorted(ms, key=method_rank))}: {why}" for why, ms in sorted(reasons.items(), key=lambda kv: kv[0])
-    )
-    undecided = []
-    for m in d.undecided:
-        more = d.diffs[m].more_seeds()
-        undecided.append(f"{m} ({'more test items' if more is None else f'~{more} more seeds'})")
-    cells = [", ".join(d.better), ", ".join(d.equivalent), ", ".join(d.worse), ", ".join(undecided)]
-    return [d.task, str(d.budget or "all"), best, *cells, left_out]
-
-
-DECISION_HEADER = [
-    "task",
-    "budget",
-    "chosen on validation",
-    "better on test",
-    "equivalent",
-    "worse",
-    "undecided",
-    "left out",
-]
-
-
 def decision_html(data: ReportData) -> list[str]:
-    """The decision map (``bench.analysis.decision_map``, the same as ``adaptbench summary``) as an HTML table."""
-    rows = [[TD(c, cls="l") for c in decision_cells(d)] for d in data.decisions]
+    """The decision map (``bench.analysis.decision_map``, the same as ``adaptbench summary``): the verdict per
+    (task, budget) with what it rests on (``bench.report.decision``)."""
     return [
         "<section id='decision-map'>",
         "<h2>Decision map</h2>",
         f"<p class='meta'>{esc(rule_text())}</p>",
-        table(DECISION_HEADER, rows),
+        f"<p class='meta'>{esc(DECISION_EXPLAINED)}</p>",
+        map_html(map_rows(data.decisions, data.tables)),
         "</section>",
     ]
 
 
 def decision_markdown(data: ReportData) -> list[str]:
-    lines = ["## Decision map", "", "| " + " | ".join(DECISION_HEADER) + " |", "|---" * len(DECISION_HEADER) + "|"]
-    return lines + ["| " + " | ".join(c.replace("|", "/") for c in decision_cells(d)) + " |" for d in data.decisions]
+    return ["## Decision map", "", DECISION_EXPLAINED, "", *map_markdown(map_rows(data.decisions, data.tables))]
 
 
 # ------------------------------------------------------------------------------------------- at a glance
 def glance_html(data: ReportData) -> list[str]:
     return [
         "<section id='at-a-glance'><h2>Primary test metric at a glance</h2>",
-        f"<p class='meta'>Mean over seeds; hover a cell for its interval and seeds. {esc(LEGEND)}</p>",
+        f"<p class='meta'>Hover a cell for its seeds. {esc(LEGEND)}</p>",
         data.heatmap.html(),
         "</section>",
     ]
@@ -245,12 +222,12 @@ def tasks_html(data: ReportData) -> list[str]:
             f"(base model: {before}).</p>"
         )
         out.extend(figure_html(plot) for plot in task_figures(task, data.ok, data.store))
-        if spec is not None:
-            out.append(leaderboard_html(task, rows, spec))
-            out.append(f"<p class='meta'>Flags: {esc(legend(BOARD_FLAGS))}. Click a column header to sort.</p>")
-        else:  # a task this checkout does not register: the plain table
-            header, body = task_table(rows, primary)
-            out.append(table(header, body))
+        # one table builder for every task (a task this checkout does not register: no flags, primary accuracy)
+        out.append(leaderboard_html(task, rows, spec, [d for d in data.decisions if d.task == task]))
+        out.append(
+            f"<p class='meta'>Flags: {esc(legend(BOARD_FLAGS))}; {esc(CAVEATS)}. {esc(AGAINST_NOTE)} "
+            f"{esc(COSTS_NOTE)} Click a column header to sort.</p>"
+        )
         if any(r.n_degenerate for r in rows):
             out.append(f"<p class='bad'>{esc(DEGENERATE_ROWS)}</p>")
         out.append("</section>")
@@ -258,7 +235,7 @@ def tasks_html(data: ReportData) -> list[str]:
 
 
 def tasks_markdown(data: ReportData) -> list[str]:
-    return ["## Per task", "", markdown_tables(data.tables)]
+    return ["## Per task", "", markdown_tables(data.tables, data.decisions)]
 
 
 # ---------------------------------------------------------------------------------------------- not ok
@@ -275,18 +252,37 @@ def not_ok_html(data: ReportData) -> list[str]:
     ]
 
 
+# ------------------------------------------------------------------------------------------------ glossary
+def _pairs(data: ReportData) -> list[tuple[str, str]]:
+    return sorted({(r.task, r.method) for r in data.ok})
+
+
+def glossary_section_html(data: ReportData) -> list[str]:
+    return glossary_html(_pairs(data))
+
+
+def glossary_section_markdown(data: ReportData) -> list[str]:
+    return glossary_markdown(_pairs(data))
+
+
 SECTIONS: tuple[Section, ...] = (
     Section(lambda data: [("overview", "Overview")], overview_html, overview_markdown),
     Section(_when(lambda d: d.decisions, "decision-map", "Decision map"), decision_html, decision_markdown),
+    Section(_when(refs.shown, refs.ANCHOR, refs.TITLE), refs.references_html, refs.references_markdown),
     Section(
         _when(lambda d: d.heatmap.rows, "at-a-glance", "Primary test metric at a glance"), glance_html, glance_markdown
     ),
+    Section(hardware_entries, hardware_html, hardware_markdown),
     Section(_when(lambda d: d.rules, "rules", "Rules of thumb"), rules_html, rules_markdown),
+    Section(
+        _when(prof.shown, prof.ANCHOR, prof.TITLE), lambda d: prof.profile_html(d, figure_html), prof.profile_markdown
+    ),
     Section(_when(lambda d: d.sweeps, "sweeps", "Hyperparameter sweeps"), sweeps_html),
     Section(_when(lambda d: d.tuning, "tuning", "Nested tuning"), tuning_html),
     Section(_when(lambda d: d.cross_figures, "across-tasks", "Across tasks"), across_html),
     Section(lambda data: [(anchor("task", t), t) for t in _tasks(data)], tasks_html, tasks_markdown),
     Section(_when(lambda d: d.not_ok, "not-ok", "Cells that did not produce results"), not_ok_html),
+    Section(_when(lambda d: d.ok, "glossary", "Glossary"), glossary_section_html, glossary_section_markdown),
 )
 
 __all__ = ["NOT_HELD_OUT", "SECTIONS", "Section"]

@@ -76,7 +76,7 @@ def run_summary(record: Record) -> dict[str, Any]:
     if record.params is not None:
         out["params/trainable_share"] = record.params.trainable_share
     if record.flags:
-        out["flags"] = flat["flags"]
+        out["flags"] = flat["record_flags"]
     if record.retry is not None:
         out["retry"] = record.retry.reason
     if not record.ok:

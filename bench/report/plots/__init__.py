@@ -2,14 +2,15 @@
 
 - Per task (``task_figures``): sample efficiency (``efficiency``: the primary test metric vs labelled examples on a
   log axis, budget 0, "all", at the training-set size), when the methods that train have two or more budgets; then
-  the cost trade-offs (``tradeoff``) at each budget with at least three methods.
-- Across tasks (``cross_task_figures``): tasks whose trained methods have one budget, as one dot chart instead of
-  many near-empty plots, and in-domain vs out-of-domain for the shift tasks.
+  the trade-offs against training and serving cost (``tradeoff``, ``serving``) at each budget with at least three
+  methods.
+- Across tasks (``cross_task_figures``, ``crosstask``): tasks whose trained methods have one budget, as one dot chart
+  (a panel per metric) instead of many near-empty plots, and in-domain vs out-of-domain for the shift tasks.
 
-Points are the mean over seeds with the 95% t-interval (``bench.analysis.stats.seed_summary``; none with one seed).
-Methods that do not train are not trends: a method that reads no training example (``Method.budget_free``, zeroshot)
-is one horizontal line; fewshot's seeds are draws of demonstrations from a budget, so each budget is its own marker,
-never joined. What every figure shares (styles, baselines, axes, encoding) is ``style``.
+Points are the mean over seeds with the 95% t-interval (``bench.analysis.stats.seed_summary``; none with one seed) as
+error bars. Methods that do not train are not trends: a method that reads no training example (``Method.budget_free``,
+zeroshot) is one labelled horizontal line; fewshot's seeds are draws of demonstrations from a budget, so each budget
+is its own marker, never joined. What every figure shares (styles, baselines, axes, sizes, encoding) is ``style``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from bench.report.plots.crosstask import dot_chart_plot, shift_plot
 from bench.report.plots.efficiency import efficiency_plot, efficiency_series, trained_budgets
 from bench.report.plots.style import NARROW_PX, Plot, spec_of, task_baselines
-from bench.report.plots.tradeoff import dot_chart_plot, shift_plot, tradeoff_plot
+from bench.report.plots.tradeoff import tradeoff_plot
 
 if TYPE_CHECKING:
     from bench.core.record import Record

@@ -1,13 +1,15 @@
-"""The report's scatter and dot charts (styles, encoding and baselines from ``bench.report.plots.efficiency``):
+"""The cost trade-offs of one task: its primary test metric against forgetting (only held-out probes,
+``bench.probes.held_out``, as ``bench.analysis.cells.method_cells`` counts them, and only the probe most methods share:
+fewshot's causal LM reads WikiText perplexity, another scale), trainable parameters, peak memory, training time and,
+beside them, serving time per test example (``bench.report.plots.serving``: the inference side, where the methods
+that train nothing are the slowest), log axes but forgetting, one row per budget with at least ``MIN_METHODS``
+methods.
 
-- trade-offs of one task: the primary test metric against forgetting (only held-out probes, ``bench.probes.held_out``,
-  as ``bench.analysis.cells.method_cells`` counts them, and only the probe most methods share: fewshot's causal LM
-  reads WikiText perplexity, another scale), trainable parameters, peak memory and training time (log axes), one row per
-  budget with at least ``MIN_METHODS`` methods, the Pareto front of each panel ringed
-  (``bench.analysis.cells.pareto_front`` on the panel's points, as ``pareto_fronts`` does: higher metric, lower cost);
-- the tasks whose trained methods have one budget, as one dot chart: task on the y axis, its primary test metric on
-  the x axis, one marker per method with its interval, the task's majority and chance as short segments;
-- in-domain vs out-of-domain test metric of the shift tasks, one panel per task, with the y = x line.
+Each panel rings the Pareto front of the means (``bench.analysis.cells.pareto_front`` on the panel's points, as
+``pareto_fronts`` does: higher metric, lower cost). The means ignore the noise, so every point carries its 95%
+interval over seeds (serving time: the range over seeds, sideways) and a dashed ring marks a method off that front
+whose interval still reaches every method that dominates it: its place behind the front is within noise. Markers
+that would overlap are nudged apart sideways (``style.nudge``).
 """
 
 from __future__ import annotations
@@ -16,28 +18,28 @@ import math
 import textwrap
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bench import catalog
 from bench.analysis import cells as cl
-from bench.core.metrics import metric_range
-from bench.core.record import TEST_OOD, metric_key
-from bench.report.plots.efficiency import Series, efficiency_series, trained_budgets
+from bench.analysis.stats import Interval
+from bench.report.plots.serving import ENCODING, MERGED, serving_cost
 from bench.report.plots.style import (
     MIN_SPAN,
     Plot,
-    baseline_values,
+    backbone_of,
     budget_labels,
     draw_baselines,
     draw_point,
     interval_ends,
     legend_outside,
+    method_label,
     method_rank,
     new_figure,
+    note_off_axis,
+    nudge,
     png_base64,
     spec_of,
-    task_baselines,
     value_limits,
     yerr,
 )
@@ -49,18 +51,18 @@ if TYPE_CHECKING:
     from bench.analysis.baselines import Baselines
     from bench.analysis.cells import MethodCell
     from bench.core.record import Record
-    from bench.core.store import Store
 
-NARROW_PER_ROW = (
-    2  # the trade-off figure for windows under bench.report.plots.efficiency.NARROW_PX: 770 px wide instead of 1350
-)
+NARROW_PER_ROW = 2  # panels per row in the layout for windows under NARROW_PX: 720 px wide instead of 1440
 MIN_METHODS = 3  # a front of two points says no more than the table: fewer methods at a budget, no trade-off row
-COST_AXES = {  # bench.analysis.cells.PARETO_AXES name -> (x label, factor to display units, log axis)
+SERVING = "serving time"
+COST_AXES = {  # panel name (bench.analysis.cells.PARETO_AXES, and serving) -> (x label, factor to display, log axis)
     "forgetting": ("forgetting drop on {probe} (> 0: forgot)", 1.0, False),
     "trainable params": ("trainable parameters", 1.0, True),
     "peak memory": ("peak memory (MiB)", 2.0**-20, True),
     "train time": ("training time (s)", 1.0, True),
+    SERVING: ("serving time per test example (ms)", 1.0, True),
 }
+PANEL_W, NARROW_PANEL_W, PANEL_H, FRAME_W = 2.8, 3.4, 2.9, 0.4  # inches: a panel (wide, narrow); the y label
 
 
 # ---------------------------------------------------------------------------------------------- trade-offs
@@ -92,19 +94,50 @@ def _probe(cell: MethodCell) -> str | None:
     return next((r.forgetting.probe for r in cell.records if r.forgetting), None)
 
 
-def cost_points(group: dict[str, MethodCell], name: str, probe: str | None) -> tuple[dict[str, float], dict[str, str]]:
-    """One panel's x values in display units (method -> x), and why the others have no point."""
-    attr, factor = cl.PARETO_AXES[name][0], COST_AXES[name][1]
-    xs, missing = {}, {}
+def cost_points(
+    group: dict[str, MethodCell], name: str, probe: str | None
+) -> tuple[dict[str, float], dict[str, str], dict[str, tuple[float, float]]]:
+    """One panel's x values in display units (method -> x), why the others have no point, and (serving time) the
+    range over seeds of each x."""
+    xs, missing, spread = {}, {}, {}
     for m, c in sorted(group.items(), key=lambda kv: method_rank(kv[0])):
-        x = getattr(c, attr) * factor
+        if name == SERVING:
+            cost, why = serving_cost(c.records)
+            if cost is None:
+                missing[m] = why
+            else:
+                xs[m], spread[m] = cost.median_ms, (cost.low_ms, cost.high_ms)
+            continue
+        x = getattr(c, cl.PARETO_AXES[name][0]) * COST_AXES[name][1]
         if not math.isfinite(x):
             missing[m] = "not measured"
         elif name == "forgetting" and _probe(c) != probe:
             missing[m] = f"on {_probe(c)}"
         else:
             xs[m] = x
-    return xs, missing
+    return xs, missing, spread
+
+
+def within_noise(points: dict[str, tuple[Interval, float]], front: Sequence[str], higher_is_better: bool) -> list[str]:
+    """The methods off the Pareto front of the means that no method beats beyond noise: every method at most as
+    costly whose mean is better has an interval that overlaps theirs (without intervals, the means decide)."""
+
+    def ends(i: Interval) -> tuple[float, float]:
+        return (i.low, i.high) if i.has_interval else (i.mean, i.mean)
+
+    out = []
+    for m, (i, cost) in points.items():
+        if m in front:
+            continue
+        lo, hi = ends(i)
+        beaten = any(
+            (ends(j)[0] > hi if higher_is_better else ends(j)[1] < lo)
+            for n, (j, c) in points.items()
+            if n != m and c <= cost
+        )
+        if not beaten:
+            out.append(m)
+    return out
 
 
 def _short(v: float) -> str:
@@ -114,15 +147,16 @@ def _short(v: float) -> str:
     return f"{v:g}"
 
 
-def log_axis(ax: Axes, xs: dict[str, float]) -> dict[str, float]:
-    """A log x axis over the panel's values, ticks at decades (or 1-2-5 steps over a narrow range) labelled 1k, 2M;
-    a value of 0 (fewshot's trainable parameters) sits at a "0" tick left of the rest. Returns where to draw."""
-    from matplotlib.ticker import NullFormatter
+def log_axis(ax: Axes, xs: dict[str, float], extent: Sequence[float] = ()) -> dict[str, float]:
+    """A log x axis over the panel's values (and ``extent``: the ends of their bars), ticks at decades (or 1-2-5
+    steps over a narrow range) labelled 1k, 2M; a value of 0 (fewshot's trainable parameters) sits at a "0" tick
+    left of the rest. Returns where to draw."""
+    from matplotlib.ticker import NullLocator
 
     positive = [x for x in xs.values() if x > 0]
     if not positive:
         return xs
-    lo, hi = min(positive), max(positive)
+    lo, hi = min(positive + [x for x in extent if x > 0]), max(positive + list(extent))
     zero_at = lo / 8 if len(positive) < len(xs) else None
     left, right = (zero_at or lo) / 1.8, hi * 1.8
     ax.set_xscale("log")
@@ -136,8 +170,88 @@ def log_axis(ax: Axes, xs: dict[str, float]) -> dict[str, float]:
     if zero_at:
         ticks, labels = [zero_at, *ticks], ["0", *labels]
     ax.set_xticks(ticks, labels)
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_minor_locator(NullLocator())  # labelled decades only: unlabelled minors cost time and say little
     return {m: x if x > 0 else zero_at for m, x in xs.items()}
+
+
+def _linear_axis(ax: Axes, xs: dict[str, float]) -> None:
+    values = [0.0, *xs.values()]
+    lo, hi = min(values), max(values)
+    pad = 0.14 * (hi - lo) if hi > lo else 0.05
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.axvline(0.0, color="#999999", linewidth=0.8, zorder=0)
+
+
+def _nudged(ax: Axes, xs: dict[str, float], ys: dict[str, float], log: bool) -> dict[str, float]:
+    """``xs`` moved sideways where markers would overlap (``nudge``, in axes fractions of the panel; kept inside)."""
+    (left, right), (lo, hi) = ax.get_xlim(), ax.get_ylim()
+    names = list(xs)
+
+    def frac(x: float) -> float:
+        return math.log(x / left) / math.log(right / left) if log else (x - left) / (right - left)
+
+    def back(f: float) -> float:
+        return left * (right / left) ** f if log else left + f * (right - left)
+
+    at = {m: frac(xs[m]) for m in names}
+    offsets = nudge([(at[m], (ys[m] - lo) / (hi - lo)) for m in names])
+    moved = {m: at[m] + off for m, off in zip(names, offsets, strict=True)}
+    return {
+        m: back(min(max(f, 0.02), 0.98)) if off else xs[m] for (m, f), off in zip(moved.items(), offsets, strict=True)
+    }
+
+
+def draw_panel(
+    ax: Axes,
+    group: dict[str, MethodCell],
+    name: str,
+    probe: str | None,
+    higher_is_better: bool,
+    gid: str,
+    labels: dict[str, str] | None = None,
+) -> tuple[dict[str, float], dict[str, str]]:
+    """One cost panel: the methods' points (nudged apart; ``labels``: their legend labels), the Pareto front of the
+    means ringed and the methods within noise of it ringed dashed. Returns where each method was drawn and why the
+    others were not."""
+    xlabel, _, log = COST_AXES[name]
+    values, missing, spread = cost_points(group, name, probe)
+    xs = log_axis(ax, values, [v for r in spread.values() for v in r]) if log else values
+    if not log and values:
+        _linear_axis(ax, values)
+    means = {m: group[m].primary.mean for m in xs}
+    xs = _nudged(ax, xs, means, log) if xs else xs
+    front = cl.pareto_front({m: (means[m], values[m]) for m in values}, (higher_is_better, False))
+    noise = within_noise({m: (group[m].primary, values[m]) for m in values}, front, higher_is_better)
+    for m, x in xs.items():
+        i = group[m].primary
+        xerr = None
+        if m in spread:  # the range over seeds, around the median (drawn where the median was nudged to)
+            low, high = spread[m]
+            xerr = [[x * (1 - low / values[m])], [x * (high / values[m] - 1)]]
+        draw_point(ax, [x], [i.mean], m, f"{gid}:{m}", xerr=xerr, yerr=yerr([i]), label=(labels or {}).get(m))
+    front.sort(key=lambda m: xs[m])
+    if front:
+        fx, fy = [xs[m] for m in front], [means[m] for m in front]
+        ax.plot(fx, fy, color="black", linewidth=0.8, alpha=0.5, zorder=2)
+        ring = ax.scatter(fx, fy, s=240, facecolors="none", edgecolors="black", linewidths=1.3, zorder=4,
+                          label="Pareto front of the means (ring)")  # fmt: skip
+        ring.set_gid(gid.replace("point:", "pareto:", 1))
+    if noise:
+        ring = ax.scatter([xs[m] for m in noise], [means[m] for m in noise], s=170, facecolors="none",
+                          edgecolors="#555555", linewidths=1.0, linestyles="--", zorder=4,
+                          label="off it by the means only: within noise (dashed ring)")  # fmt: skip
+        ring.set_gid(gid.replace("point:", "noise:", 1))
+    if not xs:
+        why = "no held-out forgetting probe" if name == "forgetting" else "not recorded"
+        ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", color="#555555")
+    by_reason: dict[str, list[str]] = {}
+    for m, why in missing.items():
+        by_reason.setdefault(why, []).append(m)
+    note = "; ".join(f"{why}: {', '.join(ms)}" for why, ms in by_reason.items())
+    xlabel = xlabel.format(probe=probe or "no probe")
+    ax.set_xlabel(textwrap.fill(f"{xlabel}\n(no point: {note})" if note else xlabel, 42), fontsize=9)
+    ax.grid(alpha=0.3)
+    return xs, missing
 
 
 def tradeoff_figure(
@@ -149,53 +263,38 @@ def tradeoff_figure(
     labels: dict[int, str],
     per_row: int = len(COST_AXES),
 ) -> Figure:
-    """One row of the four cost panels per budget; ``per_row`` 2 wraps each budget's panels onto two rows, a figure
-    half as wide for narrow windows (``NARROW_PER_ROW``)."""
+    """One row of the cost panels per budget; ``per_row`` 2 wraps each budget's panels onto rows of two, a figure
+    half as wide for narrow windows (``NARROW_PER_ROW``). The legend sits above the panels."""
     wraps = math.ceil(len(COST_AXES) / per_row)
-    fig = new_figure(1.9 + 2.9 * per_row, 0.8 + 3.2 * len(cells) * wraps)
+    backbones = {m: backbone_of(c.records) for g in cells.values() for m, c in g.items()}
+    named = len(set(backbones.values()) - {""}) > 1  # name each method's backbone where they differ
+    legend = {m: method_label(m, backbone if named else "") for m, backbone in backbones.items()}
+    methods = sorted({m for g in cells.values() for m in g}, key=method_rank)
+    legend_rows = math.ceil((len(methods) + 4) / (6 if per_row > NARROW_PER_ROW else 3))
+    panel_w = PANEL_W if per_row > NARROW_PER_ROW else NARROW_PANEL_W
+    fig = new_figure(FRAME_W + panel_w * per_row, 0.5 + 0.2 * legend_rows + PANEL_H * len(cells) * wraps)
     grid = fig.subplots(len(cells) * wraps, per_row, squeeze=False, sharey="row")
     probe = main_probe(cells)
     for b, (budget, group) in enumerate(cells.items()):
-        # the methods' spread sets the range here (at least MIN_SPAN): what a trade-off compares is the methods, and
-        # the sample-efficiency plot already sets them against the baselines, drawn here only where they fall in it
+        # the methods' spread sets the range here (at least MIN_SPAN): what a trade-off compares is the methods;
+        # a baseline outside it is named at the first panel's edge
         limits = value_limits([v for c in group.values() for v in interval_ends(c.primary)], metric)
-        for k, (name, (xlabel, _, log)) in enumerate(COST_AXES.items()):
+        for k, name in enumerate(COST_AXES):
             ax = grid[b * wraps + k // per_row][k % per_row]
-            values, missing = cost_points(group, name, probe)
-            xs = log_axis(ax, values) if log else values
-            front = cl.pareto_front({m: (group[m].primary.mean, values[m]) for m in values}, (higher_is_better, False))
-            for m, x in xs.items():
-                i = group[m].primary
-                draw_point(ax, [x], [i.mean], m, f"point:{budget}:{name}:{m}", yerr=yerr([i]))
-            front.sort(key=lambda m: xs[m])
-            if front:
-                fx, fy = [xs[m] for m in front], [group[m].primary.mean for m in front]
-                ax.plot(fx, fy, color="black", linewidth=0.8, alpha=0.5, zorder=2)
-                ring = ax.scatter(fx, fy, s=240, facecolors="none", edgecolors="black", linewidths=1.3, zorder=4,
-                                  label="Pareto front (ringed)")  # fmt: skip
-                ring.set_gid(f"pareto:{budget}:{name}")
-            if not xs:
-                why = "no held-out forgetting probe" if name == "forgetting" else "not recorded"
-                ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", color="#555555")
-            if not log:
-                ax.axvline(0.0, color="#999999", linewidth=0.8, zorder=0)
-                ax.margins(x=0.12)
-            draw_baselines(ax, base, within=limits)
-            by_reason: dict[str, list[str]] = {}
-            for m, why in missing.items():
-                by_reason.setdefault(why, []).append(m)
-            note = "; ".join(f"{why}: {', '.join(ms)}" for why, ms in by_reason.items())
-            xlabel = xlabel.format(probe=probe or "no probe")
-            ax.set_xlabel(textwrap.fill(f"{xlabel}\n(no point: {note})" if note else xlabel, 48), fontsize=9)
-            ax.grid(alpha=0.3)
+            ax.set_ylim(*limits)
+            draw_panel(ax, group, name, probe, higher_is_better, f"point:{budget}:{name}", legend)
+            off = draw_baselines(ax, base, within=limits)
+            if k % per_row == 0:
+                note_off_axis(ax, off, limits)
             if b == 0 or wraps > 1:
                 ax.set_title(f"vs {name}", fontsize=10)
         for row in grid[b * wraps : (b + 1) * wraps]:
-            row[0].set_ylim(*limits)
-            row[0].set_ylabel(f"test {metric}\nbudget {labels.get(_effective(group), budget)}")
+            row[0].set_ylabel(f"test {metric}\nbudget {labels.get(_effective(group), budget)}", fontsize=9)
+        for ax in grid[(b + 1) * wraps - 1][len(COST_AXES) - (wraps - 1) * per_row :]:
+            fig.delaxes(ax)  # the last row's empty slots
     rows = "one row" if wraps == 1 else f"{wraps} rows"
-    fig.suptitle(f"{task}: metric vs cost, {rows} per budget", fontsize=11)
-    legend_outside(fig)
+    title = f"{task}: metric vs training and serving cost, {rows} per budget"
+    legend_outside(fig, where="top", ncols=6 if per_row > NARROW_PER_ROW else 3, title=title)
     return fig
 
 
@@ -222,150 +321,41 @@ def tradeoff_plot(task: str, records: Sequence[Record], base: Baselines | None, 
         f"{task}: test {metric} against forgetting (the drop of "
         + (f"{probe} from the untouched backbone; a probe on another scale is left off" if probe else "a probe")
         + ", and only a probe apart from the task's data counts), trainable parameters, peak memory (as recorded: "
-        "process peak RSS on the CPU, CUDA max allocated on a GPU) and training time (log axes; 0 at its own tick), "
-        f"one row per budget (two in a narrow window) with at least {MIN_METHODS} methods. Rings: the Pareto front "
-        f"of each panel (higher {metric}, lower cost); the y range is the methods' own (at least {MIN_SPAN}), so a "
-        "baseline line shows only where it falls inside. Bars: 95% t-interval over seeds (none with one seed)."
+        "process peak RSS on the CPU, CUDA max allocated on a GPU), training time and serving time (log axes; 0 at "
+        f"its own tick), one row per budget (rows of two in a narrow window) with at least {MIN_METHODS} methods. "
+        + _serving_caption(cells)
+        + f" Rings: the Pareto front of each panel (higher {metric}, lower cost) drawn from the means alone; where "
+        "a ring's lead over its neighbours is smaller than their error bars it is within noise. Dashed rings: "
+        "methods that only the means put behind the front (every method that dominates them has an overlapping "
+        f"interval). Bars: 95% t-interval over seeds (none with one seed). The y range is the methods' own (at "
+        f"least {MIN_SPAN}); a baseline outside it is named at the edge. Overlapping markers are nudged apart "
+        "sideways."
     )
     free = sorted({m for g in cells.values() for m in g if _budget_free(m)})
     if free:
         caption += f" {', '.join(free)} reads no training example: the same cell in every row."
-    alt = f"{task}: test {metric} against forgetting, trainable parameters, peak memory and training time"
+    alt = f"{task}: test {metric} against forgetting, trainable parameters, peak memory, training and serving time"
     return Plot(alt, f"{caption} {base_note}", *map(png_base64, figures))
 
 
-# ------------------------------------------------------------------------------------------- dot chart
-@dataclass(frozen=True)
-class DotRow:
-    """One task of the cross-task chart: its metric, the budget its trained methods share, its series and lines."""
-
-    task: str
-    metric: str
-    series: list[Series]
-    base: Baselines | None
-    budget: int | None = None  # the effective budget the trained methods share
-    labels: dict[int, str] = field(default_factory=dict)  # effective budget -> tick text ("all (N)")
-
-    def budget_text(self, x: int | None) -> str:
-        return "–" if x is None else self.labels.get(x, f"{x:,}")
-
-
-def dot_chart_figure(rows: Sequence[DotRow]) -> Figure:
-    """Task on the y axis (top to bottom), metric on the x axis, one marker per method (and budget, written beside
-    it, where it is not the row's) with its interval, the task's majority and chance as short black segments."""
-    most = max((sum(max(1, len(s.x)) for s in row.series) for row in rows), default=1)
-    fig = new_figure(11.0, 0.9 + len(rows) * max(0.6, 0.17 * most))
-    ax = fig.add_subplot()
-    shown: list[float] = []
-    for r, row in enumerate(rows):
-        centre = -float(r)
-        entries = [(s, k) for s in row.series for k in range(max(1, len(s.x)))]
-        for j, (s, k) in enumerate(entries):
-            y = centre + 0.7 * ((j + 0.5) / len(entries) - 0.5)
-            i = s.y[k]
-            label = s.method if s.kind == "curve" else f"{s.method} (no training)"
-            draw_point(ax, [i.mean], [y], s.method, f"dot:{row.task}:{s.method}", xerr=yerr([i]), label=label)
-            if s.x and s.x[k] != row.budget:  # fewshot at another budget than the row's
-                text = row.budget_text(s.x[k])
-                ax.annotate(text, (i.mean, y), xytext=(6, 0), textcoords="offset points", fontsize=7, va="center")
-            shown += interval_ends(i)
-        draw_baselines(ax, row.base, horizontal=False, span=(centre - 0.45, centre + 0.45))
-        shown += baseline_values(row.base)
-        if r:
-            ax.axhline(centre + 0.5, color="#dddddd", linewidth=0.8, zorder=0)
-    signed = any((metric_range(row.metric) or (0.0, 1.0))[0] < 0 for row in rows)
-    ax.set_xlim(*value_limits(shown, "mcc" if signed else "accuracy"))
-    ax.set_ylim(-len(rows) + 0.5, 0.5)
-    ax.set_yticks(
-        [-float(r) for r in range(len(rows))], [f"{w.task}\n{w.metric}, budget {w.budget_text(w.budget)}" for w in rows]
+def _serving_caption(cells: dict[int, dict[str, MethodCell]]) -> str:
+    """What the serving panel's x is, in the words of the rates the cells used."""
+    costs = [serving_cost(c.records)[0] for g in cells.values() for c in g.values()]
+    sources = {s for c in costs if c for s in c.sources}
+    devices = sorted({d for c in costs if c for d in c.devices})
+    text = (
+        "Serving time: milliseconds per test example from the throughput measured on the test split at the "
+        f"evaluation batch size ({', '.join(devices) or 'no device recorded'}; not one request's latency), median "
+        "over seeds with their range as sideways bars"
     )
-    ax.tick_params(axis="y", labelsize=8)
-    ax.set_xlabel("test metric (each task's primary metric, named under it)")
-    ax.set_title("Tasks with one budget: primary test metric per method", fontsize=11)
-    ax.grid(axis="x", alpha=0.3)
-    legend_outside(fig)
-    return fig
-
-
-def dot_chart_plot(records_by_task: dict[str, list[Record]], store: Store | None) -> Plot:
-    rows, notes = [], {}
-    for task, rs in sorted(records_by_task.items()):
-        metric = spec_of(task).primary_metric
-        series = efficiency_series(rs, metric)
-        trained = sorted(trained_budgets(series)) or sorted({x for s in series for x in s.x})
-        base, note = task_baselines(task, rs, store)
-        if base is None:
-            notes[task] = note.removeprefix("No majority-class or chance line: ").rstrip(".")
-        rows.append(DotRow(task, metric, series, base, trained[0] if trained else None, budget_labels(rs)))
-    caption = (
-        f"The {len(rows)} tasks whose trained methods ran at one budget, gathered in one chart: each task's primary "
-        "test metric (named under the task; the tasks' metrics differ, so compare methods within a row), mean over "
-        "seeds with its 95% t-interval (none with one seed). Black segments: the task's majority class (dashed) and "
-        "chance (dotted) on its test labels; one segment where they coincide."
-    )
-    if notes:
-        caption += " No segments for " + "; ".join(f"{t} ({n})" for t, n in notes.items()) + "."
-    alt = "dot chart of the primary test metric per method for the tasks with one budget: " + ", ".join(records_by_task)
-    return Plot(alt, caption, png_base64(dot_chart_figure(rows)))
-
-
-# ----------------------------------------------------------------------------------------------- shift
-def shift_tasks(records: Sequence[Record]) -> dict[str, list[Record]]:
-    """Tasks whose ok records have an out-of-domain primary metric, with those records."""
-    out: dict[str, list[Record]] = {}
-    for r in records:
-        if r.ok and metric_key(TEST_OOD, spec_of(r.task).primary_metric) in r.metrics:
-            out.setdefault(r.task, []).append(r)
-    return dict(sorted(out.items()))
-
-
-def shift_figure(tasks: dict[str, list[Record]]) -> Figure:
-    nrows = math.ceil(len(tasks) / 4)
-    ncols = math.ceil(len(tasks) / nrows)  # balanced rows: 5 panels as 3 + 2, not 4 + 1
-    fig = new_figure(3.2 * ncols + 2.0, 3.3 * nrows + 0.4)
-    axes = fig.subplots(nrows, ncols, squeeze=False)
-    for ax in axes.flat[len(tasks) :]:
-        ax.set_visible(False)
-    for ax, (task, rs) in zip(axes.flat, tasks.items(), strict=False):
-        metric = spec_of(task).primary_metric
-        inside = efficiency_series(rs, metric, "test")
-        outside = {s.method: s for s in efficiency_series(rs, metric, "test_ood")}
-        several = len({x for s in inside for x in s.x}) > 1
-        shown: list[float] = []
-        for s in inside:
-            o = outside[s.method]
-            xs, ys = [i.mean for i in s.y], [i.mean for i in o.y]
-            draw_point(ax, xs, ys, s.method, f"shift:{task}:{s.method}", xerr=yerr(s.y), yerr=yerr(o.y))
-            for x, i, j in zip(s.x if several else (), s.y, o.y, strict=False):  # zeroshot has no budget
-                ax.annotate(f"{x:,}", (i.mean, j.mean), xytext=(5, 4), textcoords="offset points", fontsize=7)
-            shown += [v for i in (*s.y, *o.y) for v in interval_ends(i)]
-        lo, hi = value_limits(shown, metric)
-        diagonal = {"color": "black", "linestyle": "--", "linewidth": 0.9, "zorder": 1, "gid": "identity"}
-        ax.plot([lo, hi], [lo, hi], label="y = x (no loss out of domain)", **diagonal)
-        ax.set_xlim(lo, hi)
-        ax.set_ylim(lo, hi)
-        ax.set_aspect("equal", adjustable="box")
-        ax.set_title(task, fontsize=9)
-        ax.set_xlabel(f"in-domain test {metric}", fontsize=9)
-        ax.set_ylabel(f"out-of-domain test {metric}", fontsize=9)
-        ax.grid(alpha=0.3)
-    fig.suptitle("Domain shift: in domain vs out of domain", fontsize=11)
-    legend_outside(fig)
-    return fig
-
-
-def shift_plot(records: Sequence[Record]) -> Plot | None:
-    tasks = shift_tasks(records)
-    if not tasks:
-        return None
-    caption = (
-        "Domain shift: each method's in-domain test metric (x) against its out-of-domain one (y), one panel per "
-        "task; below the dashed diagonal a method does worse out of domain, by the vertical distance (gap/ in the "
-        "tables). Bars: 95% t-interval over seeds (none with one seed); a budget is written beside its point when a "
-        "task has several."
-    )
-    alt = "in-domain vs out-of-domain test metric per method for " + ", ".join(tasks)
-    return Plot(alt, caption, png_base64(shift_figure(tasks)))
+    if MERGED in sources:
+        text += "; a method with a merged form (LoRA, IA3 folded into the backbone) at its merged rate"
+    if ENCODING in sources:
+        text += (
+            "; where features came from the feature cache, the test pass read stored features, so the backbone's "
+            "encoding rate in the same cell stands for it"
+        )
+    return text + "."
 
 
 def _budget_free(method: str) -> bool:
