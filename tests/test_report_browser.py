@@ -1,10 +1,15 @@
-"""The report as a person sees it: a page rendered from real committed records, opened in headless Chromium at 1400
-and 800 px. It checks that the overview, the table at a glance, the leaderboards and the figures are there (every
-figure an inline PNG that decodes, shown at no less than ``MIN_SCALE`` of its size so its text stays legible), that
-clicking a leaderboard header sorts it, that the page never scrolls sideways (tables scroll in their own boxes),
-that the console stays clean and that nothing but ``data:`` URLs is fetched. It writes full-page screenshots to the
-test's tmp folder, and to ``$ADAPTBENCH_SCREENSHOTS`` when set (with the top of the page at 1400 px, as in
-docs/report-screenshot.png).
+"""The report as a person sees it: pages rendered from real committed records (the default suite's replicate A, the
+proxy at 3 seeds, the anchors), opened in headless Chromium at 1400 and 800 px. It checks that the sections are
+there (overview, decision map, table at a glance, hardware answer, leaderboards, glossary), that every figure is an
+inline PNG that decodes, shown at no less than ``MIN_SCALE`` of its size so its text stays legible, that every verdict
+is read with its caveats without scrolling sideways or hovering at 1400 px (each leaderboard's verdict columns, the
+whole decision map and hardware answer, intervals printed at a glance, every column defined in the glossary, the
+two fewshot mechanisms told apart, the backbone and the step cap beside the verdict, a baseline's extra seeds
+shown), that the anchors page carries the published numbers, that clicking a leaderboard header sorts it, that the
+page never scrolls sideways (tables scroll in their own boxes), that the console stays clean and that nothing but
+``data:`` URLs is fetched. It writes full-page screenshots to the test's tmp folder, and to
+``$ADAPTBENCH_SCREENSHOTS`` when set (with the top of the default page down to the hardware answer, as in
+docs/report-1400-top.png and docs/report-800-top.png).
 
 Needs Debian's ``chromium`` (``apt-get install chromium``; the test is skipped without it) and drives it over the
 DevTools protocol with ``tests/_cdp.py``. Run: `.venv/bin/python -m pytest tests/test_report_browser.py -q`.
