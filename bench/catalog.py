@@ -87,7 +87,6 @@ def method_class(name: str) -> type[Method]:
     return METHODS.get(name) if name in METHODS else Method
 
 
-def probe(name: str) -> ProbeSpec | None:
 def method_label(method: str, task: str) -> str:
     """The method as the report names it on ``task``: its name, and the mechanism in brackets when one name covers
     several (``Method.mechanism``: "fewshot (nearest class mean)" on images, "fewshot (in-context LM)" on text)."""
@@ -97,6 +96,7 @@ def method_label(method: str, task: str) -> str:
     return f"{method} ({mechanism})" if mechanism else method
 
 
+def probe(name: str) -> ProbeSpec | None:
     """A forgetting probe's declaration (its metric, direction, scored examples and range); None for a name this
     checkout does not register (a record of older code)."""
     return PROBES.get(name)
@@ -174,7 +174,7 @@ def resolve(cell: Cell | Resolved) -> Resolved:
         hits = [o for o, names in owners.items() if key in names]
         if not hits:
             every = sorted(set().union(*owners.values()))
-            raise ValueError(f"--set {key}: " + suggest(key, every, "setting").replace("unknown setting", "unknown"))
+            raise ValueError(unknown_setting(key, every, f"{cell.method} on {cell.task}"))
         if len(hits) > 1:
             raise ValueError(f"--set {key}: ambiguous, it is a field of {' and '.join(hits)}")
         values[hits[0]][key] = typed[key] = _coerce(value, owners[hits[0]][key], key)
@@ -198,6 +198,55 @@ def resolve(cell: Cell | Resolved) -> Resolved:
         backbone=backbone,
         tune=tune,
     )
+
+
+# other libraries' names for settings (Hugging Face, timm, PEFT...) -> this benchmark's keys, the first one the cell
+# has is suggested (a frozen probe's learning rate is head_lr); and a cell's coordinates, which are not settings
+SETTING_ALIASES: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(("learning_rate", "learningrate", "base_lr", "lr_rate"), ("lr", "head_lr")),
+    **dict.fromkeys(("head_learning_rate", "classifier_lr", "head_lr_rate"), ("head_lr",)),
+    **dict.fromkeys(("wd", "l2_penalty"), ("weight_decay",)),
+    **dict.fromkeys(("batch", "bs", "batchsize", "train_batch_size", "per_device_train_batch_size"), ("batch_size",)),
+    **dict.fromkeys(("eval_batch", "per_device_eval_batch_size", "test_batch_size"), ("eval_batch_size",)),
+    **dict.fromkeys(("epoch", "num_epochs", "n_epochs", "num_train_epochs"), ("epochs",)),
+    **dict.fromkeys(("steps", "num_steps", "train_steps", "max_iters", "iterations"), ("max_steps", "max_iter")),
+    **dict.fromkeys(("warmup", "warmup_steps", "warmup_fraction"), ("warmup_ratio",)),
+    **dict.fromkeys(("rank", "lora_r", "lora_rank"), ("r",)),
+    **dict.fromkeys(("lora_alpha",), ("alpha",)),
+    **dict.fromkeys(("lora_dropout",), ("dropout",)),
+    **dict.fromkeys(("max_length", "max_seq_len", "max_seq_length", "seq_len", "sequence_length"), ("max_len",)),
+    **dict.fromkeys(("img_size", "resolution", "input_size"), ("image_size",)),
+    **dict.fromkeys(("grad_clip", "clip_grad_norm", "max_norm", "gradient_clipping"), ("max_grad_norm",)),
+    **dict.fromkeys(("dtype", "fp16", "bf16", "amp", "mixed_precision"), ("precision",)),
+    **dict.fromkeys(("eval_steps", "eval_interval", "val_every", "validate_every"), ("eval_every",)),
+    **dict.fromkeys(("early_stopping_patience", "early_stopping"), ("patience",)),
+    **dict.fromkeys(("shots", "n_shots", "num_shots", "k_shot"), ("k",)),
+    **dict.fromkeys(("num_threads", "n_threads"), ("threads",)),
+    **dict.fromkeys(("scheduler", "lr_scheduler", "schedule"), ("lr_schedule",)),
+    **dict.fromkeys(("num_virtual_tokens", "prompt_length", "prefix_length"), ("n_tokens",)),
+}
+COORDINATES = {"seed": "--seed N", "budget": "--budget N", "task": "--task NAME", "method": "--method NAME"}
+
+
+def unknown_setting(key: str, known: list[str], whose: str = "this cell") -> str:
+    """The error for an unknown ``--set`` key: the key it is another library's name for (``learning_rate``: ``lr``)
+    when the cell has it (when not, that ``whose`` has no such setting), else the closest known keys (difflib); a
+    cell coordinate (``seed``) names its own flag."""
+    plain = key.strip().lower().replace("-", "_")
+    if plain in COORDINATES:
+        return (
+            f"--set {key}: the {plain} is a cell coordinate, not a setting: use {COORDINATES[plain]} "
+            f"(a suite: its [[matrix]] {plain}s{', or grid --seeds' if plain == 'seed' else ''})"
+        )
+    alias = next((k for k in (*SETTING_ALIASES.get(plain, ()), plain) if k in known and k != key), None)
+    if alias is not None:
+        return f"--set {key}: unknown {key!r}. Did you mean {alias!r}? Known: {', '.join(sorted(known))}."
+    if plain in SETTING_ALIASES:
+        return (
+            f"--set {key}: unknown {key!r}: this benchmark calls it {SETTING_ALIASES[plain][0]!r}, which {whose} does "
+            f"not take. Known: {', '.join(sorted(known))}."
+        )
+    return f"--set {key}: " + suggest(key, known, "setting").replace("unknown setting", "unknown")
 
 
 def _tune(overrides: dict[str, Any], method_cls: type[Method]) -> TuneSpec | None:

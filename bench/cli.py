@@ -28,9 +28,11 @@ from bench.report.page import write_report
 from bench.report.text import format_record, rule_text, summary_text
 from bench.run import harness
 from bench.run.executor import make_executor
-from bench.run.grid import plan, run_grid
+from bench.run.grid import check_filter, plan, run_grid
+from bench.run.limits import is_memory_fault, memory_fault_text
 from bench.run.plan_cmd import add_arguments as plan_arguments
 from bench.run.plan_cmd import dry_run_estimates, run_plan
+from bench.run.stop import Stopped, signum_of, sigterm_raises
 from bench.run.wandb_log import WandbLogger
 from bench.suite import current_records, load_suite, shown_records, suite_names
 
@@ -170,14 +172,22 @@ def _print_matrix() -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cell = Cell(task_name(args.task), args.method, args.budget, args.seed, _parse_sets(args.set), suite=args.suite)
-    record = harness.run_cell(
-        cell,
-        store=Store(args.results),
-        data_root=args.data_root,
-        device=args.device,
-        timeout_s=args.timeout,
-        quiet=args.quiet,
-    )
+    try:
+        record = harness.run_cell(
+            cell,
+            store=Store(args.results),
+            data_root=args.data_root,
+            device=args.device,
+            timeout_s=args.timeout,
+            quiet=args.quiet,
+        )
+    except KeyboardInterrupt as e:
+        signum = signum_of(e)
+        raise Stopped(
+            signum,
+            f"interrupted by {Stopped(signum).name} before {cell.describe()} finished; nothing was recorded for it: "
+            "rerun the same command to run it",
+        ) from None
     print(format_record(record))
     wandb = _wandb_logger(args)
     if wandb is not None:
@@ -196,6 +206,7 @@ def _wandb_logger(args: argparse.Namespace):
 
 def cmd_grid(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite, seeds=args.seeds, replicate=args.replicate)
+    check_filter(suite, args.filter)
     store = Store(args.results)
     if suite.replicate:
         print(f"suite {suite.name}, replicate {suite.replicate} (of {', '.join(suite.replicates)})")
@@ -251,7 +262,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     path = write_report(suite, found.store, args.out, all_records=args.all_records, folder=found.folder)
     for line in found.store.warnings():
         print(f"warning: {line} (not in the report; rerun the grid to recompute the cell)", file=sys.stderr)
-    print(f"report: {path} (with summary.md, records.csv and records.parquet)")
+    print(f"report: {path} (with summary.md, records.csv, records.parquet and records.md, its data dictionary)")
     return 0
 
 
@@ -747,20 +758,52 @@ input. The rule in full: bench/analysis/gate.py.""",
     return parser
 
 
+WRITES_RECORDS = ("run", "grid")  # commands whose --results folder is created when missing
+
+
+def _check_folders(args: argparse.Namespace) -> None:
+    """``--results`` and ``--data-root`` name folders: a file there is refused before anything runs (a grid would
+    otherwise run a cell and then fail to file its record)."""
+    results = getattr(args, "results", None)
+    if isinstance(results, str) and Path(results).is_file():  # `plan --results` is a list, and may name files
+        created = " (it is created if missing)" if args.command in WRITES_RECORDS else " of records"
+        raise ValueError(f"--results {results} is a file; give a folder{created}")
+    data_root = getattr(args, "data_root", None)
+    if data_root and Path(data_root).expanduser().is_file():
+        raise ValueError(
+            f"--data-root {data_root} is a file; give the data folder (default: $ADAPTBENCH_DATA, else ../shared/data)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.data_root:
-        os.environ["ADAPTBENCH_DATA"] = args.data_root
-    if args.debug:
-        os.environ["ADAPTBENCH_DEBUG"] = "1"  # cells' records keep the traceback of data errors too
     try:
-        return args.fn(args)
+        with sigterm_raises():
+            _check_folders(args)
+            if args.data_root:
+                os.environ["ADAPTBENCH_DATA"] = args.data_root
+            if args.debug:
+                os.environ["ADAPTBENCH_DEBUG"] = "1"  # cells' records keep the traceback of data errors too
+            return args.fn(args)
     except (UnknownNameError, ValueError, DataError) as e:
-        if args.debug:
-            traceback.print_exc()
-        message = " ".join(str(e).split())  # one paragraph, whatever line breaks the message had
-        print(f"adaptbench: error: {message}", file=sys.stderr)
-        return 2
+        return _error(args, str(e))
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (bench.run.stop): one line, the shell's code for the signal
+        stop = e if isinstance(e, Stopped) else Stopped(signum_of(e))
+        print(f"adaptbench: {' '.join(str(stop).split())}", file=sys.stderr)
+        return stop.code
+    except (MemoryError, ImportError, OSError) as e:
+        if not is_memory_fault(e):
+            raise
+        return _error(args, memory_fault_text(e))
+
+
+def _error(args: argparse.Namespace, message: str) -> int:
+    """A user-level error: one paragraph on stderr (and the traceback with --debug), exit 2."""
+    if args.debug:
+        traceback.print_exc()
+    message = " ".join(message.split())  # one paragraph, whatever line breaks the message had
+    print(f"adaptbench: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -278,7 +278,7 @@ def load_suite(name_or_path: str, seeds: list[int] | None = None, replicate: str
             try:
                 resolve(cell)
             except ValueError as e:
-                raise ValueError(f"{here}: {e}") from None
+                raise ValueError(f"{_blame(cell, common, where, here)}: {e}") from None
     return Suite(
         name,
         spec.get("description", ""),
@@ -289,6 +289,17 @@ def load_suite(name_or_path: str, seeds: list[int] | None = None, replicate: str
         chosen,
         tuple(replicates),
     )
+
+
+def _blame(cell: Cell, common: dict[str, Any], where: str, here: str) -> str:
+    """Where a cell's settings error comes from: the file's top-level ``[set]`` when the cell fails with those
+    settings alone, else the block ``here``."""
+    if common:
+        try:
+            resolve(dataclasses.replace(cell, overrides=dict(common)))
+        except ValueError:
+            return f"{where}, [set]"
+    return here
 
 
 def _design(adaptive: Adaptive | None, method: str, initial: int) -> dict[str, Any] | None:

@@ -9,18 +9,25 @@
 - ``models/`` (converted checkpoints), ``derived/`` (generated data such as CIFAR-10-C) and ``machine/`` (measured
   peaks) belong to their modules; ``adaptbench cache ls|clear`` shows and empties all of them.
 
-Every entry carries the sha256 of its payload; one that fails the check (a torn write, an edit, a disk error) is
-deleted and recomputed, never trusted. Writes are atomic (temporary file + rename), so concurrent cells at worst
+Every entry carries the sha256 of its payload; one that fails the check or cannot be read at all (a torn write, an
+edit, a disk error, a file that is not an ``.npz``) is deleted and recomputed, never trusted, with one warning that
+names the file (``unreadable``). Writes are atomic (temporary file + rename), so concurrent cells at worst
 compute the same features twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import os
+import pickle
 import shutil
+import struct
+import threading
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +39,35 @@ from bench.core.store import atomic_write_bytes
 
 FEATURES_VERSION = 1
 KINDS = ("features", "probes", "models", "derived", "machine")
+# every way reading a cache file can fail when the file is damaged (np.load of a cut, empty, foreign or edited file)
+UNREADABLE = (
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    zipfile.BadZipFile,
+    pickle.UnpicklingError,
+    zlib.error,
+    struct.error,
+)
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def unreadable(path: Path, error: BaseException) -> str:
+    """A damaged cache entry: delete it (the caller recomputes it) and warn once per file and process; returns the
+    reason, ``<file>: <error>``, for the record."""
+    why = " ".join(f"{type(error).__name__}: {error}".split())
+    with contextlib.suppress(OSError):  # a file we cannot delete is still never read: it is recomputed, replaced
+        path.unlink(missing_ok=True)
+    with _warned_lock:
+        first = str(path) not in _warned
+        _warned.add(str(path))
+    if first:  # on stdout: a grid shows it under the cell's line (a cell's stderr is kept only if the cell dies)
+        print(f"warning: cache entry {path} is unreadable ({why}); deleted, recomputing it", flush=True)
+    return f"{path.name}: {why}"
 
 
 def cache_dir() -> Path:
@@ -62,11 +98,12 @@ class FeatureCache:
         try:
             with np.load(path, allow_pickle=False) as z:
                 ids, feats, check = z["ids"], z["features"], str(z["sha256"])
+            if ids.ndim != 1 or feats.ndim != 2 or len(ids) != len(feats):
+                raise ValueError(f"ids {ids.shape} and features {feats.shape} do not match")
             if hashlib.sha256(ids.tobytes() + feats.tobytes()).hexdigest() != check:
                 raise ValueError("checksum mismatch")
-        except (OSError, ValueError, KeyError, EOFError) as e:
-            self.rejected.append(f"{path.name}: {type(e).__name__}: {e}")
-            path.unlink(missing_ok=True)
+        except UNREADABLE as e:
+            self.rejected.append(unreadable(path, e))
             return empty
         return ids, feats
 

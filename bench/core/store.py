@@ -162,7 +162,13 @@ class Store:
         return out
 
     def warnings(self) -> list[str]:
-        """One line per unreadable record file met so far (torn, truncated, not JSON)."""
+        """One line per unreadable record file met so far (torn, truncated, not JSON) that is still unreadable: a
+        file a grid has since replaced with a whole record (or removed) is no longer named."""
+        for path in list(self.unreadable):
+            if not path.exists():
+                self.unreadable.pop(path, None)
+            else:
+                self._read(path)  # forgets the file when it reads now
         return [f"unreadable record {path}: {why}" for path, why in sorted(self.unreadable.items())]
 
     def suites(self) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import random
 import time
@@ -242,7 +243,9 @@ def execute(res: Resolved, data: DataRoot, device_request: str = "auto", grad_ac
         refit={"steps": refit.steps, "train": len(whole_budget), "train_time_s": refit.train_time_s} if refit else None,
     )
     record.method_notes = runner.notes
-    record.flags, record.flag_notes = collapse_flags(runner.outputs.get(splits.test.name), spec.kind)
+    record.flags, record.flag_notes = collapse_flags(
+        runner.outputs.get(splits.test.name), spec.kind, splits.test.labels
+    )
     record.weights = loaded.source if method.pretrained else "random-init"
     record.data_root = str(data.path)
     record.env = Env(**environment(device, cfg.threads))
@@ -304,9 +307,12 @@ def _merged_throughput(method, runner, test, cached: bool, n: int = 256) -> dict
     }
 
 
-def collapse_flags(outputs: Any, kind: str) -> tuple[list[str], dict[str, str]]:
+def collapse_flags(outputs: Any, kind: str, labels: Any = None) -> tuple[list[str], dict[str, str]]:
     """(flags, why): ``["degenerate"]`` when every test prediction is the same (one class for classification, a
-    constant score for regression), i.e. training collapsed; the record stays ``ok`` and the report shows it."""
+    constant score for regression); the record stays ``ok`` and the report shows it. The note says which: scores
+    that are constant, or rank the items no better than chance (AUROC within two null standard errors of 0.5), mean
+    training collapsed; scores that still rank the items (``labels`` given) mean only the decision threshold put
+    every item in one class, which accuracy punishes and AUROC does not."""
     import numpy as np
 
     if outputs is None or len(outputs) < 2:
@@ -315,7 +321,22 @@ def collapse_flags(outputs: Any, kind: str) -> tuple[list[str], dict[str, str]]:
     if kind == "classification" and out.ndim == 2 and out.shape[1] > 1:
         classes = np.unique(out.argmax(axis=1))
         if len(classes) == 1:
-            note = f"every one of the {len(out)} test predictions is class {int(classes[0])}: training collapsed"
+            n, c = len(out), int(classes[0])
+            ranking = _ranking(out, labels)
+            if ranking is not None:
+                auroc, chance = ranking
+                if auroc > chance:
+                    note = (
+                        f"every one of the {n} test items got the same predicted class ({c}: the threshold), though "
+                        f"the scores rank the items (AUROC {auroc:.2f}); accuracy-type metrics see one class"
+                    )
+                    return ["degenerate"], {"degenerate": note}
+                note = (
+                    f"every one of the {n} test predictions is class {c} and the scores rank the items no better "
+                    f"than chance (AUROC {auroc:.2f}): training collapsed"
+                )
+                return ["degenerate"], {"degenerate": note}
+            note = f"every one of the {n} test predictions is class {c}: training collapsed"
             return ["degenerate"], {"degenerate": note}
     else:
         scores = out.reshape(len(out), -1)[:, 0]
@@ -323,3 +344,33 @@ def collapse_flags(outputs: Any, kind: str) -> tuple[list[str], dict[str, str]]:
             note = f"the {len(out)} test predictions are constant ({scores.mean():.4g}): training collapsed"
             return ["degenerate"], {"degenerate": note}
     return [], {}
+
+
+def _ranking(out: Any, labels: Any) -> tuple[float, float] | None:
+    """(AUROC, the AUROC chance could reach) of classification outputs: binary, the second class's score margin;
+    more classes, the macro one-vs-rest mean. Chance: 0.5 plus two standard errors of the AUROC of scores unrelated to
+    the labels, sqrt((n1 + n0 + 1) / (12 n1 n0)) (Mann-Whitney), for the smallest class. None when the scores are
+    constant (nothing ranks), not finite, or the labels have one class."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    if labels is None:
+        return None
+    y = np.asarray(labels).reshape(-1)
+    if len(y) != len(out) or not np.isfinite(out).all():
+        return None
+    margin = out - out.max(axis=1, keepdims=True)
+    probs = np.exp(margin) / np.exp(margin).sum(axis=1, keepdims=True)
+    present = np.unique(y)
+    if len(present) < 2 or probs.std(axis=0).max() <= 1e-9:
+        return None
+    try:
+        if out.shape[1] == 2:
+            auroc = float(roc_auc_score(y, out[:, 1] - out[:, 0]))
+        else:
+            auroc = float(np.mean([roc_auc_score(y == k, probs[:, int(k)]) for k in present if int(k) < out.shape[1]]))
+    except ValueError:
+        return None
+    n1 = min(int((y == k).sum()) for k in present)
+    n0 = len(y) - n1
+    return auroc, 0.5 + 2 * math.sqrt((n1 + n0 + 1) / (12 * n1 * n0))

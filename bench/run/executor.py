@@ -7,8 +7,9 @@ executor: the order (sweep cells first, then the cells they tune), resume, claim
   resources it declares (``bench.run.ray_executor``). Ray is imported only then.
 
 An executor's ``run`` returns the cell's record once it is written to ``store``, whatever happened to the cell
-(a crash, a kill, a lost machine: a record with that status and the reason, never an exception); ``slots`` is how
-many cells the grid keeps running at once.
+(a crash, a kill, a lost machine: a record with that status and the reason, never an exception) unless the grid is
+stopping (``stop``, optional: the grid calls it on Ctrl-C or SIGTERM; then ``run`` may raise and record nothing);
+``slots`` is how many cells the grid keeps running at once.
 """
 
 from __future__ import annotations
@@ -48,10 +49,12 @@ class Executor(Protocol):
 
 class LocalExecutor:
     """Each cell in its own process on this machine (``bench.run.harness.run_cell``), ``jobs`` at once; ``on_line``
-    gets the cell's lines (its validation passes) as it prints them."""
+    gets the cell's lines (its validation passes) as it prints them. ``stop`` (a grid stopped by Ctrl-C or SIGTERM)
+    ends the cells' processes at once, records nothing for them and starts no other."""
 
     def __init__(self, jobs: int = 1) -> None:
         self.slots = max(1, jobs)
+        self.inflight = harness.InFlight()
 
     def describe(self) -> str:
         return f"local, {self.slots} cells at once" if self.slots > 1 else "local"
@@ -66,8 +69,12 @@ class LocalExecutor:
             timeout_s=timeout_s,
             quiet=True,
             checked=True,
+            inflight=self.inflight,
             **follow,
         )
+
+    def stop(self) -> None:
+        self.inflight.stop()
 
     def close(self) -> None:
         pass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from bench.catalog import PROBE_VERSION, PROBES
-from bench.core.cache import cache_dir, digest
+from bench.core.cache import cache_dir, digest, unreadable
 from bench.core.data import DataRoot
 from bench.core.model import fingerprint as weights_sha256
 from bench.core.record import Forgetting
@@ -44,8 +44,8 @@ def run_probe(
             if entry["check"] != digest({**ident, "value": entry["value"]}):
                 raise ValueError("checksum mismatch")
             return float(entry["value"]), True
-        except (ValueError, KeyError, TypeError):
-            path.unlink(missing_ok=True)  # a torn or altered entry is recomputed, never trusted
+        except (OSError, ValueError, KeyError, TypeError) as e:  # a torn or altered entry is recomputed, never trusted
+            unreadable(path, e)
     value = float(spec.fn(loaded, data, device, limit=limit, **({"subset": subset} if subset != "first" else {})))
     entry = {**ident, "value": value, "check": digest({**ident, "value": value})}
     atomic_write_text(path, json.dumps(entry))

@@ -23,6 +23,7 @@ from bench.run.executor import LocalExecutor
 from bench.run.harness import check_inputs, check_recorded_data
 from bench.run.locks import Claims
 from bench.run.progress import GridProgress
+from bench.run.stop import Stopped, signum_of
 from bench.suite import Suite, Sweep, SweepOutcome, pending_records, select, select_sweep, values_text, wanted
 
 
@@ -58,6 +59,20 @@ class _Grid:
     pool_sizes: dict[str, int] = field(default_factory=dict)
     on_record: Callable[[Record], None] | None = None
     extend: Callable[[list[Record], int], list[Cell]] | None = None
+    before: set[str] = field(default_factory=set)  # keys of cells found with an ok record, not run by this grid
+    recorded: set[str] = field(default_factory=set)  # keys of cells this grid ran and recorded
+
+    def stopped_text(self, signum: int) -> str:
+        """The line a stopped grid ends with: how far it got, what it recorded, how to go on."""
+        progress = self.progress
+        done, total = len(self.before) + progress.done, len(self.before) + progress.total
+        running = len(progress.running)
+        dropped = f"; the {running} running were stopped and have no record" if running > 1 else ""
+        dropped = "; the running one was stopped and has no record" if running == 1 else dropped
+        return (
+            f"interrupted by {Stopped(signum).name} after {done} of {total} cells ({progress.done} recorded this "
+            f"run{dropped}); rerun the same command to resume"
+        )
 
 
 def run_grid(
@@ -86,7 +101,11 @@ def run_grid(
     with every record so far and the next look's number (2, 3, ...) and returns the cells of that look (more seeds where
     a comparison is still open, each cell's ``allocation`` saying why; ``bench.analysis.allocation`` decides), and the
     grid runs them, until it returns none or the next look's estimated cost (the recorded wall time of the same
-    task, method and budget, per slot) would pass the suite's ``minutes``, counted from the grid's start."""
+    task, method and budget, per slot) would pass the suite's ``minutes``, counted from the grid's start.
+
+    Ctrl-C (or SIGTERM, raised as ``bench.run.stop.Stopped`` by the command line) ends the running cells' processes
+    with no record (a rerun runs them; every record written is whole) and raises ``Stopped`` whose message says how
+    many cells are done and how to resume."""
     seen: dict[str, str] = {}  # a declared dataset changed under records of its name: refused before any cell runs
     for cell in {c.task: c for c in [*suite.cells, *suite.sweep_cells()]}.values():
         check_recorded_data(resolve(cell), store, seen)
@@ -100,6 +119,9 @@ def run_grid(
         progress.info(f"executor {executor.describe()}")
     try:
         return _run_grid(g, pattern)
+    except KeyboardInterrupt as e:
+        progress.close()  # the bar goes before the line that says what happened
+        raise Stopped(signum_of(e), g.stopped_text(signum_of(e))) from None
     finally:
         progress.close()
 
@@ -226,9 +248,10 @@ def _reuse(store: Store, suite: str, key: str, cell: Cell) -> Record:
 
 def _run_cells(g: _Grid, cells: list[Cell], label: str, later: int) -> int:
     """Run the cells without an ok record (each once, in order), adding every record to ``g.result``; returns how
-    many ran. ``later``: the estimate of the cells the grid runs after these, for the progress's total."""
+    many ran (not those another grid finished meanwhile). ``later``: the estimate of the cells the grid runs after
+    these, for the progress's total."""
     suite, store, result, progress = g.suite, g.store, g.result, g.progress
-    todo, seen = [], set()
+    todo, seen, already, refused = [], set(), 0, 0
     for cell in cells:
         res = resolve(cell)  # once: the Resolved travels to the executor, the harness and the cell's process
         if res.key in seen:
@@ -236,23 +259,34 @@ def _run_cells(g: _Grid, cells: list[Cell], label: str, later: int) -> int:
         seen.add(res.key)
         if store.has_ok(suite.name, res.key):
             result.records.append(_reuse(store, suite.name, res.key, cell))
+            already += 1
+            if res.key not in g.recorded:
+                g.before.add(res.key)
             continue
-        if store.path(suite.name, res.key) in store.unreadable:
-            progress.error(f"unreadable record {store.path(suite.name, res.key)}: will be recomputed")
         if cell.task in result.refused:
+            refused += 1
             continue
         try:  # once per task and settings: files are verified once per process, pool sizes are cached
             check_inputs(res, g.data, g.pool_sizes)
         except (DataError, ValueError) as e:
             result.refused[cell.task] = str(e)
             progress.error(f"error: {cell.task}: its cells will not run: {e}")
+            refused += 1
             continue
         todo.append(res)
-    todo = [r for r in todo if r.cell.task not in result.refused]
-    progress.info(f"suite {suite.name}: {len(seen) - len(todo)} {label}cells already done, {len(todo)} to run")
+    kept = [r for r in todo if r.cell.task not in result.refused]
+    refused += len(todo) - len(kept)
+    for res in kept:
+        if store.path(suite.name, res.key) in store.unreadable:
+            progress.error(f"unreadable record {store.path(suite.name, res.key)}: will be recomputed")
+    todo = kept
+    tasks = sorted({c.task for c in cells if c.task in result.refused})
+    skipped = f", {refused} not run (task {', '.join(tasks)} refused, above)" if refused else ""
+    progress.info(f"suite {suite.name}: {already} {label}cells already done, {len(todo)} to run{skipped}")
     progress.add(len(todo), later=later)
 
-    def one(res: Resolved) -> Record | None:
+    def one(res: Resolved) -> tuple[Record, bool] | None:
+        """The cell's record and whether this grid ran it (None: another grid holds it)."""
         cell, key = res.cell, res.key
         name = f"{label}{cell.describe()}"
         holder = g.claims.acquire(key)
@@ -262,8 +296,9 @@ def _run_cells(g: _Grid, cells: list[Cell], label: str, later: int) -> int:
             return None
         try:
             if store.has_ok(suite.name, key):  # another grid finished it between our look and our claim
-                progress.skip(name)
-                return _reuse(store, suite.name, key, cell)
+                progress.skip(name, "done meanwhile by another grid (its record is kept)")
+                g.before.add(key)
+                return _reuse(store, suite.name, key, cell), False
             token = progress.start(name, f"{cell.task}/{cell.method}/{cell.budget}/{cell.seed}")
             # the cell's stdout (a line per validation pass) comes back line by line, unless quiet discards it
             follow = None if progress.quiet else lambda line: progress.line(token, line)
@@ -272,22 +307,53 @@ def _run_cells(g: _Grid, cells: list[Cell], label: str, later: int) -> int:
             )
         finally:
             g.claims.release(key)  # after the record is written
+        g.recorded.add(key)
+        store.unreadable.pop(store.path(suite.name, key), None)  # replaced by the record just written
         progress.finish(token, result_line(record))
         if g.on_record is not None:
             g.on_record(record)
-        return record
+        return record, True
 
     if g.executor.slots <= 1:
-        done = [one(res) for res in todo]
+        done = [one(res) for res in todo]  # Ctrl-C reaches the running cell's harness, which ends its process
     else:
         pool = ThreadPoolExecutor(max_workers=g.executor.slots)
         try:
             done = list(pool.map(one, todo))
+        except KeyboardInterrupt:
+            _stop(g.executor)  # end the running cells now, with no record, rather than wait for them
+            raise
         finally:
-            # on Ctrl-C or an error, start no new cell; running cells finish and keep their records
+            # on Ctrl-C or an error, start no new cell; running cells end (see above) or finish with their record
             pool.shutdown(wait=True, cancel_futures=True)
-    result.records += [r for r in done if r is not None]
-    return sum(r is not None for r in done)
+    result.records += [d[0] for d in done if d is not None]
+    return sum(d is not None and d[1] for d in done)
+
+
+def _stop(executor: Any) -> None:
+    """Tell an executor that can (the local one) to end its running cells and start none."""
+    stop = getattr(executor, "stop", None)
+    if stop is not None:
+        stop()
+
+
+def check_filter(suite: Suite, pattern: str | None) -> None:
+    """A ``--filter`` that keeps none of the suite's cells (fixed, sweep or tuned) is a mistake, not an empty run."""
+    if not pattern:
+        return
+    cells = [*suite.cells, *(c for s in suite.sweeps for c in (*s.cells(), *s.dependents()))]
+    if select(cells, pattern):
+        return
+    names = list(dict.fromkeys(f"{c.task}/{c.method}/{c.budget}/{c.seed}" for c in cells))
+    first: dict[str, str] = {}
+    for name in names:
+        first.setdefault(name.split("/")[1], name)
+    by_method = list(first.values())  # one per method, then the rest
+    examples = list(dict.fromkeys([*by_method, *names]))[:4]
+    raise ValueError(
+        f"--filter {pattern!r} matches none of suite {suite.name}'s {len(names)} cells (a glob or a substring of "
+        f"task/method/budget/seed); e.g. {', '.join(examples)}"
+    )
 
 
 def plan(

@@ -27,6 +27,7 @@ from bench.core.api import Cell
 from bench.core.record import Record
 from bench.core.store import RESULTS_ROOT, Store
 from bench.run import plan as plan_model
+from bench.run.grid import check_filter
 from bench.run.plan import (
     GPU_MFU,
     GPU_OVERHEAD_S,
@@ -140,6 +141,7 @@ def _target(against: list[Record]) -> tuple[Callable[[int], float], Callable[[in
 # ---------------------------------------------------------------------------------------------- the command
 def run_plan(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite, replicate=args.replicate)
+    check_filter(suite, args.filter)
     if args.jobs < 1:
         raise ValueError("--jobs must be 1 or more")
     folders = [Path(f) for f in (args.results or [RESULTS_ROOT])]
