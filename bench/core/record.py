@@ -209,6 +209,10 @@ class Env(_Section):
     # count, library versions), hashed: two records with the same ``machine`` ran the same arithmetic, so a same-seed
     # rerun reproduces its numbers there (the CI gate's tight rule); absent in older records
     machine: str | None = None
+    # the machine class, readable: "; "-joined parts that decide a float result (``bench.run.meters.machine_class``:
+    # CPU model, the instruction sets that pick kernels, torch's CPU capability, torch version, threads; on a GPU its
+    # name, compute capability, CUDA and cuDNN); absent (unknown) in records written before it was recorded
+    machine_class: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     always: ClassVar[frozenset[str]] = frozenset({"git_sha", "dirty", "cuda", "gpu_name"})
 

@@ -118,6 +118,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("env.threads", "torch threads the cell used"),
     ("env.hostname", "the machine's name"),
     ("env.machine", "a hash of what the arithmetic depends on (CPU, GPU, threads, library versions)"),
+    ("env.machine_class", "the machine class: CPU model, float instruction sets, torch kernels and version, threads"),
     ("selection.on", "the validation metric that chose the checkpoint"),
     ("selection.best_step", "the optimizer step of the selected checkpoint"),
     (

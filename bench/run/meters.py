@@ -150,6 +150,61 @@ def cpu_flags() -> str | None:
     return None
 
 
+# instruction sets that decide which float kernels torch, oneDNN and the BLAS run (/proc/cpuinfo flags on x86,
+# features on Arm): two CPUs that differ in one of these can sum a matmul in another order, and training from scratch
+# amplifies that last bit (the proxy's pneumonia-mnist x scratch @64 seed 0: AUROC 0.633 on one machine, 0.449 on
+# another). The rest of the flags line (security mitigations, virtualisation) does not change a result.
+FLOAT_FLAGS = frozenset(
+    {
+        *("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni"),
+        *("avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16"),
+        *("amx_tile", "amx_bf16", "amx_fp16", "amx_int8"),
+        *("asimd", "asimdhp", "asimddp", "fphp", "bf16", "i8mm", "sve", "sve2"),  # Arm
+    }
+)
+
+
+def cpu_ids() -> str | None:
+    """The CPU's family and model numbers (/proc/cpuinfo: "family 25 model 17"), which tell apart generations that a
+    virtual machine's model name hides ("AMD EPYC"); Arm's implementer and part."""
+    wanted = {"cpu family": "family", "model": "model", "cpu implementer": "implementer", "cpu part": "part"}
+    found: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                name, _, value = line.partition(":")
+                if name.strip().lower() in wanted and value.strip():
+                    found.setdefault(wanted[name.strip().lower()], value.strip())
+    except OSError:
+        return None
+    return " ".join(f"{k} {v}" for k, v in found.items()) or None
+
+
+def machine_class(device: str, threads: int) -> str:
+    """What decides a float result besides the code and the seed, readable: ``"; "``-joined parts (the gate names
+    the parts that differ between two records). Two records of one class ran the same kernels in the same order, so
+    a same-seed rerun of unchanged code reproduces its numbers; across classes it need not. Parts: the CPU model
+    and its family/model numbers, the ``FLOAT_FLAGS`` it has, the kernels torch picked at start
+    (``torch.backends.cpu.get_cpu_capability()``: DEFAULT, AVX2, AVX512...; ``ATEN_CPU_CAPABILITY`` can lower it),
+    the torch version and thread count; on a GPU also its name, compute capability, CUDA and cuDNN versions."""
+    import torch
+
+    flags = sorted(set((cpu_flags() or "").split()) & FLOAT_FLAGS)
+    ids = cpu_ids()
+    model = (cpu_model() or platform.machine() or "?") + (f" ({ids})" if ids else "")
+    parts = [f"cpu {model}", f"isa {' '.join(flags) or 'none recorded'}"]
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", None)
+    parts.append(f"kernels {capability() if capability else 'unknown'}")
+    parts += [f"torch {torch.__version__}", f"threads {threads}"]
+    if device == "cuda":
+        major, minor = torch.cuda.get_device_capability(0)
+        parts += [f"gpu {torch.cuda.get_device_name(0)} (sm {major}.{minor})", f"cuda {torch.version.cuda}"]
+        parts.append(f"cudnn {torch.backends.cudnn.version()}")
+    return "; ".join(p.replace(";", ",") for p in parts)
+
+
 def environment(device: str, threads: int) -> dict[str, Any]:
     import importlib.metadata as md
 
@@ -190,4 +245,5 @@ def environment(device: str, threads: int) -> dict[str, Any]:
         "threads": threads,
         "hostname": platform.node(),
         "machine": hashlib.sha256(json.dumps(numerics, sort_keys=True).encode()).hexdigest()[:16],
+        "machine_class": machine_class(device, threads),
     }
