@@ -65,3 +65,17 @@ format: setup
 clean:
 	find results -mindepth 1 -maxdepth 1 -type d ! -name baselines -exec rm -rf {} +
 	rm -rf reports/*/ .pytest_cache .ruff_cache build *.egg-info
+
+# The GPU run (gpu/README.md): gpu-bundle writes the git-ignored folders a device call carries (.gpu-bundle/minilm,
+# .gpu-bundle/efficientnet: weights + data, each under 60 MiB, sizes printed); gpu-check runs the device's one
+# command (gpu/check.sh) here, e.g. the CPU dry run:
+#   make gpu-check GPU_BUNDLE=efficientnet   (one cell, <task>/frozen/256/0, from the bundle alone, ~1 min)
+GPU_BUNDLE ?= minilm
+GPU_CHECK_FLAGS ?= --cpu
+.PHONY: gpu-bundle gpu-check
+
+gpu-bundle: setup
+	$(BIN)/python gpu/bundle.py
+
+gpu-check:
+	bash gpu/check.sh $(GPU_BUNDLE) $(GPU_CHECK_FLAGS)
