@@ -83,17 +83,21 @@ def task_name(text: str, base: Path | None = None) -> str:
 def method_class(name: str) -> type[Method]:
     """The class of a registered method, whose class attributes declare what it is (``trains``, ``pretrained``,
     ``seedless``, ``budget_free``, ``min_seeds``, ...). Records can name a method this checkout no longer has: it is
-    then described by ``Method``'s defaults (trains, pretrained, seeded), never by a guess from its name."""
+    then described by ``Method``'s defaults (trains, pretrained, seeded), never by a guess from its name. A report's
+    row key (``lora @ hf:/models/x``, ``bench.analysis.cells.row_keys``) is its first word's method."""
+    name = name.split(" ", 1)[0]
     return METHODS.get(name) if name in METHODS else Method
 
 
 def method_label(method: str, task: str) -> str:
     """The method as the report names it on ``task``: its name, and the mechanism in brackets when one name covers
-    several (``Method.mechanism``: "fewshot (nearest class mean)" on images, "fewshot (in-context LM)" on text)."""
+    several (``Method.mechanism``: "fewshot (nearest class mean)" on images, "fewshot (in-context LM)" on text); a
+    row key's backbone and data after it (``fewshot (in-context LM) @ hf-causal:/models/x``)."""
+    method, sep, rest = method.partition(" ")
     if not (known(task) and method in METHODS.names()):
-        return method
+        return method + sep + rest
     mechanism = method_class(method).mechanism(spec(task))
-    return f"{method} ({mechanism})" if mechanism else method
+    return (f"{method} ({mechanism})" if mechanism else method) + sep + rest
 
 
 def probe(name: str) -> ProbeSpec | None:
@@ -274,13 +278,20 @@ def _tune(overrides: dict[str, Any], method_cls: type[Method]) -> TuneSpec | Non
 
 
 # ------------------------------------------------------------------------------------------- questions
-def support_matrix(budget: int = 64) -> list[tuple[str, str, str, str | None]]:
+def support_matrix(budget: int = 64, settings: dict[str, Any] | None = None) -> list[tuple[str, str, str, str | None]]:
     """(task, method, backbone, unsupported reason or None) for every registered pair, exactly as ``run`` and
-    ``grid`` decide it (the same resolution and ``Resolved.unsupported_reason``)."""
+    ``grid`` decide it (the same resolution and ``Resolved.unsupported_reason``). ``settings``: what every cell sets
+    (``ls --matrix --set backbone=...``); a setting a method does not take is that pair's reason."""
     rows = []
+    if settings and "backbone" in settings:
+        BACKBONES.get(str(settings["backbone"]))  # an unknown name is the command's error, not every pair's reason
     for t in TASKS:
         for m in METHODS:
-            res = resolve(Cell(t, m, budget, 0))
+            try:
+                res = resolve(Cell(t, m, budget, 0, dict(settings or {})))
+            except ValueError as e:
+                rows.append((t, m, str((settings or {}).get("backbone", "-")), str(e).split(" Known:")[0]))
+                continue
             rows.append((t, m, res.backbone, res.unsupported_reason()))
     return rows
 

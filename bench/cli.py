@@ -14,11 +14,11 @@ from bench.analysis.claims import HOLDS, agreement, check, claims
 from bench.analysis.decision_map import decision_map
 from bench.analysis.gate import check_same_suite, compare, load_run, machines
 from bench.analysis.references import references_text
-from bench.catalog import METHODS, TASKS, support_matrix, task_files, task_name
+from bench.catalog import METHODS, TASKS, resolve, support_matrix, task_files, task_name
 from bench.catalog import spec as task_spec
 from bench.core import cache
 from bench.core.api import Cell
-from bench.core.backbone import BACKBONES
+from bench.core.backbone import BACKBONES, BackboneUnavailable
 from bench.core.data import DataError, DataRoot
 from bench.core.registry import UnknownNameError
 from bench.core.store import RESULTS_ROOT, Located, Store, locate
@@ -28,7 +28,7 @@ from bench.report.page import write_report
 from bench.report.text import format_record, rule_text, summary_text
 from bench.run import harness
 from bench.run.executor import make_executor
-from bench.run.grid import check_filter, plan, run_grid
+from bench.run.grid import check_filter, check_weights, plan, run_grid
 from bench.run.limits import is_memory_fault, memory_fault_text
 from bench.run.plan_cmd import add_arguments as plan_arguments
 from bench.run.plan_cmd import dry_run_estimates, run_plan
@@ -126,8 +126,11 @@ def _parse_sets(items: list[str] | None) -> dict[str, Any]:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    sets = _parse_sets(args.set)
+    if sets and not args.matrix:
+        raise ValueError("ls --set applies to the support matrix: add --matrix (e.g. ls --matrix --set backbone=...)")
     if args.matrix:
-        return _print_matrix()
+        return _print_matrix(sets)
     print("tasks:")
     for name in TASKS:
         spec = TASKS.get(name).spec
@@ -152,29 +155,39 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_matrix() -> int:
+def _print_matrix(settings: dict[str, str] | None = None) -> int:
+    """The task x method support grid (``support_matrix``, with ``settings`` in every cell: ``--set backbone=...``),
+    every column as wide as its longest entry plus two spaces, and a numbered note per gap saying why (one note for
+    a task's methods that share a reason)."""
     methods = METHODS.names()
-    print("task".ljust(28) + "".join(m[:10].ljust(11) for m in methods))
-    notes: list[str] = []
-    by_task: dict[str, list[str]] = {}
-    for task, method, backbone, reason in support_matrix():
-        row = by_task.setdefault(task, [])
+    notes: dict[tuple[str, str, str], list[str]] = {}  # (task, backbone, reason) -> its methods
+    by_task: dict[str, dict[str, str]] = {}
+    for task, method, backbone, reason in support_matrix(settings=settings):
+        row = by_task.setdefault(task, {})
         if reason:
-            notes.append(f"  [{len(notes) + 1}] {task} x {method} ({backbone}): {reason}")
-            row.append(f"- [{len(notes)}]".ljust(11))
+            notes.setdefault((task, backbone, reason), []).append(method)
+            row[method] = f"- [{list(notes).index((task, backbone, reason)) + 1}]"
         else:
-            row.append("ok".ljust(11))
+            row[method] = "ok"
+    if settings:
+        print("with " + " ".join(f"--set {k}={v}" for k, v in settings.items()))
+    first = max(len("task"), *(len(t) for t in by_task)) + 2
+    widths = {m: max(len(m), *(len(row.get(m, "")) for row in by_task.values())) + 2 for m in methods}
+    print(("task".ljust(first) + "".join(m.ljust(widths[m]) for m in methods)).rstrip())
     for task, row in by_task.items():
-        print(task.ljust(28) + "".join(row))
-    print("\n".join(notes))
+        print((task.ljust(first) + "".join(row.get(m, "").ljust(widths[m]) for m in methods)).rstrip())
+    for i, ((task, backbone, reason), gaps) in enumerate(notes.items(), 1):
+        print(f"  [{i}] {task} x {', '.join(gaps)} ({backbone}): {reason}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     cell = Cell(task_name(args.task), args.method, args.budget, args.seed, _parse_sets(args.set), suite=args.suite)
+    res = resolve(cell)
+    check_weights(res)  # weights that are nowhere here: one paragraph, exit 2, before any process or record
     try:
         record = harness.run_cell(
-            cell,
+            res,
             store=Store(args.results),
             data_root=args.data_root,
             device=args.device,
@@ -214,7 +227,12 @@ def cmd_grid(args: argparse.Namespace) -> int:
         estimates = dry_run_estimates(suite, store, args.jobs)
         lines = plan(suite, store, args.filter, estimate=estimates.note)
         sweeps = sum(line.lstrip().startswith("sweep") for line in lines)
-        print(f"suite {suite.name}: {len(lines)} cells ({sweeps} sweep cells); nothing is run; {estimates.summary()}")
+        unsupported = sum(line.split()[1] == "unsupported" for line in lines)
+        gaps = f", {unsupported} unsupported: recorded as such, not run" if unsupported else ""
+        print(
+            f"suite {suite.name}: {len(lines)} cells ({sweeps} sweep cells{gaps}); nothing is run; "
+            f"{estimates.summary()}"
+        )
         print("\n".join(lines))
         return 0
 
@@ -244,7 +262,7 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if result.refused:
         print(
             f"adaptbench: error: {len(result.refused)} tasks not run ({', '.join(result.refused)}); "
-            "see the reasons above (`adaptbench data verify` lists what each task has)",
+            "see the reasons above (for data: `adaptbench data verify` lists what each task has)",
             file=sys.stderr,
         )
         return 2
@@ -512,6 +530,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ls", parents=[common], help="list tasks, methods, backbones, suites")
     p.add_argument("--matrix", action="store_true", help="task x method grid with the reason for every gap")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="with --matrix: the matrix for cells with this setting (repeatable), e.g. --set backbone=timm:resnet18",
+    )
     p.set_defaults(fn=cmd_ls)
 
     p = sub.add_parser(
@@ -785,7 +809,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.debug:
                 os.environ["ADAPTBENCH_DEBUG"] = "1"  # cells' records keep the traceback of data errors too
             return args.fn(args)
-    except (UnknownNameError, ValueError, DataError) as e:
+    except (UnknownNameError, ValueError, DataError, BackboneUnavailable) as e:
         return _error(args, str(e))
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (bench.run.stop): one line, the shell's code for the signal
         stop = e if isinstance(e, Stopped) else Stopped(signum_of(e))

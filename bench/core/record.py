@@ -283,6 +283,9 @@ class Record:
     exit_code: int | None = None  # records the parent wrote for a process that died
     signal: str | None = None
     weights: str | None = None  # where the backbone's weights came from
+    # what names the backbone's weights beyond its name, as in the key: a local folder's sha256, a hub commit
+    # (``Backbone.identity``); None (absent) for the built-in entries (their pinned package names them) and older ones
+    backbone_identity: dict[str, Any] | None = None
     data_root: str | None = None
     env: Env | None = None
     # per-example test outputs, stored beside the JSON: {"file", "sha256", "splits"} (see Store.predictions)
@@ -338,6 +341,7 @@ class Record:
                 "exit_code",
                 "signal",
                 "weights",
+                "backbone_identity",
                 "data_root",
                 "predictions",
                 "tuned_from",
@@ -394,6 +398,7 @@ def new_record(res: Resolved, status: str, error: str | None = None) -> Record:
         method=cell.method,
         method_version=res.method.version,
         backbone=res.backbone,
+        backbone_identity=res.backbone_identity,
         budget=cell.budget,
         seed=cell.seed,
         hparams=res.hparams,

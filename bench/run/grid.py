@@ -16,13 +16,14 @@ from typing import Any
 
 from bench.catalog import resolve
 from bench.core.api import Cell, Resolved
+from bench.core.backbone import BackboneUnavailable, get_backbone
 from bench.core.data import DataError, DataRoot
 from bench.core.record import Record, result_line
 from bench.core.store import Store
 from bench.run.executor import LocalExecutor
 from bench.run.harness import check_inputs, check_recorded_data
 from bench.run.locks import Claims
-from bench.run.progress import GridProgress
+from bench.run.progress import GridProgress, cell_names
 from bench.run.stop import Stopped, signum_of
 from bench.suite import Suite, Sweep, SweepOutcome, pending_records, select, select_sweep, values_text, wanted
 
@@ -61,6 +62,8 @@ class _Grid:
     extend: Callable[[list[Record], int], list[Cell]] | None = None
     before: set[str] = field(default_factory=set)  # keys of cells found with an ok record, not run by this grid
     recorded: set[str] = field(default_factory=set)  # keys of cells this grid ran and recorded
+    weights: dict[str, bool] = field(default_factory=dict)  # backbone -> its pretrained weights are here
+    labels: dict[str, str] = field(default_factory=dict)  # settings text -> its label on progress lines
 
     def stopped_text(self, signum: int) -> str:
         """The line a stopped grid ends with: how far it got, what it recorded, how to go on."""
@@ -268,7 +271,8 @@ def _run_cells(g: _Grid, cells: list[Cell], label: str, later: int) -> int:
             continue
         try:  # once per task and settings: files are verified once per process, pool sizes are cached
             check_inputs(res, g.data, g.pool_sizes)
-        except (DataError, ValueError) as e:
+            _check_weights_once(g, res)
+        except (DataError, ValueError, BackboneUnavailable) as e:
             result.refused[cell.task] = str(e)
             progress.error(f"error: {cell.task}: its cells will not run: {e}")
             refused += 1
@@ -284,11 +288,13 @@ def _run_cells(g: _Grid, cells: list[Cell], label: str, later: int) -> int:
     skipped = f", {refused} not run (task {', '.join(tasks)} refused, above)" if refused else ""
     progress.info(f"suite {suite.name}: {already} {label}cells already done, {len(todo)} to run{skipped}")
     progress.add(len(todo), later=later)
+    names = dict(zip((r.key for r in todo), cell_names([r.cell for r in todo], g.labels), strict=True))
 
     def one(res: Resolved) -> tuple[Record, bool] | None:
         """The cell's record and whether this grid ran it (None: another grid holds it)."""
         cell, key = res.cell, res.key
-        name = f"{label}{cell.describe()}"
+        short, settings = names[key]  # the block's long settings once, on their own line (bench.run.progress)
+        name = f"{label}{short}"
         holder = g.claims.acquire(key)
         if holder is not None:
             result.claimed.setdefault(holder.describe(), []).append(cell)
@@ -299,7 +305,7 @@ def _run_cells(g: _Grid, cells: list[Cell], label: str, later: int) -> int:
                 progress.skip(name, "done meanwhile by another grid (its record is kept)")
                 g.before.add(key)
                 return _reuse(store, suite.name, key, cell), False
-            token = progress.start(name, f"{cell.task}/{cell.method}/{cell.budget}/{cell.seed}")
+            token = progress.start(name, f"{cell.task}/{cell.method}/{cell.budget}/{cell.seed}", settings)
             # the cell's stdout (a line per validation pass) comes back line by line, unless quiet discards it
             follow = None if progress.quiet else lambda line: progress.line(token, line)
             record = g.executor.run(
@@ -328,6 +334,31 @@ def _run_cells(g: _Grid, cells: list[Cell], label: str, later: int) -> int:
             pool.shutdown(wait=True, cancel_futures=True)
     result.records += [d[0] for d in done if d is not None]
     return sum(d is not None and d[1] for d in done)
+
+
+def check_weights(res: Resolved) -> None:
+    """Refuse a cell whose backbone's pretrained weights are nowhere here (``BackboneUnavailable``, one paragraph
+    naming the fix) before its process starts: offline, a cell would otherwise fail inside it, with a traceback and
+    a ``failed`` record. An unsupported cell needs none (its record says why it cannot run)."""
+    if res.unsupported_reason() is None:
+        get_backbone(res.backbone).check_weights()
+
+
+def _check_weights_once(g: _Grid, res: Resolved) -> None:
+    """``check_weights``, its answer kept per backbone: a second task refused for the same missing weights points to
+    the first one's paragraph rather than repeating it."""
+    if res.unsupported_reason() is not None:
+        return
+    name = res.backbone
+    if name not in g.weights:
+        try:
+            get_backbone(name).check_weights()
+        except BackboneUnavailable:
+            g.weights[name] = False
+            raise
+        g.weights[name] = True
+    elif not g.weights[name]:
+        raise BackboneUnavailable(f"the pretrained weights of {name} are not here (the fix: above)")
 
 
 def _stop(executor: Any) -> None:
@@ -361,13 +392,22 @@ def plan(
 ) -> list[str]:
     """``grid --dry-run``: one line per cell the grid would consider and whether it has an ok record: the sweep
     cells first, then the cells their sweeps tune (with the chosen values, once the sweep records allow a choice),
-    then the fixed cells. ``estimate(cell)``, when given, is appended to each line (``bench.run.plan_cmd``)."""
+    then the fixed cells. ``estimate(cell)``, when given, is appended to each line (``bench.run.plan_cmd``). A cell
+    ``run`` would record as unsupported (``Resolved.unsupported_reason``, the same check) says so, with the reason,
+    instead of "to run"."""
 
     def line(kind: str, cell: Cell, swept: dict[str, Any] | None = None, note: str = "") -> str:
-        state = "done" if store.has_ok(suite.name, resolve(cell).key) else "to run"
+        res = resolve(cell)
         values = f" {values_text(swept)}" if swept else ""
+        name = f"{cell.task}/{cell.method}/{cell.budget}/{cell.seed}{values}{note}"
+        if store.has_ok(suite.name, res.key):
+            state = "done"
+        elif (reason := res.unsupported_reason()) is not None:
+            return f"  {kind:6s} {'unsupported':11s} {name}  ({reason})"  # recorded as such at once; nothing runs
+        else:
+            state = "to run"
         cost = estimate(cell) if estimate is not None else ""
-        return f"  {kind:6s} {state:7s} {cell.task}/{cell.method}/{cell.budget}/{cell.seed}{values}{note}{cost}"
+        return f"  {kind:6s} {state:11s} {name}{cost}"
 
     out = []
     sweeps = [s for s in suite.sweeps if wanted(s, pattern)]
@@ -382,6 +422,6 @@ def plan(
         why = "waits for its sweep" if outcome.status == "waiting" else f"not run: {outcome.reason}"
         for c in select(sweep.dependents(), pattern):
             cost = estimate(c) if estimate is not None else ""
-            out.append(f"  {'tuned':6s} {'-':7s} {c.task}/{c.method}/{c.budget}/{c.seed}  ({sweep.name}: {why}){cost}")
+            out.append(f"  {'tuned':6s} {'-':11s} {c.task}/{c.method}/{c.budget}/{c.seed}  ({sweep.name}: {why}){cost}")
     out += [line("cell", c) for c in select(suite.cells, pattern)]
     return out

@@ -12,6 +12,10 @@ One set of events, two displays:
 - plain (``log``, default: print; what a CI log or a pipe gets): lines only, never a carriage return. Before a cell
   ``[3/18] running <cell> (elapsed 1m12s, ETA 4m48s)``; while it runs, its validation passes, indented; after it
   ``[3/18] <cell>: <test metrics or status> (36 s; elapsed 1m48s, ETA 4m12s)``.
+- <cell> is short (``cell_names``): ``glue-sst2 x lora @ 256 (seed 0, settings 2) lr=0.001``, the values that tell
+  it apart from its neighbours (a sweep's ``lr``) and a label for the rest of its settings (a suite's ``[set]``,
+  often ~150 characters shared by a whole block), which is written out once, on its own line
+  ``settings 2: batch_size=16 epochs=1 ...``, before the first cell that has it (under ``quiet`` too).
 - live (stdout is a terminal and no ``log`` is given): the same lines, with a rich progress bar below them that
   shows done/total, elapsed time, the ETA and the running cell.
 ``quiet`` keeps only the result lines, errors and the final summary: no running lines, validation passes or bar.
@@ -23,11 +27,14 @@ import itertools
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench.core.api import Cell
+
 MAX_BAR_CELLS = 4  # running cells the bar names (with --jobs above that: "and N more")
+INLINE_SETTINGS = 40  # characters of a cell's shared settings shown on its lines; longer ones get a label
 
 
 def duration(seconds: float) -> str:
@@ -38,6 +45,37 @@ def duration(seconds: float) -> str:
     if s < 3600:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _values(overrides: dict[str, Any], keys: Sequence[str]) -> str:
+    return " ".join(f"{k}={overrides[k]}" for k in sorted(keys))  # as ``Cell.describe`` writes them
+
+
+def cell_names(cells: Sequence[Cell], labels: dict[str, str]) -> list[tuple[str, tuple[str, str] | None]]:
+    """Each cell's name on the progress lines and its settings (label, text), or None when it has none left. The name
+    is ``task x method @ budget (seed N, settings K)`` and the values that differ between the cells of its (task,
+    method, budget) here (a sweep's ``lr=0.001``); the rest of its settings, the same for its whole block, is
+    labelled rather than repeated when longer than ``INLINE_SETTINGS`` characters: ``labels`` maps each settings
+    text to its label ("1", "2", ... in order of first use; the caller keeps it across phases)."""
+    groups: dict[tuple[str, str, int], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.task, cell.method, cell.budget), []).append(cell)
+    varying: dict[tuple[str, str, int], set[str]] = {}
+    for group, members in groups.items():
+        keys = set().union(*(c.overrides for c in members))
+        varying[group] = {k for k in keys if len({repr(c.overrides.get(k, ...)) for c in members}) > 1}
+    out = []
+    for cell in cells:
+        apart = varying[(cell.task, cell.method, cell.budget)]
+        rest = _values(cell.overrides, [k for k in cell.overrides if k not in apart])
+        if len(rest) <= INLINE_SETTINGS:  # short enough to stay on the line
+            apart, rest = set(cell.overrides), ""
+        own = _values(cell.overrides, [k for k in cell.overrides if k in apart])
+        label = labels.setdefault(rest, str(len(labels) + 1)) if rest else None
+        budget = "all" if cell.budget == 0 else cell.budget
+        name = f"{cell.task} x {cell.method} @ {budget} (seed {cell.seed}{f', settings {label}' if label else ''})"
+        out.append((name + (f" {own}" if own else ""), (label, rest) if label else None))
+    return out
 
 
 @dataclass
@@ -76,6 +114,7 @@ class GridProgress:
         self.later = 0  # estimated cells of the phase still to begin (the tuned cells, while the sweeps run)
         self.times: list[float] = []  # wall time of each finished cell
         self.running: dict[int, _Running] = {}
+        self.said: set[str] = set()  # settings labels written out so far
         self._tokens = itertools.count()
         self._lock = threading.RLock()
         self._bar = _Bar(self, console) if live and not quiet else None
@@ -92,9 +131,14 @@ class GridProgress:
             self.later = later
             self._refresh()
 
-    def start(self, name: str, ident: str) -> int:
-        """A cell starts; returns the token its lines and its end are reported with."""
+    def start(self, name: str, ident: str, settings: tuple[str, str] | None = None) -> int:
+        """A cell starts; returns the token its lines and its end are reported with. ``settings``: its label and
+        text (``cell_names``), written out on a line of its own the first time (quiet or not: result lines name
+        it)."""
         with self._lock:
+            if settings is not None and settings[0] not in self.said:
+                self.said.add(settings[0])
+                self._emit(f"settings {settings[0]}: {settings[1]}")
             self.started += 1
             token = next(self._tokens)
             now = self.clock()
