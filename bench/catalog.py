@@ -1,8 +1,9 @@
 """The catalog: the only module that imports the plugins (``tasks/``, ``methods/``, the backbone families in
-``bench.backbones`` and the forgetting probes in ``bench.probes``), so importing it fills the registries of
-``bench.core``. Whatever the rest of bench asks about plugins, it asks here: a task's spec, a cell resolved into a
-``Resolved`` (the one object that then travels, with its key), what a method declares about itself, a probe's facts,
-which files a task reads and what is supported. Importing it loads no heavy library: plugins keep theirs inside the
+``bench.backbones`` and the forgetting probes in ``bench.probes``), so the registries of ``bench.core`` are filled
+through it (a task or method module at the registry's first use: ``Registry.discover``). Whatever the rest of
+bench asks about plugins, it asks here: a task's spec, a cell resolved into a ``Resolved`` (the one object that then
+travels, with its key), what a method declares about itself, a probe's facts, which files a task reads and what is
+supported. Importing it loads no heavy library: plugins keep theirs inside the
 functions that need them (``tests/test_layout.py`` holds them to it).
 """
 
@@ -12,8 +13,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import methods  # noqa: F401  (each method module registers itself)
-import tasks  # noqa: F401  (each task family registers its tasks)
+import methods  # noqa: F401  (every module of methods/ is found by its file and registers itself at first use)
+import tasks  # noqa: F401  (every module of tasks/ likewise registers its tasks)
 from bench import backbones, probes  # noqa: F401  (the backbone families and the forgetting probes)
 from bench.core.api import Cell, Method, Resolved, TaskSpec, TrainConfig, TuneSpec
 from bench.core.backbone import BACKBONES

@@ -3,7 +3,7 @@ suite's current definition. The grid that runs them is ``bench.run.grid``.
 
 A suite file holds ``description``, ``seeds``, optional ``timeout_s`` and ``set`` (settings for every cell), and
 one or more ``[[matrix]]`` blocks, each crossing ``tasks`` x ``methods`` x ``budgets`` (x seeds) with its own
-optional ``set`` table. ``tasks`` and ``methods`` may be ``["*"]`` (the whole registry); ``budgets`` may be
+optional ``set`` table. ``tasks``/``methods`` may be ``["*"]`` or ``["all"]`` (the whole registry); ``budgets`` may be
 ``"task"`` (each task's own budgets) or ``"task+full"`` (those and the full training set, budget 0). The grid
 skips every cell that already has an ``ok`` record, so an interrupted run
 resumes where it stopped.
@@ -424,21 +424,26 @@ def _seeds(value: Any, where: str) -> list[int]:
     return list(value)
 
 
+EVERY = (["*"], ["all"])  # a block's tasks or methods: every registered one (a new method is covered with no edit)
+
+
 def _names(value: Any, registry, kind: str, where: str) -> list[str]:
+    """A block's names; ``["*"]`` or ``["all"]``: every registered name, sorted (cells a method declares unsupported
+    are recorded ``unsupported``, as for a listed name)."""
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise ValueError(f'{where}: {kind}s must be a non-empty list of names, or ["*"] for all, not {value!r}')
-    if value == ["*"]:
+    if value in EVERY:
         return registry.names()
     for v in value:
         if v not in registry:
-            raise ValueError(f"{where}: {suggest(v, registry.names(), kind)}")
+            raise ValueError(f"{where}: {registry.explain(v)}")
     return list(value)
 
 
 def _task_names(value: Any, base: Path, where: str) -> list[str]:
     """A block's tasks: registered names, or declared datasets (a declaration file, a data file or folder, relative
     to the suite's folder, or a name with ``datasets/<name>.toml`` beside the suite), read and checked here."""
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value) or value == ["*"]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value) or value in EVERY:
         return _names(value, TASKS, "task", where)
     out = []
     for v in value:

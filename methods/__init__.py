@@ -1,19 +1,8 @@
-"""The method registry: one module per method, each registering itself. Add a method: one file, one line here."""
+"""The method plugins: every module of this folder whose name does not start with ``_`` is imported when the method
+registry is first used (``bench.core.registry.Registry.discover``), in name order, and registers its methods with
+``@METHODS.register("<name>")``. Add a method: one file here, nothing else (CONTRIBUTING.md). Modules starting with
+``_`` are helpers (torch layers and the like), imported only by the methods that need them."""
 
-# ruff: noqa: F401
-import methods.adapter
-import methods.bitfit
-import methods.fewshot
-import methods.frozen
-import methods.full
-import methods.gradual
-import methods.ia3
-import methods.l2sp
-import methods.llrd
-import methods.lora
-import methods.partial
-import methods.peft_config
-import methods.prefix
-import methods.prompt
-import methods.qlora
-import methods.scratch
+from bench.core.registry import METHODS
+
+METHODS.discover(__name__, __path__)

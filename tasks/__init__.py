@@ -1,6 +1,8 @@
-"""The task registry: one module per task family, each task registering itself. Add a task: one file, one line."""
+"""The task plugins: every module of this folder whose name does not start with ``_`` is imported when the task
+registry is first used (``bench.core.registry.Registry.discover``), in name order, and registers its tasks with
+``TASKS.register("<name>")``. Add a task (or a family of tasks): one file here, nothing else (CONTRIBUTING.md).
+Modules starting with ``_`` are helpers."""
 
-# ruff: noqa: F401
-import tasks.glue
-import tasks.medmnist
-import tasks.shift
+from bench.core.registry import TASKS
+
+TASKS.discover(__name__, __path__)

@@ -141,20 +141,30 @@ def test_lora_training_flops_pass_backward_through_frozen_layers_but_weight_grad
     assert c.grad_inputs / 4 == grad_in and c.grad_weights / 4 == grad_w
 
 
-def test_a_module_with_weights_of_an_unknown_kind_gives_no_count_and_says_why():
-    class Bilinearish(nn.Module):
+def test_a_parameter_of_an_unknown_shape_is_left_out_of_the_count_and_named_in_the_note():
+    """DoRA's magnitude vector on a CNN (a 1 x C x 1 x 1 weight in a module the counter has no formula for): the count
+    is what the known layers cost, and the note names what it leaves out, by parameter name and shape."""
+
+    class Magnitude(nn.Module):  # a per-channel rescale held as a 4-d weight, as peft's DoraConv2dLayer holds it
         def __init__(self) -> None:
             super().__init__()
-            self.w = nn.Parameter(torch.randn(4, 4))
+            self.weight = nn.Parameter(torch.ones(1, 16, 1, 1))
 
         def forward(self, x):
-            return torch.einsum("bi,ij->bj", x, self.w)
+            return x * self.weight.view(1, 16)
 
+    model = _Tiny()
+    model.encoder.insert(3, Magnitude())
     method = SimpleNamespace(trains=True, cache_features=False)
-    out = flops.cell_flops(
-        Bilinearish(), {"x": torch.randn(2, 4)}, method=method, fit=None, device="cpu", precision="fp32", threads=2
-    )
-    assert out.fwd_flops_per_example is None and "Bilinearish" in out.flops_note
+    batch = {"x": torch.randn(4, 8)}
+    out = flops.cell_flops(model, batch, method=method, fit=None, device="cpu", precision="fp32", threads=2)
+    assert out.fwd_flops_per_example == sum(FWD.values())  # the three linear layers, counted as without it
+    assert out.train_flops_per_example == 3 * sum(FWD.values()) - FWD["l1"]
+    assert out.flops_note.startswith("not counted: encoder.3.weight (1x16x1x1, Magnitude)")
+    assert "lower bound" in out.flops_note
+    # a model the counter knows whole says nothing of the kind
+    plain = flops.cell_flops(_Tiny(), batch, method=method, fit=None, device="cpu", precision="fp32", threads=2)
+    assert plain.fwd_flops_per_example == sum(FWD.values()) and plain.flops_note is None
 
 
 def test_gemm_peak_is_cached_per_machine_and_a_corrupt_cache_is_measured_again(tmp_path, monkeypatch):

@@ -4,13 +4,20 @@ test code. Run: `.venv/bin/python -m pytest tests/test_registry.py -q`."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+import methods
+import tasks
 from bench.catalog import METHODS, TASKS, resolve
 from bench.core.api import Cell, Method, Task, TrainConfig
 from bench.core.backbone import BACKBONES
-from bench.core.registry import Registry, UnknownNameError
+from bench.core.registry import PluginImportError, Registry, UnknownNameError
+from bench.suite import load_suite
 
 
 @pytest.mark.parametrize("name", TASKS.names())
@@ -135,3 +142,114 @@ def test_every_task_declares_the_input_size_its_backbone_is_prepared_for():
 
     with pytest.raises(TypeError, match="declares no 'image_size' field"):
         _ = Sizeless().input_size
+
+
+# ------------------------------------------------------------------------ discovery: one file is a new entry
+def _plugin_package(root, name: str, modules: dict[str, str]) -> str:
+    """A plugin package ``name`` under ``root`` whose ``__init__`` declares its modules to a registry ``REG``."""
+    folder = root / name
+    folder.mkdir()
+    (folder / "__init__.py").write_text(
+        "from bench.core.registry import Registry\nREG = Registry('widget')\nREG.discover(__name__, __path__)\n"
+    )
+    for module, text in modules.items():
+        (folder / f"{module}.py").write_text(text)
+    return name
+
+
+def test_every_module_of_a_plugin_package_is_imported_at_first_use_in_name_order(tmp_path, monkeypatch):
+    register = "from {p} import REG\n\n@REG.register('{n}')\nclass {c}:\n    pass\n"
+    name = _plugin_package(
+        tmp_path,
+        f"widgets_{tmp_path.name.replace('-', '_')}",
+        {
+            "b_one": register.format(p="{p}", n="one", c="One"),
+            "a_two": register.format(p="{p}", n="two", c="Two"),
+            "_helper": "raise RuntimeError('a helper is imported only by the modules that need it')\n",
+        },
+    )
+    for f in (tmp_path / name).glob("*.py"):
+        f.write_text(f.read_text().replace("{p}", name))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    package = importlib.import_module(name)
+    reg = package.REG
+    assert reg.modules == [], "nothing is imported before the registry is used"
+    assert reg.names() == ["one", "two"]
+    assert reg.modules == [f"{name}.a_two", f"{name}.b_one"]
+    assert "widget" in reg.explain("three") and f"{name}/three.py" in reg.explain("three")
+    assert '@WIDGETS.register("three")' in reg.explain("three")
+
+
+def test_a_plugin_module_that_fails_to_import_is_named(tmp_path, monkeypatch):
+    name = _plugin_package(tmp_path, f"broken_{tmp_path.name.replace('-', '_')}", {"dora": "import not_a_module\n"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = importlib.import_module(name).REG
+    with pytest.raises(PluginImportError, match=rf"widget plugin {name}/dora.py failed to import: ModuleNotFoundError"):
+        reg.get("dora")
+    with pytest.raises(PluginImportError, match=r"dora\.py"):  # every use says it again, never a half-filled registry
+        reg.names()
+
+
+def test_the_plugin_packages_keep_no_list_every_module_is_found():
+    for package, registry in ((methods, METHODS), (tasks, TASKS)):
+        files = sorted(p.stem for p in Path(package.__path__[0]).glob("*.py") if not p.stem.startswith("_"))
+        assert registry.modules == [f"{package.__name__}.{f}" for f in files]
+
+
+def test_an_unknown_method_lists_every_method_and_says_where_a_new_one_goes():
+    with pytest.raises(UnknownNameError) as raised:
+        METHODS.get("dora")
+    message = str(raised.value)
+    assert all(name in message for name in METHODS.names())
+    assert "methods/dora.py" in message and '@METHODS.register("dora")' in message
+    assert "tasks/my_task.py" in TASKS.explain("my-task") and '@TASKS.register("my-task")' in TASKS.explain("my-task")
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_a_methods_declarations_agree_with_each_other(name):
+    """What a method declares (class attributes) must be possible together, and it implements what they promise."""
+    cls = METHODS.get(name)
+    if cls.budget_free or cls.seedless:  # it reads no training example / depends on no seed: it cannot train
+        assert not cls.trains, f"{name}: budget_free or seedless, yet trains"
+    if cls.seedless:
+        assert cls.min_seeds in (None, 1), f"{name}: seedless, yet asks for {cls.min_seeds} seeds"
+    if cls.linear_probe:
+        assert cls.cache_features and cls.trains, f"{name}: a linear probe is fitted on cached features"
+    if cls.trains:
+        assert cls.param_groups is not Method.param_groups, f"{name} trains: it must say what (param_groups)"
+    else:
+        assert cls.predictor is not Method.predictor, f"{name} does not train: it must build a predictor"
+    assert cls.prepare is not Method.prepare, f"{name} must prepare the model (freeze, wrap or inject)"
+    if cls.mergeable:
+        assert cls.merge is not Method.merge, f"{name}: mergeable, yet keeps Method.merge (which merges nothing)"
+    assert cls.min_seeds is None or cls.min_seeds >= 1
+
+
+def _one_block_suite(folder, methods: str) -> str:
+    path = folder / "one-block.toml"
+    matrix = f'tasks = ["pneumonia-mnist"]\nmethods = {methods}\nbudgets = [64]\n'
+    path.write_text(f'description = "one block"\nseeds = [0]\n\n[[matrix]]\n{matrix}')
+    return str(path)
+
+
+@pytest.mark.parametrize("every", ["*", "all"])
+def test_a_suite_can_name_every_method_and_a_cell_declared_unsupported_stays_a_cell(every, tmp_path):
+    cells = load_suite(_one_block_suite(tmp_path, f'["{every}"]')).cells
+    assert [c.method for c in cells] == METHODS.names()
+    unsupported = {c.method for c in cells if resolve(c).unsupported_reason()}
+    assert "prefix" in unsupported and "zeroshot" in unsupported  # recorded `unsupported` by the grid, as listed
+
+
+def test_a_suites_unknown_method_says_where_a_new_one_goes(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown method 'dora'.*methods/dora\.py"):
+        load_suite(_one_block_suite(tmp_path, '["lora", "dora"]'))
+
+
+def test_a_plugin_module_imported_on_its_own_then_the_registry_used_works():
+    """A cell's process unpickles its method first (importing ``methods.lora`` on its own, before the catalog): its
+    registration must not set off the other modules' imports half-way through its own (qlora imports lora)."""
+    code = "import methods.lora\nfrom bench.core.registry import METHODS\nprint(len(METHODS), METHODS.get('qlora'))"
+    root = Path(__file__).parent.parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[0] == str(len(METHODS))

@@ -1,10 +1,17 @@
 """Name -> class registries for tasks and methods.
 
-Registration is a decorator in the module that defines the entry, so a new task or method is one new file plus
-one import line in its package's ``__init__``. The registries start empty: ``bench.catalog`` imports the plugin
-packages, which fills them, and the rest of bench reads them through the catalog. Entry modules keep heavy imports
-inside functions, so importing every entry (what ``adaptbench ls`` does) stays fast (``tests/test_layout.py``).
-Duplicate names are an error; an unknown name is answered with the closest registered names.
+Registration is a decorator in the module that defines the entry, and the modules are found by their files: a plugin
+package (``methods/``, ``tasks/``) calls ``discover`` in its ``__init__``, and the first use of the registry (a name
+asked for or listed) imports every module of the package whose name does not start with ``_`` (those are helpers), in
+name order, so a new task or method is one new file and nothing else. A module that fails to import stops the use
+with a ``PluginImportError`` naming its file. Registering does not discover: a module imported on its own (as
+unpickling a cell in its own process does) must not set off its siblings' imports half-way through its own, so a
+plugin module registers at import time and asks the registries nothing until one of its functions runs.
+
+The registries start empty: ``bench.catalog`` imports the plugin packages, and the rest of bench reads the
+registries through the catalog. Entry modules keep heavy imports inside functions, so importing every entry (what
+``adaptbench ls`` does) stays fast (``tests/test_layout.py``). Duplicate names are an error; an unknown name is
+answered with the closest registered names, every registered name, and where a new entry goes.
 
 A registry can also hold families: ``add_family(prefix, build)`` makes every ``prefix:argument`` a name, whose entry
 ``build(argument)`` makes on first use (then cached), e.g. ``peft:LoHaConfig`` (methods/peft_config.py). An entry with a
@@ -16,8 +23,10 @@ process. ``names()`` and iteration list the registered entries only: a family is
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -28,6 +37,10 @@ class UnknownNameError(KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; we want it readable
         return str(self.args[0])
+
+
+class PluginImportError(ImportError):
+    """A plugin module (a file of ``methods/`` or ``tasks/``) failed to import; the message names the file."""
 
 
 def suggest(name: str, choices: list[str], kind: str) -> str:
@@ -54,11 +67,49 @@ def _findable(cls: type, name: str, kind: str) -> None:
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, variable: str | None = None) -> None:
         self.kind = kind
+        self.variable = variable or f"{kind.upper()}S"  # what a plugin module calls it: @METHODS.register(...)
         self._entries: dict[str, T] = {}
         self.families: dict[str, Callable[[str], T]] = {}
         self._built: dict[str, T] = {}  # family names and the built entries' own names -> entry
+        self.homes: list[str] = []  # the plugin packages discovered, as folders: "methods"
+        self.modules: list[str] = []  # the plugin modules imported by discovery, in import order
+        self._pending: list[tuple[str, list[str]]] = []  # (package, its __path__) not imported yet
+        self._discovering = False
+
+    def discover(self, package: str, path: Iterable[str]) -> None:
+        """Have every module of ``package`` (at ``path``: the package's ``__path__``) whose name does not start with
+        ``_`` imported the first time this registry is used, in name order; each registers its entries."""
+        self.homes.append(package.replace(".", "/"))
+        self._pending.append((package, list(path)))
+
+    def _discover(self) -> None:
+        """Import the pending plugin packages' modules (once; a module that failed is tried again at the next use)."""
+        if self._discovering:  # a plugin module being imported uses the registry: it sees what is registered so far
+            return
+        self._discovering = True
+        try:
+            while self._pending:
+                package, path = self._pending[0]
+                for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
+                    if info.name.startswith("_"):
+                        continue
+                    module = f"{package}.{info.name}"
+                    try:
+                        importlib.import_module(module)
+                    except Exception as e:
+                        file = f"{package.replace('.', '/')}/{info.name}{'/__init__.py' if info.ispkg else '.py'}"
+                        raise PluginImportError(
+                            f"{self.kind} plugin {file} failed to import: {type(e).__name__}: {e} (every module of "
+                            f"{package}/ whose name does not start with '_' is imported to find the {self.kind}s; "
+                            "fix it, or start its name with '_' if it is a helper)"
+                        ) from e
+                    if module not in self.modules:
+                        self.modules.append(module)
+                self._pending.pop(0)
+        finally:
+            self._discovering = False
 
     @staticmethod
     def _plain(name: str) -> bool:
@@ -88,13 +139,14 @@ class Registry(Generic[T]):
         self.families[prefix] = build
 
     def get(self, name: str) -> T:
+        self._discover()
         if name in self._entries:
             return self._entries[name]
         if name in self._built:
             return self._built[name]
         prefix, sep, argument = name.partition(":")
         if not (sep and prefix in self.families):
-            raise UnknownNameError(self._unknown(name))
+            raise UnknownNameError(self.explain(name))
         if not argument:
             raise UnknownNameError(f"{self.kind} {name!r} names nothing: use {prefix}:<argument>")
         entry = self.families[prefix](argument)
@@ -119,22 +171,39 @@ class Registry(Generic[T]):
         own = getattr(entry, "name", None)
         return own if isinstance(own, str) else name
 
-    def _unknown(self, name: str) -> str:
-        message = suggest(name, list(self._entries), self.kind)
-        if not self.families:
-            return message
+    def explain(self, name: str) -> str:
+        """Why ``name`` is not an entry: the closest registered names, every registered name (and family), and where
+        a new entry goes."""
+        self._discover()
         prefix, sep, argument = name.partition(":")
         close = difflib.get_close_matches(prefix, list(self.families), n=1, cutoff=0.4) if sep else []
         if close:
             return f"unknown {self.kind} family {prefix!r} in {name!r}. Did you mean '{close[0]}:{argument}'?"
-        return message + f" Or a family: {', '.join(f'{p}:<argument>' for p in sorted(self.families))}."
+        message = suggest(name, list(self._entries), self.kind)
+        if self.families:
+            message += f" Or a family: {', '.join(f'{p}:<argument>' for p in sorted(self.families))}."
+        return message + self.where_new(name)
+
+    def where_new(self, name: str) -> str:
+        """Where a new entry called ``name`` goes (empty for a registry without a plugin package)."""
+        if not self.homes:
+            return ""
+        plain = bool(name) and self._plain(name) and name[0].isalpha()
+        label = name if plain else "<name>"
+        module = name.replace("-", "_") if plain else "<name>"
+        return (
+            f" A new {self.kind} goes in {self.homes[0]}/{module}.py, its class registered with "
+            f"@{self.variable}.register(\"{label}\"): every module there not starting with '_' is found by its file."
+        )
 
     def names(self) -> list[str]:
+        self._discover()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
+        self._discover()
         if name in self._entries or name in self._built:
             return True
         prefix, sep, argument = name.partition(":")
@@ -144,8 +213,9 @@ class Registry(Generic[T]):
         return iter(self.names())
 
     def __len__(self) -> int:
+        self._discover()
         return len(self._entries)
 
 
-TASKS: Registry = Registry("task")
-METHODS: Registry = Registry("method")
+TASKS: Registry = Registry("task", "TASKS")
+METHODS: Registry = Registry("method", "METHODS")

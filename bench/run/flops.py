@@ -21,7 +21,8 @@ in FlopCounterMode):
   batch element, and ``F.scaled_dot_product_attention`` as ``QK^T`` plus ``AV`` (``2*L*S*E + 2*L*S*Ev`` per head),
   read through a ``TorchFunctionMode`` and ignored while inside a hooked module (no double count).
 A module with a weight of two or more dimensions of any other type (not an embedding, a norm, or an elementwise
-scale such as IA3's) cannot be counted: the count is None and ``note`` names it.
+scale such as IA3's; e.g. DoRA's magnitude vector on a CNN, shaped 1 x C x 1 x 1) is not counted: the count is what
+the known modules cost (a lower bound) and ``note`` says "not counted: " with each such parameter's name and shape.
 
 Training FLOPs per example (the rule, an approximation stated once): each counted op costs its forward F, plus
 F for the gradient of each input that needs one (an activation gradient: there is a trainable parameter upstream
@@ -68,7 +69,7 @@ class FlopCount:
     grad_inputs: float = 0.0
     grad_weights: float = 0.0
     forward_by_child: dict[str, float] = field(default_factory=dict)
-    uncounted: list[str] = field(default_factory=list)  # modules with weights of an unknown kind
+    uncounted: list[str] = field(default_factory=list)  # "name (shape, Module)": weights of a kind not counted
 
     @property
     def train(self) -> float:
@@ -120,7 +121,11 @@ class _Counter(TorchFunctionMode):
                 self.handles.append(module.register_forward_pre_hook(self._enter))
                 self.handles.append(module.register_forward_hook(self._make_exit(child)))
             elif _unknown_weights(module):
-                self.count.uncounted.append(f"{name} ({type(module).__name__})")
+                self.count.uncounted += [
+                    f"{name}.{p_name} ({'x'.join(map(str, p.shape))}, {type(module).__name__})".lstrip(".")
+                    for p_name, p in module.named_parameters(recurse=False)
+                    if p.ndim >= 2
+                ]
         for child, module in model.named_children():
             self.handles.append(module.register_forward_pre_hook(self._set_child(child)))
 
@@ -205,6 +210,18 @@ def count(model: nn.Module, batch: dict[str, torch.Tensor]) -> FlopCount:
     return counter.count
 
 
+def uncounted_note(c: FlopCount, shown: int = 3) -> str | None:
+    """What the count leaves out, by parameter name and shape (None when it leaves nothing out): the counts are then
+    a lower bound, and so are the achieved FLOP/s and MFU computed from them."""
+    if not c.uncounted:
+        return None
+    more = f" and {len(c.uncounted) - shown} more" if len(c.uncounted) > shown else ""
+    return (
+        f"not counted: {', '.join(c.uncounted[:shown])}{more} (weights of a kind this counter has no formula for; "
+        "the FLOPs, FLOP/s and MFU leave them out: a lower bound)"
+    )
+
+
 @dataclass
 class FlopsCost:
     """What a record's cost section says about FLOPs (see bench.core.record.Cost)."""
@@ -257,18 +274,16 @@ def cell_flops(
     except (RuntimeError, NotImplementedError, TypeError, ValueError) as e:
         out.flops_note = f"count failed: {type(e).__name__}: {e}"[:300]
         return out
-    if c.uncounted:
-        out.flops_note = "modules with weights of a kind not counted: " + ", ".join(c.uncounted[:5])
-        return out
     out.fwd_flops_per_example = c.forward / c.n
     steps_change = getattr(type(method), "on_step", Method.on_step) is not Method.on_step
-    out.train_flops_per_example, out.flops_note = training_flops(
+    out.train_flops_per_example, note = training_flops(
         c,
         trains=method.trains,
         cached=method.cache_features,
         epochs=fit.epochs if fit else 0.0,
         steps_change=steps_change,
     )
+    out.flops_note = "; ".join(n for n in (uncounted_note(c), note) if n) or None
     peak = peak_for(device, threads, precision)
     out.machine_peak_flops_per_s, out.nominal_peak_flops_per_s = peak.measured, peak.nominal
     rate = fit.train_samples_per_s if fit else None
