@@ -13,6 +13,27 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# torch's OpenMP threads spin while they wait: on a machine shared with other work that made one test file take
+# 9-30 min instead of ~1; passive waiting costs nothing measurable when the machine is quiet
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# the pretrained weights a test loads when it asks for these fixtures, or names a registered backbone while asking
+# for ``load_named``: such a test is ``slow`` (the fast set builds tiny models from configs)
+REAL_WEIGHTS = {"efficientnet", "minilm", "smollm2"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``slow`` every test that loads real pretrained weights (see ``REAL_WEIGHTS``), so the fast set
+    (``-m "not slow"``) never does, whatever its file: a new test of a real backbone is slow without a marker."""
+    from bench.core.backbone import BACKBONES
+
+    real = set(BACKBONES.names())
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        named = "load_named" in fixtures and any(v in real for v in params.values() if isinstance(v, str))
+        if fixtures & REAL_WEIGHTS or named:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -232,6 +232,7 @@ def test_matrix_agrees_with_run_for_every_task_and_method(tmp_path, monkeypatch)
             assert (record.status, record.error) == ("unsupported", reason), f"{task} x {method}"
 
 
+@pytest.mark.slow  # a real cell's process each (~5 s): make test runs them
 @pytest.mark.parametrize(
     ("task", "method", "backbone"), [("glue-sst2", "lora", "tiny-hf"), ("pneumonia-mnist", "full", "tiny-timm")]
 )

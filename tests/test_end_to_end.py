@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from bench.core.api import Cell
 from bench.core.store import Store
 from bench.probes import imagenet_top1, stsb_spearman
@@ -21,6 +23,7 @@ def test_minilm_weights_are_sentence_pretrained(minilm, data):
     assert stsb_spearman(minilm, data, "cpu", limit=400) >= 0.80
 
 
+@pytest.mark.slow  # real EfficientNet weights, a real LoRA cell and its forgetting probe (~27 s)
 def test_one_real_cell_runs_end_to_end_and_writes_a_complete_record(tmp_path):
     store = Store(tmp_path)
     cell = Cell(
@@ -52,6 +55,7 @@ def test_one_real_cell_runs_end_to_end_and_writes_a_complete_record(tmp_path):
     assert test["outputs"].shape == (624, 2) and len(test["ids"]) == len(test["labels"]) == 624
 
 
+@pytest.mark.slow  # a real cell's process: the forkserver's imports and MiniLM's weights (~18 s)
 def test_a_crashing_cell_becomes_a_failed_record(tmp_path):
     store = Store(tmp_path / "results")
     # bf16 autocast is refused on the CPU only once the cell's process builds its loop: a crash inside the cell
@@ -73,6 +77,7 @@ def test_missing_data_offline_is_refused_before_the_cell_starts_and_writes_no_re
     assert not list((tmp_path / "results").rglob("*.json"))
 
 
+@pytest.mark.slow  # a real cell's process, killed at its limit (~8 s)
 def test_a_cell_past_its_time_limit_is_killed_and_recorded_as_timeout(tmp_path):
     store = Store(tmp_path)
     record = run_cell(Cell("glue-sst2", "full", 64, 0, suite="e2e"), store=store, timeout_s=1.0, quiet=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from bench.analysis.overview import build_overview
 from bench.catalog import resolve
@@ -193,6 +194,7 @@ def test_a_wrong_folder_or_suite_is_answered_with_the_command_that_works(tmp_pat
     assert f"`adaptbench report --results {tmp_path / 'archive'} --suite s-cpu`" in err
 
 
+@pytest.mark.slow  # a report of the committed default-cpu records (~12 s)
 def test_report_on_the_committed_baselines_folder(tmp_path, capsys):
     """results/baselines/default-cpu holds suite "default" records of an earlier definition: all are shown."""
     assert main(["report", "--results", str(BASELINES), "--suite", "default", "--out", str(tmp_path)]) == 0

@@ -665,6 +665,11 @@ class Resolved:
     backbone: str
     tune: TuneSpec | None = None  # values of the method tuned inside each replicate (``tune`` in the overrides)
 
+    def __post_init__(self) -> None:
+        # read where the backbone registry is filled (``catalog.resolve``), so a pickled cell carries it to a process
+        # that never imported the backbones (a cell's process, a Ray worker) and its key there is the same
+        _ = self.backbone_identity
+
     @property
     def hparams(self) -> dict[str, Any]:
         return {
