@@ -55,9 +55,9 @@ def _rec(method: str, seed: int, *, task: str = "t", budget: int = 64, gpu: str 
 def test_a_spread_is_the_median_with_the_range_over_seeds():
     s = spread([20.0, 22.0, 270.0, None, float("nan")])
     assert (s.median, s.low, s.high, s.n) == (22.0, 20.0, 270.0, 3)
-    assert s.describe(lambda x: f"{x:.0f}") == "22 (20–270)"
-    assert spread([5.0]).describe(lambda x: f"{x:.0f}") == "5", "one seed: its value, no range"
-    assert spread([5.0, 5.001]).describe(lambda x: f"{x:.1f}") == "5.0", "a range that formats as one value"
+    assert s.text(lambda x: f"{x:.0f}") == "22 (20–270)"
+    assert spread([5.0]).text(lambda x: f"{x:.0f}") == "5", "one seed: its value, no range"
+    assert spread([5.0, 5.001]).text(lambda x: f"{x:.1f}") == "5.0", "a range that formats as one value"
     assert spread([None]) is None
 
 

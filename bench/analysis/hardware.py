@@ -25,12 +25,11 @@ Two rules keep the numbers honest:
 from __future__ import annotations
 
 import dataclasses
-import math
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bench.analysis.overview import method_rank, task_rank
+from bench.analysis.tables import Spread
 from bench.core.record import Record
 
 # the per-seed states of the feature cache (``cache_state``)
@@ -73,30 +72,10 @@ def machine_of(record: Record) -> Machine:
     return Machine(device, name, env.threads if env else None)
 
 
-@dataclass(frozen=True)
-class Spread:
-    """The median of ``n`` values over seeds and their range."""
-
-    median: float
-    low: float
-    high: float
-    n: int
-
-    def describe(self, fmt: Callable[[float], str]) -> str:
-        """The median and the range, "22 (20–270)"; one value, or a range that formats as one value: "22"."""
-        low, high = fmt(self.low), fmt(self.high)
-        return fmt(self.median) if self.n == 1 or low == high else f"{fmt(self.median)} ({low}–{high})"
-
-    def overlaps(self, other: Spread) -> bool:
-        return self.low <= other.high and other.low <= self.high
-
-
 def spread(values: Sequence[float | None]) -> Spread | None:
     """Median and range of the values that were measured (None and NaN left out); None when none was."""
-    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    if not vals:
-        return None
-    return Spread(statistics.median(vals), min(vals), max(vals), len(vals))
+    s = Spread.of(values)
+    return s if s.n else None
 
 
 def cache_state(record: Record) -> str | None:

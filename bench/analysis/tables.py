@@ -7,7 +7,7 @@ and ``adaptbench summary`` render these rows; none of them builds its own.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,17 +60,23 @@ class Spread:
             return cls(math.nan, math.nan, math.nan, 0)
         return cls(float(np.median(vals)), min(vals), max(vals), len(vals))
 
+    def text(self, fmt: Callable[[float], str]) -> str:
+        """The median and the range, "22 (20–270)", each value formatted by ``fmt``; one value, or a range that
+        formats as one value: "22"."""
+        low, high = fmt(self.low), fmt(self.high)
+        return fmt(self.median) if self.n == 1 or low == high else f"{fmt(self.median)} ({low}–{high})"
+
     def describe(self, scale: float = 1.0) -> str:
         """``22 (20–270)``: the median and, when the seeds differ, the range; ``scale`` multiplies every value (bytes
         to MiB); "–" when not measured. Whole numbers from 100 up, one decimal from 1, two below."""
         if self.n == 0:
             return "–"
-        med, low, high = (scale * v for v in (self.median, self.low, self.high))
-        digits = _digits(max(abs(low), abs(high)))
-        text = f"{med:,.{digits}f}"
-        if f"{low:,.{digits}f}" != f"{high:,.{digits}f}":
-            text += f" ({low:,.{digits}f}–{high:,.{digits}f})"
-        return text
+        digits = _digits(scale * max(abs(self.low), abs(self.high)))
+        return self.text(lambda v: f"{scale * v:,.{digits}f}")
+
+    def overlaps(self, other: Spread) -> bool:
+        """Whether the two ranges over seeds overlap (the seeds do not separate them)."""
+        return self.low <= other.high and other.low <= self.high
 
 
 def _digits(x: float) -> int:

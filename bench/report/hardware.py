@@ -27,9 +27,9 @@ from bench.analysis.hardware import (
     HardwareReport,
     Machine,
     Measured,
-    Spread,
 )
 from bench.analysis.overview import task_rank
+from bench.analysis.tables import Spread
 from bench.report.data import ReportData
 from bench.report.html import TD, table
 
