@@ -81,7 +81,7 @@ class Overview:
             (
                 "what ran",
                 f"{_n(len(self.tasks), 'task')} ({', '.join(self.tasks)}); {_n(len(self.methods), 'method')} "
-                f"({', '.join(self.methods)}); budgets {', '.join(_budget(b) for b in self.budgets)}; seeds "
+                f"({', '.join(self.methods)}); budgets {', '.join(budget_text(b) for b in self.budgets)}; seeds "
                 f"{', '.join(map(str, self.seeds))}; backbones {', '.join(self.backbones)}",
             ),
             ("cells", cells),
@@ -170,7 +170,8 @@ def _n(count: int, noun: str) -> str:
     return f"{count} {noun}{'s' * (count != 1)}"
 
 
-def _budget(b: int) -> str:
+def budget_text(b: int) -> str:
+    """A budget as the pages write it: its number, or "all" for 0 (the whole training set)."""
     return "all" if b == 0 else str(b)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from bench import catalog
 from bench.analysis.contrast import BETTER, EQUIVALENT, WORSE
 from bench.analysis.decision_map import Decision
-from bench.analysis.overview import method_rank
+from bench.analysis.overview import budget_text, method_rank
 from bench.analysis.tables import Row
 from bench.report.html import TD, table
 
@@ -162,7 +162,7 @@ def decision_html(rows: Sequence[MapRow]) -> str:
         body.append(
             [
                 TD(r.task, cls="l"),
-                TD(_budget(r.budget) + (f"<div class='meta'>{esc(r.margin)}</div>" if r.margin else ""), raw=True),
+                TD(budget_text(r.budget) + (f"<div class='meta'>{esc(r.margin)}</div>" if r.margin else ""), raw=True),
                 TD(f"<b>{esc(r.verdict)}</b>", cls="l", raw=True),
                 TD(r.chosen, cls="l"),
                 TD(lines or "–", cls="l", raw=True),
@@ -175,12 +175,8 @@ def decision_html(rows: Sequence[MapRow]) -> str:
 def decision_markdown(rows: Sequence[MapRow]) -> list[str]:
     lines = ["| " + " | ".join(HEADER) + " |", "|---" * len(HEADER) + "|"]
     for r in rows:
-        budget = _budget(r.budget) + (f" ({r.margin})" if r.margin else "")
+        budget = budget_text(r.budget) + (f" ({r.margin})" if r.margin else "")
         others = "<br>".join(c.text() for c in r.comparisons) or "–"
         cells = [r.task, budget, r.verdict, r.chosen, others, r.left_out or "–"]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return lines
-
-
-def _budget(b: int) -> str:
-    return "all" if b == 0 else str(b)

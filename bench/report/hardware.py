@@ -28,7 +28,7 @@ from bench.analysis.hardware import (
     Machine,
     Measured,
 )
-from bench.analysis.overview import task_rank
+from bench.analysis.overview import budget_text, task_rank
 from bench.analysis.tables import Spread
 from bench.report.data import ReportData
 from bench.report.html import TD, table
@@ -73,10 +73,6 @@ def flops(x: float) -> str:
 
 def percent(x: float) -> str:
     return f"{100 * x:.0f}%" if x >= 0.1 else f"{100 * x:.1f}%"
-
-
-def budget_text(budget: int) -> str:
-    return str(budget) if budget else "all"
 
 
 # a cell's parts: (text, role), role "" the value, "range" its range over seeds, "note" a line of its own below it

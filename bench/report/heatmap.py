@@ -20,7 +20,7 @@ import numpy as np
 
 from bench import catalog
 from bench.analysis.cells import MethodCell
-from bench.analysis.overview import method_rank, task_rank
+from bench.analysis.overview import budget_text, method_rank, task_rank
 from bench.analysis.stats import ITEMS, SEEDS, SEEDS_ITEMS, Interval
 from bench.analysis.tables import Row
 from bench.core.record import TEST, metric_key
@@ -79,7 +79,7 @@ class Heatmap:
         header = ["task", "budget", "metric", *self.methods]
         body: list[list[TD | str]] = []
         for row in self.rows:
-            line: list[TD | str] = [row.task, _budget(row.budget), row.metric]
+            line: list[TD | str] = [row.task, budget_text(row.budget), row.metric]
             for m in self.methods:
                 if m not in row.values or math.isnan(row.values[m].mean):
                     line.append(TD("–"))
@@ -97,7 +97,7 @@ class Heatmap:
                         (f"{mark} " if mark else "") + text + ci,
                         value=v.mean,
                         style=f"background:hsl(140,45%,{light:.0f}%);padding:.25rem .3rem",
-                        title=f"{m} at {_budget(row.budget)}: {v.describe()}, {v.n} seed{'s' * (v.n != 1)}"
+                        title=f"{m} at {budget_text(row.budget)}: {v.describe()}, {v.n} seed{'s' * (v.n != 1)}"
                         + (f"; 95% interval over {KIND_WORDS[v.kind]}" if v.has_interval else ""),
                         raw=True,
                         cls="heat",
@@ -129,7 +129,7 @@ class Heatmap:
                 text = f"**{v.mean:.3f}**" if m == row.top else f"{v.mean:.3f}"
                 on = f", on {row.backbones[m]}" if m in row.backbones else ""
                 cells.append(f"{text} {row.mark(m)}".strip() + f" ({_range(v)}{on})")
-            lines.append(f"| {row.task} | {_budget(row.budget)} | {row.metric} | " + " | ".join(cells) + " |")
+            lines.append(f"| {row.task} | {budget_text(row.budget)} | {row.metric} | " + " | ".join(cells) + " |")
         ranks = " | ".join(_rank_text(self.mean_rank.get(m)) for m in self.methods)
         lines.append(f"| **mean rank** | | | {ranks} |")
         return lines
@@ -201,7 +201,3 @@ def _range(v: Interval) -> str:
 
 def _rank_text(rank: tuple[float, int] | None) -> str:
     return "–" if rank is None else f"{rank[0]:.1f} ({rank[1]})"
-
-
-def _budget(b: int) -> str:
-    return "all" if b == 0 else str(b)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from bench import catalog
 from bench.analysis.decision_map import Decision
 from bench.analysis.flags import NOT_HELD_OUT
+from bench.analysis.overview import budget_text
 from bench.analysis.stats import interval_kinds
 from bench.analysis.sweeps import sweep_rows
 from bench.analysis.tables import Row
@@ -115,7 +116,7 @@ def board(task: str, rows: Sequence[Row], spec: TaskSpec | None, decisions: Sequ
         cells.append(
             [
                 TD(catalog.method_label(c.method, task), value=c.method),
-                TD(_budget(c.budget), value=c.budget or 10**9),
+                TD(budget_text(c.budget), value=c.budget or 10**9),
                 TD(", ".join(row.backbones), cls="l"),
                 TD(str(c.primary.n), value=c.primary.n),
                 _metric(row, primary),
@@ -229,7 +230,7 @@ def drilldown_html(task: str, rows: Sequence[Row], primary: str = "accuracy") ->
         seeds = ", ".join(str(r.seed) for r in c.records)
         out.append(
             f"<details id='{anchor('cell', task, c.method, c.budget)}'><summary>{html.escape(c.method)} @ "
-            f"{_budget(c.budget)}: {len(c.records)} record{'s' * (len(c.records) != 1)} (seeds {seeds})</summary>"
+            f"{budget_text(c.budget)}: {len(c.records)} record{'s' * (len(c.records) != 1)} (seeds {seeds})</summary>"
         )
         out.extend(_records_html(c.records, primary))
         out.append("</details>")
@@ -376,7 +377,3 @@ def _count(trainable: float, share: float) -> str:
     if math.isnan(trainable):
         return "–"
     return f"{trainable:,.0f}" + ("" if math.isnan(share) else f" ({100 * share:.2f}%)")
-
-
-def _budget(b: int) -> str:
-    return "all" if b == 0 else str(b)

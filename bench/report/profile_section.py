@@ -12,6 +12,7 @@ import html
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from bench.analysis.overview import budget_text
 from bench.analysis.profile import Profile, RankView
 from bench.report.html import TD, table
 from bench.report.plots.style import Plot, legend_outside, new_figure, png_base64, style_of
@@ -33,12 +34,8 @@ def shown(data: ReportData) -> bool:
     return len(p.rows) >= 2 and len(p.methods) >= 2
 
 
-def _budget(b: int) -> str:
-    return "all" if b == 0 else str(b)
-
-
 def _rows_text(rows) -> str:
-    return ", ".join(f"{r.task} @ {_budget(r.budget)}" for r in rows)
+    return ", ".join(f"{r.task} @ {budget_text(r.budget)}" for r in rows)
 
 
 # ------------------------------------------------------------------------------------------------ figure

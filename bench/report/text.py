@@ -16,7 +16,7 @@ from bench.analysis import baselines as bl
 from bench.analysis import cells as cl
 from bench.analysis.decision_map import FAMILY, Decision, decisions
 from bench.analysis.flags import legend
-from bench.analysis.overview import method_rank
+from bench.analysis.overview import budget_text, method_rank
 from bench.analysis.pairing import CachedPredictions
 from bench.analysis.rules import FAMILY as RULES_FAMILY
 from bench.analysis.rules import RuleResult, evaluate
@@ -34,10 +34,6 @@ SUMMARY_FLAGS = (
     "still-improving k/n",
     "grid-edge k/n",
 )
-
-
-def _budget(b: int) -> str:
-    return "all" if b == 0 else str(b)
 
 
 def rule_text() -> str:
@@ -78,7 +74,7 @@ def decision_text(d: Decision) -> str:
 def decision_lines(decisions: Sequence[Decision]) -> list[str]:
     lines = [f"  {'task':32s} {'budget':>6s}  decision"]
     for d in decisions:
-        lines.append(f"  {d.task:32s} {_budget(d.budget):>6s}  {decision_text(d)}")
+        lines.append(f"  {d.task:32s} {budget_text(d.budget):>6s}  {decision_text(d)}")
         left_out = sorted(d.excluded, key=method_rank)
         if left_out and all(d.excluded[m].startswith(NOT_ENOUGH_SEEDS) for m in left_out) and d.best is None:
             why = "seeds: " + ", ".join(f"{m} {d.seeds.get(m, 0)}" for m in left_out)
@@ -92,7 +88,7 @@ def decision_lines(decisions: Sequence[Decision]) -> list[str]:
 def rule_lines(rules: Sequence[RuleResult]) -> list[str]:
     lines = [f"  {'task':20s} {'budget':>6s}  {'verdict':12s} rule: estimate"]
     for r in rules:
-        lines.append(f"  {r.task:20s} {_budget(r.budget):>6s}  {r.verdict:12s} {r.claim}: {r.estimate}")
+        lines.append(f"  {r.task:20s} {budget_text(r.budget):>6s}  {r.verdict:12s} {r.claim}: {r.estimate}")
     return lines
 
 
@@ -117,7 +113,7 @@ def task_lines(task: str, rows: Sequence[Row], base: bl.Baselines | None) -> lis
         if row.gain is not None:
             gain = row.gain.describe() + (" (not enough seeds)" if row.gain.outcome == NOT_ENOUGH_SEEDS else "")
         lines.append(
-            f"  {row.method:12s} {_budget(row.budget):>6s}  {c.primary.describe():34s} {c.primary.n:>5d}  "
+            f"  {row.method:12s} {budget_text(row.budget):>6s}  {c.primary.describe():34s} {c.primary.n:>5d}  "
             f"{gain:30s} {', '.join(row.flags)}".rstrip()
         )
         for r in c.records:
@@ -134,7 +130,9 @@ def task_lines(task: str, rows: Sequence[Row], base: bl.Baselines | None) -> lis
     for budget in sorted(by_budget):
         fronts = cl.pareto_fronts(by_budget[budget], spec.higher_is_better)
         parts = [f"vs {axis}: {', '.join(sorted(ms, key=method_rank)) or '–'}" for axis, ms in fronts.items()]
-        lines.append(f"  Pareto front at budget {_budget(budget)} ({spec.primary_metric} vs cost): " + "; ".join(parts))
+        lines.append(
+            f"  Pareto front at budget {budget_text(budget)} ({spec.primary_metric} vs cost): " + "; ".join(parts)
+        )
     return lines
 
 
